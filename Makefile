@@ -1,0 +1,57 @@
+# nightwarden: make demo | make test | make bench
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+# Debian packages the tests use: real firewalls, real peers.
+TEST_DEBS := nftables iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux
+TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare
+
+.PHONY: demo test bench debs clean
+
+$(BIN)/nightwarden: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# The daily run on the embedded default configuration, in a sandbox directory:
+# dry-run firewall, mail to an mbox file, nothing outside $(DEMO)/ is touched.
+demo: $(BIN)/nightwarden
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "== sandbox: $(DEMO)/ (dry-run firewall, mail into an mbox file)"
+	$(BIN)/nightwarden --sandbox $(DEMO) firewall start
+	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 198.51.100.23 --ttl 6h --reason "demo: ssh brute force"
+	$(BIN)/nightwarden --sandbox $(DEMO) deny 192.0.2.0/24 --comment "demo: hostile network"
+	$(BIN)/nightwarden --sandbox $(DEMO) allow 203.0.113.200 --comment "demo: office"
+	-$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200
+	$(BIN)/nightwarden --sandbox $(DEMO) blocks
+	$(BIN)/nightwarden --sandbox $(DEMO) daily
+	@echo "== done. report: $$(ls $(DEMO)/reports/*.txt)"
+	@echo "   mail:   $(DEMO)/state/mail/mbox ($$(grep -c '^From ' $(DEMO)/state/mail/mbox) message(s))"
+	@echo "   log:    $(DEMO)/log/nightwarden.log; state: $(DEMO)/state/state.db"
+
+# Installs the Debian packages the tests need when one is missing and we are root.
+debs:
+	@missing=""; for c in $(TEST_CMDS); do PATH=$$PATH:/usr/sbin:/sbin command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ] || [ ! -e /usr/lib/x86_64-linux-gnu/libxtables.so.12 -a ! -e /usr/lib/aarch64-linux-gnu/libxtables.so.12 ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_DEBS); \
+	  else echo "missing:$$missing (tests that need them are skipped; run as root to install)"; fi; \
+	fi
+
+# As root, the whole suite runs in a private network namespace (loopback only);
+# firewall tests add a fresh namespace of their own for each test.
+test: debs $(BIN)/nightwarden
+	@if [ "$$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then \
+	  unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'; \
+	else \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	fi
+
+bench: debs $(BIN)/nightwarden
+	$(BIN)/python bench/cli_startup.py
+	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

@@ -1,0 +1,38 @@
+"""The job registry. A job module is imported only when that job runs.
+
+A job module exposes NAME, add_arguments(parser) and run(ctx) -> Result.
+Schedules are cron expressions with day names (never numbers: APScheduler 3.x reads a
+numeric day of week with 0 = Monday, cron with 0 = Sunday).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    name: str
+    module: str
+    summary: str
+    schedule: str
+    daily: bool       # part of `nightwarden daily`
+
+
+JOBS: dict[str, JobInfo] = {j.name: j for j in [
+    JobInfo("report", "nightwarden.jobs.report",
+            "the daily report: job health, blocks, events; mailed as one digest",
+            "0 6 * * *", True),
+]}
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(JOBS[name].module)
+
+
+def daily_order() -> list[str]:
+    """Jobs of the daily run in order; the report comes last so it sees the others' results."""
+    names = [j.name for j in JOBS.values() if j.daily and j.name != "report"]
+    return names + (["report"] if "report" in JOBS else [])

@@ -1,0 +1,192 @@
+"""The daily report: what happened in the period, as text, HTML and JSON, mailed as one digest.
+
+Sections: job health, firewall blocks (active, made and lifted in the period), events by
+kind and by address, list-file problems, and mail waiting in the outbox.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nightwarden.lib.errors import UsageError
+from nightwarden.lib.runner import Result
+
+NAME = "report"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--since", help="start of the period (YYYY-MM-DD[THH:MM] or 24h, 7d)")
+    parser.add_argument("--until", help="end of the period (default: now)")
+    parser.add_argument("--no-mail", action="store_true", help="save the report, do not mail it")
+
+
+@dataclass
+class Section:
+    title: str
+    headers: list[str]
+    rows: list[list] = field(default_factory=list)
+    note: str = ""
+
+
+def parse_when(text: str, now: float) -> float:
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip()
+    if text and text[-1] in units and text[:-1].isdigit():
+        return now - int(text[:-1]) * units[text[-1]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"invalid time {text!r}: use YYYY-MM-DD[THH:MM] or 24h, 7d") from None
+
+
+def fmt_time(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def job_health(state, since: float, until: float) -> Section:
+    from nightwarden.jobs import JOBS
+
+    sec = Section("Job health", ["job", "runs", "failed", "last run", "last exit", "last success",
+                                 "last summary"])
+    runs = [r for r in state.runs(since) if r["started"] < until]
+    names = list(JOBS) + sorted({r["job"] for r in runs} - set(JOBS))
+    for name in names:
+        mine = [r for r in runs if r["job"] == name]
+        last = mine[-1] if mine else None
+        failed = sum(1 for r in mine if r["exit_code"] is not None and r["exit_code"] >= 64)
+        sec.rows.append([name, len(mine), failed, fmt_time(last["started"]) if last else "never",
+                         "-" if last is None else
+                         ("running" if last["exit_code"] is None else last["exit_code"]),
+                         fmt_time(state.last_success(name)), (last["summary"] if last else "")[:60]])
+    return sec
+
+
+def blocks_sections(state, since: float, until: float, lists) -> list[Section]:
+    active = state.active_blocks()
+    temp = [b for b in active if not b.permanent]
+    perm = [b for b in active if b.permanent]
+    summary = Section("Firewall", ["what", "count"], [
+        ["temporary blocks active", len(temp)],
+        ["permanent blocks active", len(perm)],
+        ["deny list entries", len(lists.deny.entries)],
+        ["allow list entries", len(lists.allow.entries)],
+        ["ignore list entries", len(lists.ignore.entries)],
+    ])
+    made = Section("Blocks made in the period",
+                   ["address", "kind", "source", "reason", "created", "expires"])
+    lifted = Section("Blocks lifted in the period", ["address", "source", "reason", "removed", "why"])
+    for b in state.blocks_since(since):
+        if since <= b.created < until:
+            made.rows.append([b.address, "permanent" if b.permanent else "temporary", b.source,
+                              b.reason, fmt_time(b.created), fmt_time(b.expires)])
+        if b.removed and since <= b.removed < until:
+            lifted.rows.append([b.address, b.source, b.reason, fmt_time(b.removed), b.removed_reason])
+    return [summary, made, lifted]
+
+
+def events_sections(state, since: float, until: float) -> list[Section]:
+    events = state.events(since, until)
+    by_kind: dict[str, int] = {}
+    by_addr: dict[tuple, int] = {}
+    for e in events:
+        by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
+        if e["address"]:
+            key = (e["address"], e["kind"])
+            by_addr[key] = by_addr.get(key, 0) + 1
+    kinds = Section("Events by kind", ["kind", "count"],
+                    [[k, n] for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1])])
+    top = Section("Top addresses", ["address", "kind", "events"],
+                  [[a, k, n] for (a, k), n in sorted(by_addr.items(), key=lambda kv: -kv[1])[:20]])
+    return [kinds, top]
+
+
+def problems_section(lists, outbox_pending: int) -> Section:
+    sec = Section("Problems", ["problem"], [[e] for e in lists.errors])
+    if outbox_pending:
+        sec.rows.append([f"{outbox_pending} message(s) waiting in the outbox (nightwarden mail flush)"])
+    return sec
+
+
+def render_text(sections: list[Section]) -> str:
+    from tabulate import tabulate
+
+    out = []
+    for sec in sections:
+        out.append(sec.title)
+        out.append("=" * len(sec.title))
+        out.append(tabulate(sec.rows, sec.headers, tablefmt="simple") if sec.rows else "(none)")
+        if sec.note:
+            out.append(sec.note)
+        out.append("")
+    return "\n".join(out)
+
+
+def render_html(sections: list[Section]) -> str:
+    from tabulate import tabulate
+
+    out = []
+    for sec in sections:
+        out.append(f"<h2>{html.escape(sec.title)}</h2>")
+        # tabulate's "html" format escapes cell text
+        out.append(tabulate(sec.rows, sec.headers, tablefmt="html") if sec.rows
+                   else '<p class="muted">(none)</p>')
+        if sec.note:
+            out.append(f"<p>{html.escape(sec.note)}</p>")
+    return "\n".join(out)
+
+
+def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
+    from nightwarden.lib.lists import load_lists
+    from nightwarden.lib.mail import Outbox
+
+    lists = load_lists(ctx.config)
+    state = ctx.state
+    sections = [job_health(state, since, until), *blocks_sections(state, since, until, lists),
+                *events_sections(state, since, until),
+                problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending()))]
+    period = f"{fmt_time(since)} to {fmt_time(until)}"
+    return sections, period
+
+
+def run(ctx) -> Result:
+    from nightwarden.lib.fsutil import atomic_write
+
+    args = ctx.args
+    now = time.time()
+    until = parse_when(args.until, now) if args and args.until else now
+    hours = ctx.config["report"]["period_hours"]
+    since = parse_when(args.since, now) if args and args.since else until - hours * 3600
+    if since >= until:
+        raise UsageError("--since must be before --until")
+    sections, period = build(ctx, since, until)
+    text = render_text(sections)
+    body_html = render_html(sections)
+    data = {"host": ctx.config.hostname, "since": since, "until": until,
+            "sections": [{"title": s.title, "headers": s.headers, "rows": s.rows} for s in sections]}
+    stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
+    base = ctx.config.report_dir / f"report-{stamp}"
+    if ctx.dry_run:
+        ctx.log.info("dry run: would write %s.{txt,html,json}", base)
+        ctx.say(text)
+    else:
+        atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
+        atomic_write(base.with_suffix(".json"), json.dumps(data, indent=1, default=str).encode(), 0o640)
+    fields = {"period": period, "body": text, "body_html": body_html}
+    mailer = ctx.mailer
+    msg = mailer.build("report", fields)
+    if not ctx.dry_run:
+        html_part = msg.get_body(("html",))
+        if html_part is not None:
+            atomic_write(base.with_suffix(".html"), html_part.get_content().encode(), 0o640)
+    sent = "not mailed"
+    if not (args and getattr(args, "no_mail", False)):
+        result = mailer.send(msg)
+        sent = f"mail {result.status} ({result.where})"
+    ctx.say(f"report: {base}.txt (.html, .json); {sent}")
+    counts = {s.title: len(s.rows) for s in sections}
+    return Result(0, f"report for {period}: {counts['Blocks made in the period']} blocks made, "
+                     f"{sum(r[1] for r in sections[4].rows)} events; {sent}")

@@ -1,0 +1,285 @@
+"""Block management: the one place where state, lists and the firewall meet.
+
+Every change validates all its input first (nothing half-applied), then writes the state
+row and the kernel entry under the firewall lock, in one state transaction that is rolled
+back if the kernel refuses. The allow list, the ignore list and the protected addresses
+(loopback, this host's own addresses) always win over a block.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .errors import DataError, RefusedError
+from .firewall import Backend, Entry, Filter
+from .lists import Lists, append_entry, load_lists, remove_entry
+from .lock import LockFile
+from .logsetup import get
+from .netaddr import Network, display, is_host, parse_network, protection_reason
+from .state import State
+
+log = get("blocks")
+
+
+@dataclass
+class BlockResult:
+    added: list[Network] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)   # (address, why)
+
+
+@dataclass
+class SyncResult:
+    added: list[Entry] = field(default_factory=list)
+    removed: list[Entry] = field(default_factory=list)
+    expired: int = 0
+
+
+class BlockManager:
+    def __init__(self, config, state: State, backend: Backend, lists: Lists | None = None):
+        self.config = config
+        self.state = state
+        self.backend = backend
+        self._lists = lists
+        self._ready = False
+
+    def ensure_ready(self) -> None:
+        """Set up the base rules and load every entry if they are not in place yet."""
+        if not self._ready and not self.backend.is_ready():
+            self.sync()
+        self._ready = True
+
+    @property
+    def lists(self) -> Lists:
+        if self._lists is None:
+            self._lists = load_lists(self.config)
+            for error in self._lists.errors:
+                log.warning("%s", error)
+        return self._lists
+
+    def _lock(self) -> LockFile:
+        return LockFile(self.config.run_dir / "firewall.lock", "a firewall change").acquire(
+            wait=self.config["firewall"]["lock_timeout"])
+
+    # -- policy ---------------------------------------------------------------
+    def refusal(self, net: Network) -> str | None:
+        """Why net must not be blocked, or None."""
+        fw = self.config["firewall"]
+        why = protection_reason(net, fw["protect_loopback"], fw["protect_own_addresses"])
+        if why:
+            return why
+        for kind in ("allow", "ignore"):
+            entry = getattr(self.lists, kind).match(net)
+            if entry is not None:
+                return f"it is on the {kind} list ({entry.where})"
+        return None
+
+    def parse_all(self, targets: Iterable[str | Network]) -> list[Network]:
+        """Parse every target first: one bad address stops the whole command before any change."""
+        return [t if not isinstance(t, str) else parse_network(t) for t in targets]
+
+    # -- block / unblock ------------------------------------------------------
+    def block(self, targets: Sequence[str | Network], ttl: int | None = None, reason: str = "",
+              source: str = "cli", permanent: bool = False, strict: bool = True) -> BlockResult:
+        """Block addresses. strict: refuse the whole call if any address is refused."""
+        nets = self.parse_all(targets)
+        ttl = self.config["firewall"]["default_ttl"] if ttl is None else ttl
+        result = BlockResult()
+        for net in nets:
+            why = self.refusal(net)
+            if why:
+                result.refused.append((display(net), why))
+            else:
+                result.added.append(net)
+        if strict and result.refused:
+            addr, why = result.refused[0]
+            raise RefusedError(f"refusing to block {addr}: {why}")
+        for addr, why in result.refused:
+            log.info("not blocking %s: %s", addr, why)
+        if not result.added:
+            return result
+        kind = "perm" if permanent else "temp"
+        now = time.time()
+        expires = None if (permanent or not ttl) else now + ttl
+        entries = [Entry(n, kind, None if permanent else (ttl or None)) for n in result.added]
+        with self._lock(), self.state:
+            superseded = self._supersede(entries)
+            for net in result.added:
+                self.state.add_block(display(net), net.version, permanent, source, reason, now, expires)
+            if superseded:
+                self.backend.unblock(superseded)
+            self.backend.block(entries)
+        log.info("blocked %d address(es) (%s, %s): %s", len(entries), source,
+                 "permanent" if permanent else (f"ttl {ttl}s" if ttl else "until purged"),
+                 ", ".join(display(n) for n in result.added[:10]))
+        return result
+
+    def _supersede(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Networks inside a new network block of the same kind are ended (kernel sets of
+        intervals refuse overlaps); a new network inside an existing one is covered already."""
+        nets = [e for e in entries if not is_host(e.network)]
+        if not nets:
+            return []
+        gone = []
+        for row in self.state.active_blocks():
+            old = parse_network(row.address)
+            if is_host(old):
+                continue
+            kind = "perm" if row.permanent else "temp"
+            for e in nets:
+                if e.kind == kind and old != e.network and old.version == e.network.version \
+                        and old.subnet_of(e.network):
+                    self.state.end_block(row.address, f"covered by {display(e.network)}")
+                    gone.append(Entry(old, kind))
+                elif e.kind == kind and old != e.network and old.version == e.network.version \
+                        and e.network.subnet_of(old):
+                    raise RefusedError(f"{display(e.network)} is already covered by the block "
+                                       f"of {row.address}")
+        return gone
+
+    def unblock(self, targets: Sequence[str | Network], reason: str = "manual",
+                strict: bool = True) -> list[Network]:
+        """Remove blocks (temporary and permanent). Returns the networks that were blocked."""
+        nets = self.parse_all(targets)
+        own_deny = self.config.list_file("deny")
+        for net in nets:
+            for entry in self.lists.deny.exact(net):
+                if entry.file != str(own_deny) and strict:
+                    raise RefusedError(f"{display(net)} is on the deny list in {entry.where};"
+                                       f" remove it there")
+        removed = []
+        with self._lock(), self.state:
+            for net in nets:
+                was = self.state.end_block(display(net), reason)
+                if remove_entry(own_deny, net):
+                    was = True
+                if was:
+                    removed.append(net)
+            self.backend.unblock([Entry(n, k) for n in nets for k in ("temp", "perm")])
+        if removed:
+            self._lists = None
+            log.info("unblocked %s (%s)", ", ".join(display(n) for n in removed), reason)
+        return removed
+
+    # -- allow / deny lists ---------------------------------------------------
+    def allow(self, target: str, comment: str = "") -> bool:
+        """Add to our allow file, lift any block of it, accept it in the kernel."""
+        net = self.parse_all([target])[0]
+        if any(e.filter is None for e in self.lists.allow.exact(net)):
+            return False
+        with self._lock(), self.state:
+            append_entry(self.config.list_file("allow"), net, comment or _stamp("allowed"))
+            remove_entry(self.config.list_file("deny"), net)
+            lifted = []
+            for row in self.state.active_blocks(include_expired=True):
+                old = parse_network(row.address)
+                if old.version == net.version and old.overlaps(net):
+                    self.state.end_block(row.address, "allowed")
+                    lifted += [Entry(old, "temp"), Entry(old, "perm")]
+            self.backend.unblock(lifted + [Entry(net, "temp"), Entry(net, "perm")])
+            self.backend.block([Entry(net, "allow")])
+        self._lists = None
+        return True
+
+    def deny(self, target: str, comment: str = "") -> bool:
+        """Add to our deny file and block permanently."""
+        net = self.parse_all([target])[0]
+        why = self.refusal(net)
+        if why:
+            raise RefusedError(f"refusing to deny {display(net)}: {why}")
+        if any(e.filter is None for e in self.lists.deny.exact(net)):
+            return False
+        with self._lock(), self.state:
+            append_entry(self.config.list_file("deny"), net, comment or _stamp("denied"))
+            if self.state.end_block(display(net), "moved to the deny list"):
+                self.backend.unblock([Entry(net, "temp")])
+            self.backend.block([Entry(net, "perm")])
+        self._lists = None
+        return True
+
+    # -- expiry and reconciliation ----------------------------------------------
+    def expire(self, now: float | None = None) -> int:
+        """End the blocks whose time is up (and remove them where the kernel has no timeouts)."""
+        now = time.time() if now is None else now
+        with self._lock(), self.state:
+            due = [r for r in self.state.active_blocks(now, include_expired=True)
+                   if r.expires is not None and r.expires <= now]
+            for row in due:
+                self.state.end_block(row.address, "expired", when=row.expires)
+            if due and not self.backend.kernel_timeouts:
+                self.backend.unblock([Entry(parse_network(r.address), "temp") for r in due])
+        return len(due)
+
+    def desired(self) -> tuple[list[Entry], list[Filter]]:
+        """What the kernel should hold: allow list, deny list + permanent blocks, temp blocks."""
+        now = time.time()
+        entries: list[Entry] = [Entry(e.network, "allow") for e in self.lists.allow.whole]
+        for e in self.lists.deny.whole:
+            why = self.refusal(e.network)
+            if why:
+                log.warning("%s: not blocking %s: %s", e.where, display(e.network), why)
+            else:
+                entries.append(Entry(e.network, "perm"))
+        for row in self.state.active_blocks(now):
+            net = parse_network(row.address)
+            if self.refusal(net):
+                continue
+            if row.permanent:
+                entries.append(Entry(net, "perm"))
+            else:
+                ttl = max(1, int(row.expires - now)) if row.expires else None
+                entries.append(Entry(net, "temp", ttl))
+        filters = [Filter(e.filter, "allow") for e in self.lists.allow.filters] + \
+                  [Filter(e.filter, "deny") for e in self.lists.deny.filters]
+        return _drop_nested(entries), filters
+
+    def sync(self) -> SyncResult:
+        """Re-assert the base rules and make the kernel hold exactly what it should."""
+        result = SyncResult(expired=self.expire())
+        with self._lock():
+            want, filters = self.desired()
+            self.backend.ensure(filters)
+            have = {(k.network, k.kind) for k in self.backend.list()}
+            wanted = {(e.network, e.kind) for e in want}
+            result.removed = [Entry(n, k) for n, k in have - wanted]
+            result.added = [e for e in want if (e.network, e.kind) not in have]
+            if result.removed:
+                self.backend.unblock(result.removed)
+            if result.added:
+                self.backend.block(result.added)
+        return result
+
+
+def _drop_nested(entries: list[Entry]) -> list[Entry]:
+    """Leave out networks inside another network of the same kind (interval sets refuse them)."""
+    nets = [e for e in entries if not is_host(e.network)]
+    keep = []
+    for e in entries:
+        if not is_host(e.network) and any(
+                o.kind == e.kind and o.network != e.network and o.network.version == e.network.version
+                and e.network.subnet_of(o.network) for o in nets):
+            continue
+        keep.append(e)
+    seen, out = set(), []
+    for e in keep:
+        if (e.network, e.kind) not in seen:
+            seen.add((e.network, e.kind))
+            out.append(e)
+    return out
+
+
+def _stamp(what: str) -> str:
+    return f"{what} by nightwarden - {time.strftime('%a %b %d %H:%M:%S %Y')}"
+
+
+def validate_ttl(text: str) -> int:
+    """Parse a TTL: seconds, or a number with s, m, h, d or w."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise DataError(f"invalid TTL {text!r}: use seconds or a number with s, m, h, d or w") from None

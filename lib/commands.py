@@ -1,0 +1,301 @@
+"""The CLI's commands (everything that is not a job). Each returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from . import config as configmod
+from .errors import EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE
+from .netaddr import display, parse_network
+from .runner import Context, run_job
+
+READ_ONLY = {"jobs", "config", "blocks", "grep"}
+
+
+def dispatch(args) -> int:
+    from . import logsetup
+
+    cfg = configmod.load(getattr(args, "config", None), getattr(args, "sandbox", None))
+    job = args.command
+    logsetup.setup(args.verbosity,
+                   None if (job in READ_ONLY or not cfg["general"]["log_file"]) else cfg.log_dir,
+                   cfg["general"]["log_level"], cfg["general"]["syslog"] and cfg.sandbox is None,
+                   job=job)
+    from nightwarden.jobs import JOBS, load
+
+    if job in JOBS:
+        return run_job(load(job), cfg, args, getattr(args, "dry_run", False))
+    handler = globals()["cmd_" + job.replace("-", "_")]
+    ctx = Context(cfg, args, getattr(args, "dry_run", False), job)
+    try:
+        return handler(ctx)
+    finally:
+        ctx.close()
+
+
+def _table(rows, headers) -> str:
+    from tabulate import tabulate
+    return tabulate(rows, headers, tablefmt="simple") if rows else "(none)"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _left(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    secs = int(ts - now)
+    if secs <= 0:
+        return "expired"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"in {secs // size}{unit}"
+    return f"in {secs}s"
+
+
+# -- jobs ----------------------------------------------------------------------
+def cmd_jobs(ctx) -> int:
+    from nightwarden.jobs import JOBS
+    rows = [[j.name, j.schedule, "yes" if j.daily else "", j.summary] for j in JOBS.values()]
+    print(_table(rows, ["job", "schedule (cron)", "daily", "what it does"]))
+    return EXIT_OK
+
+
+def _job_args(name: str, args) -> argparse.Namespace:
+    from nightwarden.jobs import load
+    parser = argparse.ArgumentParser(add_help=False)
+    load(name).add_arguments(parser)
+    ns = parser.parse_args([])
+    ns.verbosity, ns.dry_run = args.verbosity, args.dry_run
+    return ns
+
+
+def cmd_daily(ctx) -> int:
+    from nightwarden.jobs import daily_order, load
+    codes = []
+    for name in daily_order():
+        codes.append(run_job(load(name), ctx.config, _job_args(name, ctx.args), ctx.dry_run))
+    failures = [c for c in codes if c >= 64]
+    return failures[0] if failures else max(codes, default=0)
+
+
+# -- config --------------------------------------------------------------------
+def cmd_config(ctx) -> int:
+    cfg = ctx.config
+    if ctx.args.action == "show":
+        print(f"# files read: {', '.join(map(str, cfg.files)) or '(none: embedded defaults)'}")
+        print(f"# state {cfg.state_dir}, logs {cfg.log_dir}, reports {cfg.report_dir}, "
+              f"locks {cfg.run_dir}, lists {cfg.config_dir}")
+        print(configmod.to_toml(cfg.data))
+        return EXIT_OK
+    from .lists import load_lists
+    lists = load_lists(cfg)
+    for error in lists.errors:
+        print(error)
+    print(f"configuration: {', '.join(map(str, cfg.files)) or 'embedded defaults'}: OK")
+    print(f"lists: {len(lists.allow.entries)} allow, {len(lists.deny.entries)} deny, "
+          f"{len(lists.ignore.entries)} ignore entries; {len(lists.errors)} bad line(s) skipped")
+    print(f"firewall backend: {cfg.firewall_backend()}; mail: {cfg['mail']['transport']}")
+    return EXIT_DATAERR if lists.errors else EXIT_OK
+
+
+# -- blocks --------------------------------------------------------------------
+def _ttl(text: str | None) -> int | None:
+    from .blocks import validate_ttl
+    return None if text is None else validate_ttl(text)
+
+
+def _report_dry_run(ctx) -> None:
+    for action in getattr(ctx.firewall, "actions", []):
+        if ctx.dry_run:
+            ctx.say(f"dry run: would {action}")
+
+
+def cmd_block(ctx) -> int:
+    a = ctx.args
+    ttl = _ttl(a.ttl)
+    mgr = ctx.blocks
+    mgr.ensure_ready()
+    if ctx.dry_run:
+        nets = mgr.parse_all(a.addresses)
+        for net in nets:
+            why = mgr.refusal(net)
+            if why:
+                from .errors import RefusedError
+                raise RefusedError(f"refusing to block {display(net)}: {why}")
+        ctx.say(f"dry run: would block {', '.join(display(n) for n in nets)}")
+        return EXIT_OK
+    result = mgr.block(a.addresses, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
+    ttl = ctx.config["firewall"]["default_ttl"] if ttl is None else ttl
+    how = "permanently" if a.permanent else (f"for {ttl} s" if ttl else "until purged")
+    ctx.say(f"blocked {', '.join(display(n) for n in result.added)} {how}")
+    return EXIT_OK
+
+
+def cmd_unblock(ctx) -> int:
+    mgr = ctx.blocks
+    mgr.ensure_ready()
+    nets = mgr.parse_all(ctx.args.addresses)
+    if ctx.dry_run:
+        ctx.say(f"dry run: would unblock {', '.join(display(n) for n in nets)}")
+        return EXIT_OK
+    removed = mgr.unblock(nets)
+    for net in nets:
+        ctx.say(f"{display(net)}: {'unblocked' if net in removed else 'was not blocked'}")
+    return EXIT_OK
+
+
+def cmd_allow(ctx) -> int:
+    mgr = ctx.blocks
+    net = parse_network(ctx.args.address)
+    if ctx.dry_run:
+        ctx.say(f"dry run: would allow {display(net)} in {ctx.config.list_file('allow')}")
+        return EXIT_OK
+    mgr.ensure_ready()
+    added = mgr.allow(ctx.args.address, ctx.args.comment)
+    ctx.say(f"{display(net)}: {'allowed' if added else 'already on the allow list'}"
+            f" ({ctx.config.list_file('allow')})")
+    return EXIT_OK
+
+
+def cmd_deny(ctx) -> int:
+    mgr = ctx.blocks
+    net = parse_network(ctx.args.address)
+    if ctx.dry_run:
+        why = mgr.refusal(net)
+        if why:
+            from .errors import RefusedError
+            raise RefusedError(f"refusing to deny {display(net)}: {why}")
+        ctx.say(f"dry run: would deny {display(net)} in {ctx.config.list_file('deny')}")
+        return EXIT_OK
+    mgr.ensure_ready()
+    added = mgr.deny(ctx.args.address, ctx.args.comment)
+    ctx.say(f"{display(net)}: {'denied' if added else 'already on the deny list'}"
+            f" ({ctx.config.list_file('deny')})")
+    return EXIT_OK
+
+
+def cmd_blocks(ctx) -> int:
+    from .lists import load_lists
+    now = time.time()
+    state = ctx.state
+    rows = []
+    if ctx.args.all:
+        blocks = state.db.execute("SELECT * FROM blocks ORDER BY created").fetchall()
+        from .state import BlockRow
+        blocks = [BlockRow.from_row(r) for r in blocks]
+    else:
+        blocks = state.active_blocks(now)
+    for b in blocks:
+        status = "active" if b.active else f"ended {_when(b.removed)} ({b.removed_reason})"
+        rows.append({"address": b.address, "kind": "permanent" if b.permanent else "temporary",
+                     "source": b.source, "reason": b.reason, "created": _when(b.created),
+                     "expires": "never" if b.permanent else (_left(b.expires, now) if b.active
+                                                               else _when(b.expires)),
+                     "status": status})
+    for e in load_lists(ctx.config).deny.entries:
+        rows.append({"address": display(e.network) if e.filter is None else str(e.filter),
+                     "kind": "deny list", "source": e.where, "reason": e.comment, "created": "-",
+                     "expires": "never", "status": "active"})
+    if ctx.args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        headers = ["address", "kind", "source", "reason", "created", "expires"]
+        if ctx.args.all:
+            headers.append("status")
+        print(_table([[r[h] for h in headers] for r in rows], headers))
+    return EXIT_OK
+
+
+def cmd_grep(ctx) -> int:
+    from .errors import NightwardenError
+    net = parse_network(ctx.args.address)
+    from .blocks import BlockManager
+    from .firewall.dryrun import DryRunBackend
+    mgr = BlockManager(ctx.config, ctx.state, DryRunBackend())
+    lists = mgr.lists
+    addr = display(net)
+    print(f"{addr}:")
+    for kind in ("allow", "deny", "ignore"):
+        for e in getattr(lists, kind).entries:
+            if e.network.version == net.version and e.network.overlaps(net):
+                what = str(e.filter) if e.filter else display(e.network)
+                print(f"  {kind} list: {what} ({e.where}){' # ' + e.comment if e.comment else ''}")
+    why = mgr.refusal(net)
+    print(f"  can be blocked: {'no, ' + why if why else 'yes'}")
+    for b in ctx.state.block_history(addr):
+        state = "active" if b.active else f"ended {_when(b.removed)} ({b.removed_reason})"
+        print(f"  block: {'permanent' if b.permanent else 'temporary'} by {b.source}, "
+              f"{_when(b.created)}, expires {_when(b.expires) if b.expires else 'never'}, "
+              f"{state}; reason: {b.reason or '-'}")
+    events = ctx.state.events(address=addr)
+    for e in events[-20:]:
+        port = f" port {e['port']}/{e['proto']}" if e["port"] else ""
+        print(f"  event: {_when(e['time'])} {e['kind']}{port} ({e['source']}) {e['detail']}")
+    if len(events) > 20:
+        print(f"  ({len(events) - 20} older events not shown)")
+    try:
+        from .firewall import open_backend
+        kernel = [k for k in open_backend(ctx.config).list()
+                  if k.network.version == net.version and k.network.overlaps(net)]
+        for k in kernel:
+            left = f", expires in {int(k.expires_in)} s" if k.expires_in else ""
+            print(f"  firewall: in the {k.kind} set as {display(k.network)}{left}")
+        if not kernel:
+            print("  firewall: not in any of nightwarden's sets")
+    except NightwardenError as e:
+        print(f"  firewall: not inspected ({e})")
+    return EXIT_OK
+
+
+# -- firewall and mail -----------------------------------------------------------
+def cmd_firewall(ctx) -> int:
+    action = ctx.args.action
+    fw = ctx.firewall
+    if action == "status":
+        kernel = fw.list()
+        counts = {k: sum(1 for e in kernel if e.kind == k) for k in ("allow", "perm", "temp")}
+        print(f"backend: {fw.describe()}")
+        print(f"base rules: {'in place' if fw.is_ready() else 'missing (run: nightwarden firewall start)'}")
+        print(f"entries: {counts['temp']} temporary, {counts['perm']} permanent, "
+              f"{counts['allow']} allowed")
+        print(f"state: {len(ctx.state.active_blocks())} active blocks")
+        return EXIT_OK
+    if action == "stop":
+        fw.teardown()
+        ctx.say(f"removed nightwarden's rules ({fw.describe()}); blocks stay in state for the next start")
+        _report_dry_run(ctx)
+        return EXIT_OK
+    result = ctx.blocks.sync()
+    ctx.say(f"firewall ready ({fw.describe()}): {len(result.added)} entries loaded, "
+            f"{len(result.removed)} stale removed, {result.expired} expired")
+    _report_dry_run(ctx)
+    return EXIT_OK
+
+
+def cmd_mail(ctx) -> int:
+    mailer = ctx.mailer
+    if ctx.args.action == "flush":
+        from .errors import NightwardenError
+        pending = len(mailer.outbox.pending())
+        if ctx.dry_run:
+            ctx.say(f"dry run: would deliver {pending} message(s) via {mailer.transport.describe()}")
+            return EXIT_OK
+        try:
+            sent, left = mailer.flush()
+        except NightwardenError as e:
+            left = len(mailer.outbox.pending())
+            print(f"nightwarden: {e}; {left} message(s) still in the outbox")
+            return EXIT_UNAVAILABLE
+        ctx.say(f"delivered {sent} message(s) via {mailer.transport.describe()}; {left} left")
+        return EXIT_OK
+    msg = mailer.build("report", {"period": "test message",
+                                  "body": "This is a test message from nightwarden.\n"})
+    result = mailer.send(msg)
+    ctx.say(f"test message {result.status}: {result.where}")
+    return EXIT_OK if result.status != "spooled" else EXIT_UNAVAILABLE

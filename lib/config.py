@@ -1,0 +1,270 @@
+"""Configuration: embedded defaults, TOML files, validation, derived paths.
+
+Search order: ``--config PATH``, else ``$NIGHTWARDEN_CONFIG``, else the system file
+(/etc/nightwarden/nightwarden.toml as root, ~/.config/nightwarden/nightwarden.toml
+otherwise). Every ``*.toml`` in a ``conf.d`` directory beside the main file is read
+after it, in name order. A missing default file is fine: every key has a default.
+
+A sandbox (``--sandbox DIR`` or ``$NIGHTWARDEN_SANDBOX``) re-roots every path under
+DIR and forces the dry-run firewall, so nothing outside DIR is touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULTS: dict = {
+    "general": {
+        "hostname": "",          # "" = the machine's host name
+        "state_dir": "",         # "" = derived (see _default_dirs)
+        "log_dir": "",
+        "report_dir": "",
+        "run_dir": "",
+        "log_level": "info",
+        "log_file": True,
+        "syslog": True,
+    },
+    "lists": {
+        # Our own files: `nightwarden allow/deny` write here. "" = <config dir>/nightwarden.allow ...
+        "allow_file": "",
+        "deny_file": "",
+        "ignore_file": "",
+        # Extra files read as well, in csf/portsentry format. Missing files are skipped.
+        "extra_allow_files": ["/etc/csf/csf.allow"],
+        "extra_deny_files": ["/etc/csf/csf.deny"],
+        "extra_ignore_files": ["/etc/csf/csf.ignore", "/etc/portsentry/portsentry.ignore"],
+        "allow": [],
+        "deny": [],
+        "ignore": [],
+    },
+    "firewall": {
+        "backend": "auto",
+        "name": "nightwarden",   # nft table, iptables chain and ipset prefix
+        "default_ttl": 3600,     # seconds for `block` without --ttl; 0 = until purged
+        "ipv6": True,
+        "protect_loopback": True,
+        "protect_own_addresses": True,
+        "lock_timeout": 30,
+    },
+    "mail": {
+        "transport": "mbox",
+        "to": "root",
+        "from": "",              # "" = nightwarden@<hostname>
+        "mbox": "",              # "" = <state_dir>/mail/mbox
+        "maildir": "",           # "" = <state_dir>/mail/Maildir
+        "sendmail": "/usr/sbin/sendmail",
+        "smtp_host": "localhost",
+        "smtp_port": 25,
+        "smtp_security": "starttls",
+        "smtp_cafile": "",
+        "smtp_user": "",
+        "smtp_password_file": "",
+        "smtp_password_env": "NIGHTWARDEN_SMTP_PASSWORD",
+        "smtp_timeout": 30,
+        "templates_dir": "",     # "" = only the shipped templates
+        "html": True,
+    },
+    "report": {
+        "period_hours": 24,
+    },
+}
+
+CHOICES = {
+    ("general", "log_level"): {"debug", "info", "warning", "error"},
+    ("firewall", "backend"): {"auto", "nftables", "ipset", "iptc", "dryrun"},
+    ("mail", "transport"): {"mbox", "maildir", "smtp", "sendmail", "none"},
+    ("mail", "smtp_security"): {"starttls", "tls", "none"},
+}
+
+SYSTEM_CONFIG = Path("/etc/nightwarden/nightwarden.toml")
+
+
+def _type_name(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list of strings", dict: "a table"}[type(value)]
+
+
+def _check_value(path: str, key: tuple, default, value) -> None:
+    name = ".".join(key)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{path}: key '{name}' must be {_type_name(default)}, "
+                          f"not {type(value).__name__} {value!r}")
+    choices = CHOICES.get(key)
+    if choices and value not in choices:
+        raise ConfigError(f"{path}: key '{name}' must be one of {', '.join(sorted(choices))}, "
+                          f"not {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{path}: key '{name}' must not be negative")
+
+
+def _merge(path: str, base: dict, new: dict, defaults: dict, prefix: tuple = ()) -> None:
+    for key, value in new.items():
+        full = prefix + (key,)
+        if key not in defaults:
+            raise ConfigError(f"{path}: unknown key '{'.'.join(full)}'")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: '{'.'.join(full)}' must be a table ([{'.'.join(full)}])")
+            _merge(path, base[key], value, defaults[key], full)
+        else:
+            _check_value(path, full, defaults[key], value)
+            base[key] = value
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _default_dirs(sandbox: Path | None) -> dict:
+    if sandbox is not None:
+        s = sandbox
+        return {"state_dir": s / "state", "log_dir": s / "log", "report_dir": s / "reports",
+                "run_dir": s / "run", "config_dir": s / "etc"}
+    if _is_root():
+        return {"state_dir": Path("/var/lib/nightwarden"), "log_dir": Path("/var/log/nightwarden"),
+                "report_dir": Path("/var/lib/nightwarden/reports"),
+                "run_dir": Path("/run/nightwarden"), "config_dir": Path("/etc/nightwarden")}
+    home = Path.home()
+    state = Path(os.environ.get("XDG_STATE_HOME") or home / ".local/state") / "nightwarden"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return {"state_dir": state, "log_dir": state / "log", "report_dir": state / "reports",
+            "run_dir": Path(runtime) / "nightwarden" if runtime else state / "run",
+            "config_dir": Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "nightwarden"}
+
+
+@dataclass
+class Config:
+    """The merged configuration plus the paths derived from it."""
+
+    data: dict
+    files: list[Path] = field(default_factory=list)
+    sandbox: Path | None = None
+    hostname: str = ""
+    state_dir: Path = Path()
+    log_dir: Path = Path()
+    report_dir: Path = Path()
+    run_dir: Path = Path()
+    config_dir: Path = Path()
+
+    def __getitem__(self, section: str) -> dict:
+        return self.data[section]
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.state_dir / "outbox"
+
+    def list_file(self, kind: str) -> Path:
+        """Our own allow/deny/ignore file (the one the CLI writes)."""
+        configured = self.data["lists"][f"{kind}_file"]
+        return Path(configured) if configured else self.config_dir / f"nightwarden.{kind}"
+
+    def list_files(self, kind: str) -> list[Path]:
+        files = [self.list_file(kind)]
+        if self.sandbox is None:
+            files += [Path(p) for p in self.data["lists"][f"extra_{kind}_files"]]
+        return files
+
+    def firewall_backend(self) -> str:
+        return "dryrun" if self.sandbox is not None else self.data["firewall"]["backend"]
+
+    def mail_path(self, kind: str) -> Path:
+        configured = self.data["mail"][kind]
+        return Path(configured) if configured else self.state_dir / "mail" / (
+            "mbox" if kind == "mbox" else "Maildir")
+
+
+def config_candidates(explicit: str | None, sandbox: Path | None) -> tuple[Path | None, bool]:
+    """Return (main config file, whether it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get("NIGHTWARDEN_CONFIG")
+    if env:
+        return Path(env), True
+    if sandbox is not None:
+        return sandbox / "etc" / "nightwarden.toml", False
+    if _is_root():
+        return SYSTEM_CONFIG, False
+    return _default_dirs(None)["config_dir"] / "nightwarden.toml", False
+
+
+def load(explicit: str | None = None, sandbox: str | Path | None = None) -> Config:
+    """Load, merge and validate the configuration. Raises ConfigError naming file and key."""
+    if sandbox is None and os.environ.get("NIGHTWARDEN_SANDBOX"):
+        sandbox = os.environ["NIGHTWARDEN_SANDBOX"]
+    sandbox = Path(sandbox).absolute() if sandbox else None
+    data = copy.deepcopy(DEFAULTS)
+    main, required = config_candidates(explicit, sandbox)
+    files: list[Path] = []
+    if main is not None and (required or main.exists()):
+        if required and not main.exists():
+            raise ConfigError(f"{main}: configuration file does not exist")
+        files.append(main)
+        confd = main.parent / "conf.d"
+        if confd.is_dir():
+            files += sorted(p for p in confd.glob("*.toml") if p.is_file())
+    for path in files:
+        _merge(str(path), data, read_toml(path), DEFAULTS)
+
+    dirs = _default_dirs(sandbox)
+    general = data["general"]
+    cfg = Config(data=data, files=files, sandbox=sandbox,
+                 hostname=general["hostname"] or socket.gethostname())
+    for key in ("state_dir", "log_dir", "report_dir", "run_dir"):
+        setattr(cfg, key, Path(general[key]) if general[key] else dirs[key])
+    cfg.config_dir = main.parent if (main is not None and main.exists()) else dirs["config_dir"]
+    if sandbox is not None:
+        cfg.config_dir = dirs["config_dir"]
+    return cfg
+
+
+def to_toml(data: dict) -> str:
+    """Render a config dict as TOML (for `nightwarden config show`)."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,95 @@
+"""Address parsing and the addresses that must never be blocked."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import DataError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def parse_network(text: str, where: str = "") -> Network:
+    """Parse an address or CIDR. Host bits set in a CIDR are an error, not silently cleared."""
+    text = text.strip()
+    prefix = f"{where}: " if where else ""
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        reason = str(e)
+        if "has host bits set" in reason:
+            raise DataError(f"{prefix}{text!r} has host bits set "
+                            f"(did you mean {ipaddress.ip_network(text, strict=False)}?)") from None
+        raise DataError(f"{prefix}{text!r} is not a valid IP address or CIDR") from None
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+        mapped = net.network_address.ipv4_mapped
+        if net.prefixlen == 128:
+            return ipaddress.ip_network(mapped)
+    return net
+
+
+def is_host(net: Network) -> bool:
+    return net.prefixlen == net.max_prefixlen
+
+
+def display(net: Network) -> str:
+    """Hosts print without /32 or /128, as sysadmins write them."""
+    return str(net.network_address) if is_host(net) else str(net)
+
+
+def _fib_trie_local(path: Path = Path("/proc/net/fib_trie")) -> set[str]:
+    local: set[str] = set()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return local
+    last = None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("|--") or stripped.startswith("+--"):
+            last = stripped[3:].strip().split("/")[0].split()[0]
+        elif stripped.startswith("/32 host LOCAL") and last:
+            local.add(last)
+    return local
+
+
+def _if_inet6(path: Path = Path("/proc/net/if_inet6")) -> set[str]:
+    local: set[str] = set()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return local
+    for line in lines:
+        raw = line.split()[0] if line.split() else ""
+        if len(raw) == 32:
+            local.add(str(ipaddress.IPv6Address(int(raw, 16))))
+    return local
+
+
+@lru_cache(maxsize=1)
+def own_addresses() -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this host in the current network namespace."""
+    return frozenset(ipaddress.ip_address(a) for a in _fib_trie_local() | _if_inet6())
+
+
+def protection_reason(net: Network, protect_loopback: bool, protect_own: bool) -> str | None:
+    """Why an address or network must not be blocked, or None."""
+    if net.network_address.is_unspecified and net.prefixlen == 0:
+        return "it covers the whole address space"
+    if protect_loopback:
+        for lo in LOOPBACK:
+            if net.version == lo.version and net.overlaps(lo):
+                return "it is a loopback address"
+    if net.is_multicast:
+        return "it is a multicast address"
+    if protect_own:
+        for addr in own_addresses():
+            if addr.version != net.version or addr in LOOPBACK[0] or addr in LOOPBACK[1]:
+                continue
+            if addr in net:
+                return f"it covers {addr}, an address of this host"
+    return None

@@ -1,0 +1,124 @@
+"""The job runner: everything around a job's run(ctx) (config, lock, logging, dry-run,
+timing, the row in the state database, mail, the exit code). A job never exits itself."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from .errors import EXIT_SOFTWARE, NightwardenError
+from .lock import LockFile
+from .logsetup import get
+
+log = get("runner")
+
+
+@dataclass
+class Result:
+    """What a job returns: its exit code (0, or 1-7 for findings) and a one-line summary."""
+
+    exit_code: int = 0
+    summary: str = ""
+    details: dict = field(default_factory=dict)
+
+
+class Context:
+    """What a job gets: config, arguments, dry-run flag, and lazily opened shared services."""
+
+    def __init__(self, config, args=None, dry_run: bool = False, job: str = ""):
+        self.config = config
+        self.args = args
+        self.dry_run = dry_run
+        self.job = job
+        self.log = get(job or "cli")
+        self._state = self._firewall = self._blocks = self._mailer = None
+
+    @property
+    def state(self):
+        if self._state is None:
+            from .state import State
+            self._state = State(self.config.db_path)
+        return self._state
+
+    @property
+    def firewall(self):
+        if self._firewall is None:
+            from .firewall import open_backend
+            self._firewall = open_backend(self.config, dry_run=self.dry_run)
+        return self._firewall
+
+    @property
+    def blocks(self):
+        if self._blocks is None:
+            from .blocks import BlockManager
+            self._blocks = BlockManager(self.config, self.state, self.firewall)
+        return self._blocks
+
+    @property
+    def mailer(self):
+        if self._mailer is None:
+            from .mail import Mailer
+            self._mailer = Mailer(self.config, dry_run=self.dry_run)
+        return self._mailer
+
+    def say(self, text: str) -> None:
+        """Terse console output for a person; silent with -q."""
+        if getattr(self.args, "verbosity", 0) >= 0:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+
+def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int:
+    """Run one job under its lock; record the run; return the exit code."""
+    name = module.NAME
+    ctx = Context(config, args, dry_run, name)
+    lock = LockFile(config.run_dir / f"{name}.lock", f"job {name}")
+    started = time.monotonic()
+    try:
+        lock.acquire()
+    except NightwardenError as e:
+        log.error("%s", e)
+        return e.exit_code
+    run_id = None
+    try:
+        run_id = ctx.state.start_run(name, dry_run)
+        try:
+            result = module.run(ctx)
+            code, summary = result.exit_code, result.summary
+        except NightwardenError as e:
+            log.error("%s: %s", name, e)
+            code, summary = e.exit_code, str(e)
+        except Exception as e:  # a bug: one line on stderr, the traceback in the log file
+            log.exception("%s: internal error: %s: %s", name, e.__class__.__name__, e)
+            code, summary = EXIT_SOFTWARE, f"internal error: {e.__class__.__name__}: {e}"
+        elapsed = time.monotonic() - started
+        ctx.state.end_run(run_id, code, summary)
+        level = logging.INFO if code < 64 else logging.WARNING
+        log.log(level, "%s finished in %.2f s, exit %d: %s", name, elapsed, code, summary)
+        if not dry_run:
+            _flush_outbox(ctx)
+        return code
+    except NightwardenError as e:
+        log.error("%s", e)
+        return e.exit_code
+    finally:
+        ctx.close()
+        lock.release()
+
+
+def _flush_outbox(ctx: Context) -> None:
+    from .mail import Outbox
+    if not Outbox(ctx.config.outbox_dir).pending():
+        return
+    try:
+        sent, left = ctx.mailer.flush()
+        if sent:
+            log.info("delivered %d message(s) from the outbox", sent)
+    except NightwardenError as e:
+        log.warning("outbox still undeliverable: %s", e)

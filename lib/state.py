@@ -1,0 +1,255 @@
+"""The state database: one SQLite file in WAL mode, versioned, migrated forward.
+
+Tables: blocks (every block ever made, with its expiry and how it ended), events (scan
+hits, login failures, ...), runs (one row per job run), cursors (log positions), meta.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+from .fsutil import ensure_dir
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE blocks (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        family INTEGER NOT NULL,
+        permanent INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        expires REAL,
+        active INTEGER NOT NULL DEFAULT 1,
+        removed REAL,
+        removed_reason TEXT
+    );
+    CREATE UNIQUE INDEX blocks_active ON blocks(address) WHERE active = 1;
+    CREATE INDEX blocks_address ON blocks(address, created);
+    CREATE INDEX blocks_expires ON blocks(expires) WHERE active = 1;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        address TEXT,
+        port INTEGER,
+        proto TEXT,
+        source TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_time ON events(time);
+    CREATE INDEX events_address ON events(address, time);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        exit_code INTEGER,
+        summary TEXT NOT NULL DEFAULT '',
+        dry_run INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_job ON runs(job, started);
+    CREATE TABLE cursors (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class BlockRow:
+    id: int
+    address: str
+    family: int
+    permanent: bool
+    source: str
+    reason: str
+    created: float
+    expires: float | None
+    active: bool
+    removed: float | None
+    removed_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "BlockRow":
+        return cls(row["id"], row["address"], row["family"], bool(row["permanent"]), row["source"],
+                   row["reason"], row["created"], row["expires"], bool(row["active"]),
+                   row["removed"], row["removed_reason"])
+
+
+class State:
+    """A connection to the state database. Use as a context manager for a transaction."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = path
+        ensure_dir(path.parent)
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"{path}: state database is unusable: {e}") from None
+        try:
+            path.chmod(0o640)
+        except OSError:
+            pass
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DataError(f"{self.path}: schema version {version} is newer than this "
+                            f"nightwarden understands ({SCHEMA_VERSION}); upgrade nightwarden")
+        for number in range(version, SCHEMA_VERSION):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number + 1}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "State":
+        self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    # -- blocks ---------------------------------------------------------------
+    def active_blocks(self, now: float | None = None, include_expired: bool = False) -> list[BlockRow]:
+        now = time.time() if now is None else now
+        sql = "SELECT * FROM blocks WHERE active = 1"
+        args: tuple = ()
+        if not include_expired:
+            sql += " AND (expires IS NULL OR expires > ?)"
+            args = (now,)
+        rows = self.db.execute(sql + " ORDER BY created", args).fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    def active_block(self, address: str) -> BlockRow | None:
+        row = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND address = ?",
+                              (address,)).fetchone()
+        return BlockRow.from_row(row) if row else None
+
+    def add_block(self, address: str, family: int, permanent: bool, source: str, reason: str,
+                  created: float, expires: float | None) -> None:
+        """Insert an active block, or refresh the active one for the same address."""
+        current = self.active_block(address)
+        if current is None:
+            self.db.execute(
+                "INSERT INTO blocks(address, family, permanent, source, reason, created, expires)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (address, family, int(permanent), source, reason, created, expires))
+            return
+        permanent = permanent or current.permanent
+        if permanent or expires is None or current.expires is None:
+            new_expires = None      # permanent, or "until purged", wins over a TTL
+        else:
+            new_expires = max(expires, current.expires)
+        self.db.execute("UPDATE blocks SET permanent = ?, expires = ?, reason = ?, source = ?"
+                        " WHERE id = ?",
+                        (int(permanent), new_expires, reason or current.reason,
+                         source, current.id))
+
+    def end_block(self, address: str, reason: str, when: float | None = None) -> bool:
+        cur = self.db.execute("UPDATE blocks SET active = 0, removed = ?, removed_reason = ?"
+                              " WHERE active = 1 AND address = ?",
+                              (time.time() if when is None else when, reason, address))
+        return cur.rowcount > 0
+
+    def block_history(self, address: str) -> list[BlockRow]:
+        rows = self.db.execute("SELECT * FROM blocks WHERE address = ? ORDER BY created",
+                               (address,)).fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    def blocks_since(self, since: float) -> list[BlockRow]:
+        rows = self.db.execute("SELECT * FROM blocks WHERE created >= ? OR removed >= ?"
+                               " ORDER BY created", (since, since)).fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    # -- events ---------------------------------------------------------------
+    def add_event(self, kind: str, address: str | None = None, port: int | None = None,
+                  proto: str | None = None, source: str = "", when: float | None = None,
+                  **detail) -> None:
+        self.db.execute("INSERT INTO events(time, kind, address, port, proto, source, detail)"
+                        " VALUES (?,?,?,?,?,?,?)",
+                        (time.time() if when is None else when, kind, address, port, proto,
+                         source, json.dumps(detail, sort_keys=True)))
+
+    def events(self, since: float = 0, until: float | None = None, address: str | None = None,
+               kind: str | None = None) -> list[sqlite3.Row]:
+        sql, args = "SELECT * FROM events WHERE time >= ?", [since]
+        if until is not None:
+            sql += " AND time < ?"
+            args.append(until)
+        if address is not None:
+            sql += " AND address = ?"
+            args.append(address)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        return self.db.execute(sql + " ORDER BY time", args).fetchall()
+
+    # -- runs -----------------------------------------------------------------
+    def start_run(self, job: str, dry_run: bool) -> int:
+        cur = self.db.execute("INSERT INTO runs(job, started, dry_run) VALUES (?,?,?)",
+                              (job, time.time(), int(dry_run)))
+        return cur.lastrowid
+
+    def end_run(self, run_id: int, exit_code: int, summary: str) -> None:
+        self.db.execute("UPDATE runs SET ended = ?, exit_code = ?, summary = ? WHERE id = ?",
+                        (time.time(), exit_code, summary, run_id))
+
+    def runs(self, since: float = 0, job: str | None = None) -> list[sqlite3.Row]:
+        sql, args = "SELECT * FROM runs WHERE started >= ?", [since]
+        if job:
+            sql += " AND job = ?"
+            args.append(job)
+        return self.db.execute(sql + " ORDER BY started", args).fetchall()
+
+    def last_success(self, job: str) -> float | None:
+        row = self.db.execute("SELECT MAX(ended) FROM runs WHERE job = ? AND exit_code < 64"
+                              " AND dry_run = 0", (job,)).fetchone()
+        return row[0]
+
+    # -- cursors and meta -----------------------------------------------------
+    def get_cursor(self, key: str) -> dict | None:
+        row = self.db.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_cursor(self, key: str, value: dict) -> None:
+        self.db.execute("INSERT INTO cursors(key, value, updated) VALUES (?,?,?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+                        " updated = excluded.updated", (key, json.dumps(value), time.time()))
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES (?,?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))

@@ -1,0 +1,1 @@
+"""Mail and report templates shipped with nightwarden (see templates/)."""
