@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .. import proc
 from ..errors import FirewallError, UnavailableError
+from ..netaddr import display
 from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
 
 
@@ -101,11 +102,11 @@ class NftablesBackend(Backend):
     def block(self, entries: Sequence[Entry]) -> None:
         lines = []
         for name, group in self._group(entries).items():
-            plain = ", ".join(str(e.network) for e in group)
+            plain = ", ".join(display(e.network) for e in group)
             if name.startswith("temp"):
                 # add, delete, add: refreshes the timeout of an entry that is already there,
                 # on every kernel, in one transaction.
-                timed = ", ".join(str(e.network) + (f" timeout {e.ttl}s" if e.ttl else "")
+                timed = ", ".join(display(e.network) + (f" timeout {e.ttl}s" if e.ttl else "")
                                   for e in group)
                 lines += [f"add element {self.table} {name} {{ {plain} }}",
                           f"delete element {self.table} {name} {{ {plain} }}",
@@ -118,7 +119,7 @@ class NftablesBackend(Backend):
     def unblock(self, entries: Sequence[Entry]) -> None:
         lines = []
         for name, group in self._group(entries).items():
-            plain = ", ".join(str(e.network) for e in group)
+            plain = ", ".join(display(e.network) for e in group)
             lines += [f"add element {self.table} {name} {{ {plain} }}",
                       f"delete element {self.table} {name} {{ {plain} }}"]
         if lines:

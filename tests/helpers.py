@@ -1,0 +1,99 @@
+"""Helpers for the tests: configs in temp dirs, the CLI, loopback servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NIGHTWARDEN = str(Path(sys.executable).parent / "nightwarden")
+
+
+def need(*commands: str) -> None:
+    for cmd in commands:
+        if shutil.which(cmd, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            pytest.skip(f"{cmd} is not installed (make test installs it as root)")
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    """A config whose every path is under tmp_path; loopback may be blocked (test attackers)."""
+    path = tmp_path / "etc" / "nightwarden.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""
+[general]
+state_dir = "{tmp_path}/state"
+log_dir = "{tmp_path}/log"
+report_dir = "{tmp_path}/reports"
+run_dir = "{tmp_path}/run"
+syslog = false
+
+[lists]
+allow_file = "{tmp_path}/etc/allow"
+deny_file = "{tmp_path}/etc/deny"
+ignore_file = "{tmp_path}/etc/ignore"
+extra_allow_files = []
+extra_deny_files = []
+extra_ignore_files = []
+
+[firewall]
+protect_loopback = false
+name = "nwtest"
+""" + extra)
+    return path
+
+
+def load_config(path: Path):
+    from nightwarden.lib import config
+    return config.load(str(path))
+
+
+def run_cli(*args: str, env: dict | None = None, check: int | None = None, timeout: float = 60):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
+    full_env.update(env or {})
+    done = subprocess.run([NIGHTWARDEN, *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A TCP server on loopback that accepts and closes, for connection tests."""
+
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1"):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(128)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.family = family
+
+    def close(self):
+        self.sock.close()
+
+
+def connects(server: Server, source: str, timeout: float = 0.6) -> bool:
+    """True if a TCP connection from `source` (a local address) to the server completes."""
+    with socket.socket(server.family, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.bind((source, 0))
+        try:
+            c.connect((server.host, server.port))
+        except (TimeoutError, socket.timeout):
+            return False
+        conn, _ = server.sock.accept()
+        conn.close()
+        return True
