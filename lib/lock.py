@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import BusyError
+from .errors import BusyError, CantCreateError
 from .fsutil import ensure_dir
 
 
@@ -21,7 +21,10 @@ class LockFile:
 
     def acquire(self, wait: float = 0) -> "LockFile":
         ensure_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            raise CantCreateError(f"{self.path}: cannot open the lock file: {e.strerror}") from None
         deadline = time.monotonic() + wait
         while True:
             try:

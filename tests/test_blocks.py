@@ -1,0 +1,171 @@
+"""Block management end to end: the CLI, the state database and real nftables rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from helpers import Server, connects, load_config, need, run_cli, write_config
+from nightwarden.lib.blocks import BlockManager
+from nightwarden.lib.errors import EXIT_DATAERR, EXIT_REFUSED, DataError, RefusedError
+from nightwarden.lib.firewall.nftables import NftablesBackend
+from nightwarden.lib.state import State
+
+
+@pytest.fixture
+def nft_config(tmp_path, netns):
+    need("nft")
+    return write_config(tmp_path, 'backend = "nftables"\n')
+
+
+def nft_ruleset() -> str:
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+
+
+def test_cli_block_unblock_with_a_real_connection(nft_config):
+    server = Server()
+    try:
+        run_cli("--config", str(nft_config), "block", "127.0.0.5", "--ttl", "10m",
+                "--reason", "test brute force", check=0)
+        assert "127.0.0.5" in nft_ruleset()
+        assert not connects(server, "127.0.0.5")
+        done = run_cli("--config", str(nft_config), "blocks", "--json", check=0)
+        rows = json.loads(done.stdout)
+        assert [(r["address"], r["kind"], r["reason"]) for r in rows] == [
+            ("127.0.0.5", "temporary", "test brute force")]
+        run_cli("--config", str(nft_config), "unblock", "127.0.0.5", check=0)
+        assert connects(server, "127.0.0.5")
+        assert "127.0.0.5" not in nft_ruleset()
+    finally:
+        server.close()
+
+
+def test_cli_refuses_bad_and_allowed_addresses_and_changes_nothing(nft_config):
+    cfg = str(nft_config)
+    run_cli("--config", cfg, "allow", "127.0.4.4", "--comment", "office", check=0)
+    before = nft_ruleset()
+    done = run_cli("--config", cfg, "block", "127.0.0.6", "not-an-ip")
+    assert done.returncode == EXIT_DATAERR
+    assert done.stderr == "nightwarden: 'not-an-ip' is not a valid IP address or CIDR\n"
+    done = run_cli("--config", cfg, "block", "127.0.0.6", "127.0.4.4")
+    assert done.returncode == EXIT_REFUSED
+    assert "127.0.4.4: it is on the allow list" in done.stderr and ":1)" in done.stderr
+    assert "127.0.0.6" not in nft_ruleset() and nft_ruleset() == before
+    assert json.loads(run_cli("--config", cfg, "blocks", "--json", check=0).stdout) == []
+
+
+def test_loopback_and_own_addresses_are_protected_by_default(tmp_path, netns):
+    need("nft", "ip")
+    subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "lo"], check=True)
+    cfg = write_config(tmp_path, 'backend = "nftables"\nprotect_loopback = true\n')
+    # write_config lets tests block loopback; this test wants the default protection back
+    cfg.write_text(cfg.read_text().replace("protect_loopback = false\n", ""))
+    done = run_cli("--config", str(cfg), "block", "127.0.0.5")
+    assert done.returncode == EXIT_REFUSED and "loopback" in done.stderr
+    done = run_cli("--config", str(cfg), "block", "10.77.0.0/24")
+    assert done.returncode == EXIT_REFUSED and "10.77.0.1, an address of this host" in done.stderr
+    run_cli("--config", str(cfg), "block", "10.77.1.0/24", check=0)
+
+
+def test_deny_is_permanent_and_survives_a_restart_of_the_firewall(nft_config):
+    cfg = str(nft_config)
+    server = Server()
+    try:
+        run_cli("--config", cfg, "deny", "127.0.8.0/24", "--comment", "hostile", check=0)
+        run_cli("--config", cfg, "block", "127.0.0.9", "--ttl", "1h", check=0)
+        assert "127.0.8.0/24 # hostile" in (nft_config.parent / "deny").read_text()
+        # a reboot: the kernel forgets everything, state and lists remember
+        run_cli("--config", cfg, "firewall", "stop", check=0)
+        assert "nwtest" not in nft_ruleset()
+        assert connects(server, "127.0.8.1") and connects(server, "127.0.0.9")
+        done = run_cli("--config", cfg, "firewall", "start", check=0)
+        assert "2 entries loaded" in done.stdout
+        assert not connects(server, "127.0.8.1") and not connects(server, "127.0.0.9")
+        status = run_cli("--config", cfg, "firewall", "status", check=0).stdout
+        assert "1 temporary, 1 permanent" in status
+        # the remaining time came back, not a fresh hour and not forever
+        elem = [e for e in NftablesBackend(prefix="nwtest").list() if e.kind == "temp"][0]
+        assert 3500 < elem.expires_in <= 3600
+    finally:
+        server.close()
+
+
+def test_unblock_of_a_foreign_deny_list_entry_is_refused(tmp_path, netns):
+    need("nft")
+    csf_deny = tmp_path / "csf.deny"
+    csf_deny.write_text("127.0.6.6 # lfd: manual\n")
+    cfg = write_config(tmp_path, 'backend = "nftables"\n')
+    cfg.write_text(cfg.read_text().replace("extra_deny_files = []", f'extra_deny_files = ["{csf_deny}"]'))
+    run_cli("--config", str(cfg), "firewall", "start", check=0)
+    done = run_cli("--config", str(cfg), "unblock", "127.0.6.6")
+    assert done.returncode == EXIT_REFUSED
+    assert f"{csf_deny}:1" in done.stderr
+    assert "127.0.6.6" in nft_ruleset()
+
+
+def test_grep_tells_everything_about_an_address(nft_config):
+    cfg = str(nft_config)
+    run_cli("--config", cfg, "block", "127.0.0.12", "--reason", "scan", check=0)
+    (nft_config.parent / "ignore").write_text("127.0.0.0/24 # our monitoring\n")
+    out = run_cli("--config", cfg, "grep", "127.0.0.12", check=0).stdout
+    assert "ignore list: 127.0.0.0/24" in out and "our monitoring" in out
+    assert "can be blocked: no, it is on the ignore list" in out
+    assert "block: temporary by cli" in out and "reason: scan" in out
+    assert "firewall: in the temp set as 127.0.0.12" in out
+
+
+def test_manager_batch_skips_refused_when_not_strict(nft_config):
+    cfg = load_config(nft_config)
+    (nft_config.parent / "ignore").write_text("127.0.1.0/24\n")
+    state = State(cfg.db_path)
+    mgr = BlockManager(cfg, state, NftablesBackend(prefix="nwtest"))
+    mgr.ensure_ready()
+    result = mgr.block(["127.0.1.5", "127.0.2.5", "127.0.2.6"], ttl=60, source="listener",
+                       strict=False)
+    assert [str(n) for n in result.added] == ["127.0.2.5/32", "127.0.2.6/32"]
+    assert result.refused[0][0] == "127.0.1.5"
+    with pytest.raises(RefusedError):
+        mgr.block(["127.0.1.5"])
+    with pytest.raises(DataError):
+        mgr.block(["127.0.2.7", "300.1.1.1"])
+    assert state.active_block("127.0.2.7") is None
+    kernel = {str(e.network) for e in mgr.backend.list()}
+    assert kernel == {"127.0.2.5/32", "127.0.2.6/32"}
+
+
+def test_kernel_refusal_rolls_back_state(nft_config):
+    cfg = load_config(nft_config)
+    state = State(cfg.db_path)
+    fw = NftablesBackend(prefix="nwtest")
+    mgr = BlockManager(cfg, state, fw)
+    mgr.ensure_ready()
+    subprocess.run(["nft", "delete", "table", "inet", "nwtest"], check=True)
+    with pytest.raises(Exception):
+        mgr.block(["127.0.2.9"])
+    assert state.active_block("127.0.2.9") is None
+
+
+def test_network_block_supersedes_the_networks_inside_it(nft_config):
+    cfg = str(nft_config)
+    run_cli("--config", cfg, "block", "127.5.1.0/24", check=0)
+    run_cli("--config", cfg, "block", "127.5.0.0/16", check=0)
+    done = run_cli("--config", cfg, "block", "127.5.2.0/24")
+    assert done.returncode == EXIT_REFUSED and "already covered" in done.stderr
+    rows = json.loads(run_cli("--config", cfg, "blocks", "--json", check=0).stdout)
+    assert [r["address"] for r in rows] == ["127.5.0.0/16"]
+
+
+def test_expiry_in_state_for_a_backend_without_kernel_timeouts(tmp_path, netns):
+    need("iptables-legacy")
+    from nightwarden.lib.firewall.iptc import IptcBackend
+    cfg = load_config(write_config(tmp_path))
+    state = State(cfg.db_path)
+    mgr = BlockManager(cfg, state, IptcBackend(prefix="nwtest"))
+    mgr.ensure_ready()
+    mgr.block(["127.0.3.1"], ttl=60)
+    import time
+    assert mgr.expire(now=time.time() + 120) == 1
+    assert mgr.backend.list() == []
+    assert state.block_history("127.0.3.1")[0].removed_reason == "expired"

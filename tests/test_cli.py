@@ -1,0 +1,87 @@
+"""The command line: help, lazy imports, exit codes, jobs, the daily run in a sandbox."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import subprocess
+import sys
+
+from helpers import NIGHTWARDEN, run_cli
+from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE
+
+
+def test_help_lists_commands_jobs_and_exit_codes():
+    done = run_cli("--help", check=0)
+    for word in ("daily", "block", "unblock", "allow", "deny", "blocks", "grep", "report"):
+        assert word in done.stdout
+    for code, _ in EXIT_CODES:
+        assert f"  {code:>3}  " in done.stdout
+
+
+def test_help_imports_no_heavy_module():
+    code = ("import sys; from nightwarden.lib.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('pandas', 'iptc', 'sh', 'tabulate', 'sqlite3', 'apscheduler',"
+            " 'cryptography', 'nightwarden.jobs.report') if m in sys.modules]\n"
+            "print(heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip() == "[]"
+
+
+def test_usage_error_exits_64():
+    done = run_cli("block")
+    assert done.returncode == EXIT_USAGE
+    done = run_cli("nosuchcommand")
+    assert done.returncode == EXIT_USAGE
+
+
+def test_jobs_lists_schedules_with_day_names_only():
+    done = run_cli("jobs", check=0)
+    assert "report" in done.stdout and "0 6 * * *" in done.stdout
+    from nightwarden.jobs import JOBS
+    for job in JOBS.values():
+        dow = job.schedule.split()[4]
+        assert dow == "*" or not any(c.isdigit() for c in dow), job
+
+
+def test_daily_in_a_sandbox_writes_report_and_mail(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "block", "203.0.113.7", "--reason", "demo", check=0)
+    done = run_cli("--sandbox", str(box), "daily", check=0)
+    assert "report:" in done.stdout
+    txt = list((box / "reports").glob("report-*.txt"))
+    assert len(txt) == 1
+    text = txt[0].read_text()
+    assert "203.0.113.7" in text and "Job health" in text
+    data = json.loads(txt[0].with_suffix(".json").read_text())
+    made = [s for s in data["sections"] if s["title"] == "Blocks made in the period"][0]
+    assert made["rows"][0][:3] == ["203.0.113.7", "temporary", "cli"]
+    messages = list(mailbox.mbox(box / "state" / "mail" / "mbox"))
+    assert len(messages) == 1 and "daily report" in messages[0]["Subject"]
+    html = [p for p in messages[0].walk() if p.get_content_type() == "text/html"][0]
+    assert "<table>" in html.get_payload(decode=True).decode()
+    # the run was recorded: a second report shows the first one's success
+    run_cli("--sandbox", str(box), "report", "--no-mail", check=0)
+    latest = sorted((box / "reports").glob("report-*.json"))[-1]
+    rows = [s for s in json.loads(latest.read_text())["sections"] if s["title"] == "Job health"][0]["rows"]
+    assert rows[0][0] == "report" and rows[0][1] == 2 and rows[0][2] == 0
+
+
+def test_sandbox_never_touches_the_kernel(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    status = run_cli("--sandbox", str(box), "firewall", "status", check=0).stdout
+    assert "dry run" in status
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    box = tmp_path / "sb"
+    done = run_cli("--sandbox", str(box), "block", "--dry-run", "192.0.2.9", check=0)
+    assert "would block 192.0.2.9" in done.stdout
+    assert json.loads(run_cli("--sandbox", str(box), "blocks", "--json", check=0).stdout) == []
+
+
+def test_console_script_is_installed():
+    assert subprocess.run([NIGHTWARDEN, "--version"], capture_output=True, text=True).stdout.startswith(
+        "nightwarden ")

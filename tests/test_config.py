@@ -1,0 +1,83 @@
+"""Configuration: defaults without any file, validation errors naming file and key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import run_cli, write_config
+from nightwarden.lib import config
+from nightwarden.lib.errors import EXIT_CONFIG, ConfigError
+
+
+def test_embedded_defaults_need_no_file(tmp_path):
+    cfg = config.load(sandbox=tmp_path)
+    assert cfg.files == []
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.firewall_backend() == "dryrun"
+    assert cfg["mail"]["transport"] == "mbox"
+    assert cfg.mail_path("mbox") == tmp_path / "state" / "mail" / "mbox"
+
+
+def test_non_root_defaults_live_in_the_users_directories(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("NIGHTWARDEN_SANDBOX", raising=False)
+    monkeypatch.delenv("NIGHTWARDEN_CONFIG", raising=False)
+    cfg = config.load()
+    assert cfg.state_dir == tmp_path / ".local/state/nightwarden"
+    assert str(cfg.run_dir).startswith(str(tmp_path))
+
+
+def test_conf_d_overrides_in_name_order(tmp_path):
+    main = write_config(tmp_path)
+    confd = main.parent / "conf.d"
+    confd.mkdir()
+    (confd / "10-a.toml").write_text("[firewall]\ndefault_ttl = 60\n")
+    (confd / "20-b.toml").write_text("[firewall]\ndefault_ttl = 120\n")
+    cfg = config.load(str(main))
+    assert cfg["firewall"]["default_ttl"] == 120
+    assert [p.name for p in cfg.files] == ["nightwarden.toml", "10-a.toml", "20-b.toml"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[firewall\nname = 'x'\n", "line 1"),
+    ("[firewall]\nbackend = 'iptables-nft'\n", "'firewall.backend' must be one of"),
+    ("[firewall]\ndefault_ttl = '1h'\n", "'firewall.default_ttl' must be an integer"),
+    ("[firewall]\nbacknd = 'auto'\n", "unknown key 'firewall.backnd'"),
+    ("[nosuch]\nx = 1\n", "unknown key 'nosuch'"),
+    ("[lists]\nallow = [1, 2]\n", "'lists.allow' must be a list of strings"),
+    ("[general]\nsyslog = 'yes'\n", "'general.syslog' must be a boolean"),
+])
+def test_bad_config_is_one_clear_error_naming_file_and_key(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(str(path))
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_bad_config_refuses_to_run_and_changes_nothing(tmp_path):
+    path = write_config(tmp_path, "\n[mail]\ntransprt = 'smtp'\n")
+    done = run_cli("--config", str(path), "block", "192.0.2.1")
+    assert done.returncode == EXIT_CONFIG
+    assert done.stderr.count("\n") == 1 and "unknown key 'mail.transprt'" in done.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_missing_explicit_config_is_an_error(tmp_path):
+    done = run_cli("--config", str(tmp_path / "nope.toml"), "config", "check")
+    assert done.returncode == EXIT_CONFIG
+    assert "does not exist" in done.stderr
+
+
+def test_config_show_round_trips(tmp_path):
+    path = write_config(tmp_path)
+    done = run_cli("--config", str(path), "config", "show", check=0)
+    rendered = tmp_path / "shown.toml"
+    rendered.write_text(done.stdout)
+    assert config.load(str(rendered))["firewall"]["name"] == "nwtest"
