@@ -20,8 +20,8 @@ demo: $(BIN)/nightwarden
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "== sandbox: $(DEMO)/ (dry-run firewall, mail into an mbox file)"
 	$(BIN)/nightwarden --sandbox $(DEMO) firewall start
-	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 198.51.100.23 --ttl 6h --reason "demo: ssh brute force"
-	$(BIN)/nightwarden --sandbox $(DEMO) deny 192.0.2.0/24 --comment "demo: hostile network"
+	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 203.0.113.23 --ttl 6h --reason "demo: ssh brute force"
+	$(BIN)/nightwarden --sandbox $(DEMO) deny 198.51.100.0/24 --comment "demo: hostile network"
 	$(BIN)/nightwarden --sandbox $(DEMO) allow 203.0.113.200 --comment "demo: office"
 	-$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200
 	$(BIN)/nightwarden --sandbox $(DEMO) blocks

@@ -52,10 +52,11 @@ def _left(ts: float | None, now: float) -> str:
     secs = int(ts - now)
     if secs <= 0:
         return "expired"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"in {secs // size}{unit}"
-    return f"in {secs}s"
+    if secs >= 86400:
+        return f"in {secs // 86400}d{secs % 86400 // 3600}h"
+    if secs >= 3600:
+        return f"in {secs // 3600}h{secs % 3600 // 60:02d}m"
+    return f"in {secs // 60}m" if secs >= 60 else f"in {secs}s"
 
 
 # -- jobs ----------------------------------------------------------------------
@@ -150,34 +151,31 @@ def cmd_unblock(ctx) -> int:
     return EXIT_OK
 
 
-def cmd_allow(ctx) -> int:
+def _list_command(ctx, kind: str) -> int:
+    """allow or deny: add to nightwarden's own list file and apply it in the kernel."""
     mgr = ctx.blocks
     net = parse_network(ctx.args.address)
+    path = ctx.config.list_file(kind)
+    why = mgr.refusal(net) if kind == "deny" else None
+    if why:
+        from .errors import RefusedError
+        raise RefusedError(f"refusing to deny {display(net)}: {why}")
     if ctx.dry_run:
-        ctx.say(f"dry run: would allow {display(net)} in {ctx.config.list_file('allow')}")
+        ctx.say(f"dry run: would {kind} {display(net)} in {path}")
         return EXIT_OK
     mgr.ensure_ready()
-    added = mgr.allow(ctx.args.address, ctx.args.comment)
-    ctx.say(f"{display(net)}: {'allowed' if added else 'already on the allow list'}"
-            f" ({ctx.config.list_file('allow')})")
+    added = (mgr.allow if kind == "allow" else mgr.deny)(ctx.args.address, ctx.args.comment)
+    done = "allowed" if kind == "allow" else "denied"
+    ctx.say(f"{display(net)}: {done if added else f'already on the {kind} list'} ({path})")
     return EXIT_OK
+
+
+def cmd_allow(ctx) -> int:
+    return _list_command(ctx, "allow")
 
 
 def cmd_deny(ctx) -> int:
-    mgr = ctx.blocks
-    net = parse_network(ctx.args.address)
-    if ctx.dry_run:
-        why = mgr.refusal(net)
-        if why:
-            from .errors import RefusedError
-            raise RefusedError(f"refusing to deny {display(net)}: {why}")
-        ctx.say(f"dry run: would deny {display(net)} in {ctx.config.list_file('deny')}")
-        return EXIT_OK
-    mgr.ensure_ready()
-    added = mgr.deny(ctx.args.address, ctx.args.comment)
-    ctx.say(f"{display(net)}: {'denied' if added else 'already on the deny list'}"
-            f" ({ctx.config.list_file('deny')})")
-    return EXIT_OK
+    return _list_command(ctx, "deny")
 
 
 def cmd_blocks(ctx) -> int:
