@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 # Debian packages the tests use: real firewalls, real peers.
-TEST_DEBS := nftables iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux
-TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare
+TEST_DEBS := nftables iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp
+TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp
 
 .PHONY: demo test bench debs clean
 
