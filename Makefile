@@ -26,6 +26,7 @@ demo: $(BIN)/nightwarden
 	-$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200
 	$(BIN)/nightwarden --sandbox $(DEMO) blocks
 	$(BIN)/nightwarden --sandbox $(DEMO) daily
+	$(BIN)/nightwarden --sandbox $(DEMO) purge
 	@echo "== done. report: $$(ls $(DEMO)/reports/*.txt)"
 	@echo "   mail:   $(DEMO)/state/mail/mbox ($$(grep -c '^From ' $(DEMO)/state/mail/mbox) message(s))"
 	@echo "   log:    $(DEMO)/log/nightwarden.log; state: $(DEMO)/state/state.db"
@@ -52,6 +53,7 @@ test: debs $(BIN)/nightwarden
 bench: debs $(BIN)/nightwarden
 	$(BIN)/python bench/cli_startup.py
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
+	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/purge.py'
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

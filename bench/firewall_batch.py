@@ -70,21 +70,26 @@ def bench_backend(name: str) -> tuple[float, float, float]:
     return setup, add, remove
 
 
+def bench_config(tmp: str, extra: str = ""):
+    """A configuration with every path in tmp and the table/chain/sets named nwbench."""
+    from nightwarden.lib import config as configmod
+    path = Path(tmp) / "nw.toml"
+    path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
+                    f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
+                    f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
+                    f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra)
+    return configmod.load(str(path))
+
+
 def bench_manager() -> tuple[float, float]:
     """The full path a job takes: validation, state rows and the kernel, one transaction."""
-    from nightwarden.lib import config
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.firewall.nftables import NftablesBackend
     from nightwarden.lib.state import State
 
     fresh_namespace()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "nw.toml"
-        path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
-                        f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
-                        f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
-                        f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n')
-        cfg = config.load(str(path))
+        cfg = bench_config(tmp)
         mgr = BlockManager(cfg, State(cfg.db_path), NftablesBackend(prefix="nwbench"))
         mgr.ensure_ready()
         nets = addresses(N)

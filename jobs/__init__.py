@@ -22,6 +22,12 @@ class JobInfo:
 
 
 JOBS: dict[str, JobInfo] = {j.name: j for j in [
+    JobInfo("expire", "nightwarden.jobs.expire",
+            "end blocks whose time is up; restore the base rules if they vanished",
+            "*/5 * * * *", True),
+    JobInfo("purge", "nightwarden.jobs.purge",
+            "weekly: remove dynamic blocks, keep permanent ones, reconcile kernel and state",
+            "30 3 * * sun", False),
     JobInfo("report", "nightwarden.jobs.report",
             "the daily report: job health, blocks, events; mailed as one digest",
             "0 6 * * *", True),

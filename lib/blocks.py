@@ -9,9 +9,11 @@ back if the kernel refuses. The allow list, the ignore list and the protected ad
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
+from . import lifecycle
 from .errors import DataError, RefusedError
 from .firewall import Backend, Entry, Filter
 from .lists import Lists, append_entry, load_lists, remove_entry
@@ -27,6 +29,8 @@ log = get("blocks")
 class BlockResult:
     added: list[Network] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)   # (address, why)
+    escalations: list = field(default_factory=list)                # lifecycle.Escalation
+    rotated: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -37,12 +41,15 @@ class SyncResult:
 
 
 class BlockManager:
-    def __init__(self, config, state: State, backend: Backend, lists: Lists | None = None):
+    def __init__(self, config, state: State, backend: Backend, lists: Lists | None = None,
+                 notify: Callable | None = None):
         self.config = config
         self.state = state
         self.backend = backend
         self._lists = lists
         self._ready = False
+        self._lock_depth = 0
+        self.notify = notify          # called with each lifecycle.Escalation
 
     def ensure_ready(self) -> None:
         """Set up the base rules and load every entry if they are not in place yet."""
@@ -58,9 +65,24 @@ class BlockManager:
                 log.warning("%s", error)
         return self._lists
 
-    def _lock(self) -> LockFile:
-        return LockFile(self.config.run_dir / "firewall.lock", "a firewall change").acquire(
+    @contextmanager
+    def locked(self):
+        """The firewall lock (one change at a time across processes); re-entrant here."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        lock = LockFile(self.config.run_dir / "firewall.lock", "a firewall change").acquire(
             wait=self.config["firewall"]["lock_timeout"])
+        self._lock_depth = 1
+        try:
+            yield
+        finally:
+            self._lock_depth = 0
+            lock.release()
 
     # -- policy ---------------------------------------------------------------
     def refusal(self, net: Network) -> str | None:
@@ -103,16 +125,26 @@ class BlockManager:
         now = time.time()
         expires = None if (permanent or not ttl) else now + ttl
         entries = [Entry(n, kind, None if permanent else (ttl or None)) for n in result.added]
-        with self._lock(), self.state:
-            superseded = self._supersede(entries)
-            for net in result.added:
-                self.state.add_block(display(net), net.version, permanent, source, reason, now, expires)
-            if superseded:
-                self.backend.unblock(superseded)
-            self.backend.block(entries)
-        log.info("blocked %d address(es) (%s, %s): %s", len(entries), source,
-                 "permanent" if permanent else (f"ttl {ttl}s" if ttl else "until purged"),
-                 ", ".join(display(n) for n in result.added[:10]))
+        with self.locked():
+            with self.state:
+                superseded = self._supersede(entries)
+                for net in result.added:
+                    self.state.add_block(display(net), net.version, permanent, source, reason,
+                                         now, expires)
+                if superseded:
+                    self.backend.unblock(superseded)
+                self.backend.block(entries)
+            log.info("blocked %d address(es) (%s, %s): %s", len(entries), source,
+                     "permanent" if permanent else (f"ttl {ttl}s" if ttl else "until purged"),
+                     ", ".join(display(n) for n in result.added[:10]))
+            if not permanent:
+                result.escalations = lifecycle.escalate(self, result.added, now)
+            if source != "netblock":
+                result.escalations += lifecycle.netblock(self, result.added, now)
+            result.rotated = lifecycle.enforce_limits(self)
+        if self.notify:
+            for escalation in result.escalations:
+                self.notify(escalation)
         return result
 
     def _supersede(self, entries: Sequence[Entry]) -> list[Entry]:
@@ -149,7 +181,7 @@ class BlockManager:
                     raise RefusedError(f"{display(net)} is on the deny list in {entry.where};"
                                        f" remove it there")
         removed = []
-        with self._lock(), self.state:
+        with self.locked(), self.state:
             for net in nets:
                 was = self.state.end_block(display(net), reason)
                 if remove_entry(own_deny, net):
@@ -168,7 +200,7 @@ class BlockManager:
         net = self.parse_all([target])[0]
         if any(e.filter is None for e in self.lists.allow.exact(net)):
             return False
-        with self._lock(), self.state:
+        with self.locked(), self.state:
             append_entry(self.config.list_file("allow"), net, comment or _stamp("allowed"))
             remove_entry(self.config.list_file("deny"), net)
             lifted = []
@@ -190,7 +222,7 @@ class BlockManager:
             raise RefusedError(f"refusing to deny {display(net)}: {why}")
         if any(e.filter is None for e in self.lists.deny.exact(net)):
             return False
-        with self._lock(), self.state:
+        with self.locked(), self.state:
             append_entry(self.config.list_file("deny"), net, comment or _stamp("denied"))
             if self.state.end_block(display(net), "moved to the deny list"):
                 self.backend.unblock([Entry(net, "temp")])
@@ -202,9 +234,8 @@ class BlockManager:
     def expire(self, now: float | None = None) -> int:
         """End the blocks whose time is up (and remove them where the kernel has no timeouts)."""
         now = time.time() if now is None else now
-        with self._lock(), self.state:
-            due = [r for r in self.state.active_blocks(now, include_expired=True)
-                   if r.expires is not None and r.expires <= now]
+        with self.locked(), self.state:
+            due = self.state.due_blocks(now)
             for row in due:
                 self.state.end_block(row.address, "expired", when=row.expires)
             if due and not self.backend.kernel_timeouts:
@@ -237,7 +268,7 @@ class BlockManager:
     def sync(self) -> SyncResult:
         """Re-assert the base rules and make the kernel hold exactly what it should."""
         result = SyncResult(expired=self.expire())
-        with self._lock():
+        with self.locked():
             want, filters = self.desired()
             self.backend.ensure(filters)
             have = {(k.network, k.kind) for k in self.backend.list()}

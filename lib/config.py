@@ -53,6 +53,25 @@ DEFAULTS: dict = {
         "protect_own_addresses": True,
         "lock_timeout": 30,
     },
+    "blocks": {
+        # csf's LF_PERMBLOCK: this many temporary blocks of one address within the interval
+        # make it permanent. 0 = off.
+        "perm_block_count": 4,
+        "perm_block_interval": 86400,
+        # csf's LF_NETBLOCK: this many blocked addresses in one network within the interval
+        # block the whole network (/24 for IPv4, /64 for IPv6 by default). 0 = off.
+        "net_block_count": 0,
+        "net_block_interval": 86400,
+        "net_block_prefix4": 24,
+        "net_block_prefix6": 64,
+        "net_block_permanent": True,
+        # csf's DENY_TEMP_IP_LIMIT and DENY_IP_LIMIT: the oldest are rotated out. Entries in
+        # the deny list files and blocks made by hand are never rotated out.
+        "temp_limit": 65536,
+        "perm_limit": 10000,
+        # `nightwarden purge` removes dynamic blocks older than this (seconds); 0 = all.
+        "purge_age": 0,
+    },
     "mail": {
         "transport": "mbox",
         "to": "root",

@@ -53,8 +53,20 @@ class Context:
     def blocks(self):
         if self._blocks is None:
             from .blocks import BlockManager
-            self._blocks = BlockManager(self.config, self.state, self.firewall)
+            self._blocks = BlockManager(self.config, self.state, self.firewall,
+                                        notify=self._escalation_alert)
         return self._blocks
+
+    def _escalation_alert(self, escalation) -> None:
+        what = ("blocked permanently" if escalation.kind == "permanent"
+                else "network blocked")
+        self.mailer.alert("permblock", {
+            "ip": escalation.address, "what": what, "count": escalation.count,
+            "interval": escalation.interval,
+            "reason": (f"{escalation.count} temporary blocks within {escalation.interval} s"
+                       if escalation.kind == "permanent" else
+                       f"{escalation.count} addresses of {escalation.network} blocked within "
+                       f"{escalation.interval} s")})
 
     @property
     def mailer(self):

@@ -150,6 +150,22 @@ class State:
         rows = self.db.execute(sql + " ORDER BY created", args).fetchall()
         return [BlockRow.from_row(r) for r in rows]
 
+    def due_blocks(self, now: float) -> list[BlockRow]:
+        """Active blocks whose time is up."""
+        rows = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND expires IS NOT NULL"
+                               " AND expires <= ? ORDER BY expires", (now,)).fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    def dynamic_blocks(self, now: float, created_before: float | None = None) -> list[tuple[str, str]]:
+        """(address, source) of active temporary blocks, optionally only the older ones."""
+        sql = ("SELECT address, source FROM blocks WHERE active = 1 AND permanent = 0"
+               " AND (expires IS NULL OR expires > ?)")
+        args: list = [now]
+        if created_before is not None:
+            sql += " AND created <= ?"
+            args.append(created_before)
+        return [(r[0], r[1]) for r in self.db.execute(sql, args)]
+
     def active_block(self, address: str) -> BlockRow | None:
         row = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND address = ?",
                               (address,)).fetchone()
@@ -180,6 +196,53 @@ class State:
                               " WHERE active = 1 AND address = ?",
                               (time.time() if when is None else when, reason, address))
         return cur.rowcount > 0
+
+    def end_blocks(self, addresses: list[str], reason: str, when: float | None = None) -> int:
+        """End many active blocks in one statement per chunk."""
+        when = time.time() if when is None else when
+        total = 0
+        for i in range(0, len(addresses), 500):
+            chunk = addresses[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = self.db.execute(f"UPDATE blocks SET active = 0, removed = ?, removed_reason = ?"
+                                  f" WHERE active = 1 AND address IN ({marks})",
+                                  (when, reason, *chunk))
+            total += cur.rowcount
+        return total
+
+    def count_active(self, permanent: bool, exclude_sources: tuple = ()) -> int:
+        marks = ",".join("?" * len(exclude_sources)) or "''"
+        return self.db.execute(f"SELECT COUNT(*) FROM blocks WHERE active = 1 AND permanent = ?"
+                               f" AND source NOT IN ({marks})",
+                               (int(permanent), *exclude_sources)).fetchone()[0]
+
+    def oldest_active(self, permanent: bool, limit: int, exclude_sources: tuple = ()) -> list[BlockRow]:
+        marks = ",".join("?" * len(exclude_sources)) or "''"
+        rows = self.db.execute(f"SELECT * FROM blocks WHERE active = 1 AND permanent = ?"
+                               f" AND source NOT IN ({marks}) ORDER BY created, id LIMIT ?",
+                               (int(permanent), *exclude_sources, limit)).fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    def make_permanent(self, address: str, reason: str) -> None:
+        self.db.execute("UPDATE blocks SET permanent = 1, expires = NULL, reason = ?"
+                        " WHERE active = 1 AND address = ?", (reason, address))
+
+    def temp_block_counts(self, addresses: list[str], since: float) -> dict[str, int]:
+        """How many temporary blocks each address got since `since` (active or ended)."""
+        counts: dict[str, int] = {}
+        for i in range(0, len(addresses), 500):
+            chunk = addresses[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT address, COUNT(*) FROM blocks WHERE created >= ?"
+                                   f" AND address IN ({marks}) GROUP BY address", (since, *chunk))
+            counts.update({a: n for a, n in rows})
+        return counts
+
+    def recent_addresses(self, since: float, family: int) -> list[str]:
+        """Addresses (hosts) blocked since `since`, active or not."""
+        rows = self.db.execute("SELECT DISTINCT address FROM blocks WHERE created >= ?"
+                               " AND family = ? AND address NOT LIKE '%/%'", (since, family))
+        return [r[0] for r in rows]
 
     def block_history(self, address: str) -> list[BlockRow]:
         rows = self.db.execute("SELECT * FROM blocks WHERE address = ? ORDER BY created",

@@ -65,7 +65,9 @@ def test_daily_in_a_sandbox_writes_report_and_mail(tmp_path):
     run_cli("--sandbox", str(box), "report", "--no-mail", check=0)
     latest = sorted((box / "reports").glob("report-*.json"))[-1]
     rows = [s for s in json.loads(latest.read_text())["sections"] if s["title"] == "Job health"][0]["rows"]
-    assert rows[0][0] == "report" and rows[0][1] == 2 and rows[0][2] == 0
+    health = {r[0]: r for r in rows}
+    assert health["report"][1:3] == [2, 0] and health["expire"][1:3] == [1, 0]
+    assert health["purge"][1] == 0 and health["purge"][3] == "never"
 
 
 def test_sandbox_never_touches_the_kernel(tmp_path):

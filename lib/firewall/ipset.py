@@ -128,8 +128,15 @@ class IpsetBackend(Backend):
                     out.append(KernelEntry(parse_kernel_network(parts[2]), kind, expires))
         return out
 
+    def _count(self, name: str) -> int:
+        done = proc.run([self.ipset, "list", "-t", name], timeout=30)
+        for line in done.stdout.decode().splitlines():
+            if line.startswith("Number of entries:"):
+                return int(line.split(":")[1])
+        return 0
+
     def purge(self, kind: str = "temp") -> int:
-        count = sum(1 for e in self.list() if e.kind == kind)
+        count = sum(self._count(self.set_name(kind, v)) for v in self.families())
         self._ipset_restore([f"flush {self.set_name(kind, v)}" for v in self.families()])
         return count
 

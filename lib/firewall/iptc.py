@@ -91,6 +91,15 @@ class IptcBackend(Backend):
         return self.iptc.Chain(table, name)
 
     @staticmethod
+    def _count_rules(table, chain: str) -> int:
+        """Count without decoding each rule (decoding costs about 0.2 ms a rule)."""
+        count, entry = 0, table.first_rule(chain)
+        while entry:
+            count += 1
+            entry = table.next_rule(entry)
+        return count
+
+    @staticmethod
     def _comment(rule) -> str:
         for m in rule.matches:
             if m.name == "comment":
@@ -201,16 +210,18 @@ class IptcBackend(Backend):
         return out
 
     def purge(self, kind: str = "temp") -> int:
-        count = sum(1 for e in self.list() if e.kind == kind)
         if kind == "allow":
-            self.unblock([Entry(e.network, "allow") for e in self.list() if e.kind == "allow"])
-            return count
+            allowed = [e for e in self.list() if e.kind == "allow"]
+            self.unblock([Entry(e.network, "allow") for e in allowed])
+            return len(allowed)
+        counted = []
 
         def work(version, table):
             if table.is_chain(self.sub[kind]):
+                counted.append(self._count_rules(table, self.sub[kind]))
                 self._chain(table, self.sub[kind]).flush()
         self._transaction(work)
-        return count
+        return sum(counted)
 
     def teardown(self) -> None:
         def work(version, table):

@@ -156,7 +156,11 @@ class NftablesBackend(Backend):
         return KernelEntry(net, kind, float(expires) if expires is not None else None)
 
     def purge(self, kind: str = "temp") -> int:
-        count = sum(1 for e in self.list() if e.kind == kind)
+        done = proc.run([self.nft, "-j", "list", "table", *self.table.split()], timeout=60)
+        count = 0
+        if done.returncode == 0:
+            count = sum(len(item["set"].get("elem", [])) for item in json.loads(done.stdout)["nftables"]
+                        if "set" in item and item["set"]["name"].startswith(kind))
         lines = [f"flush set {self.table} {name}" for k, _, _, name in self._sets() if k == kind]
         self._apply("\n".join(lines) + "\n")
         return count
