@@ -25,9 +25,16 @@ demo: $(BIN)/nightwarden
 	$(BIN)/nightwarden --sandbox $(DEMO) allow 203.0.113.200 --comment "demo: office"
 	-$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200
 	$(BIN)/nightwarden --sandbox $(DEMO) blocks
-	$(BIN)/nightwarden --sandbox $(DEMO) daily
+	@mkdir -p $(DEMO)/tmp/.x $(DEMO)/dev/shm && cp /bin/true $(DEMO)/tmp/.x/kworker && \
+	  printf '<?php system($$_GET["c"]); ?>\n' > $(DEMO)/tmp/upload.php && \
+	  printf 'harmless\n' > $(DEMO)/tmp/notes.txt && ln -s /etc/shadow $(DEMO)/tmp/shadow-link && \
+	  if [ "$$(id -u)" = 0 ]; then chown -hR nobody $(DEMO)/tmp/*  $(DEMO)/tmp/.x; fi
+	@echo "== planted in $(DEMO)/tmp: a hidden dir with an ELF binary, a PHP shell, a symlink, a text file"
+	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-7: findings, not failures
+	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
 	@echo "== done. report: $$(ls $(DEMO)/reports/*.txt)"
+	@echo "   quarantine: $(DEMO)/state/quarantine/ (tar -tvf to list, nightwarden quarantine restore ID)"
 	@echo "   mail:   $(DEMO)/state/mail/mbox ($$(grep -c '^From ' $(DEMO)/state/mail/mbox) message(s))"
 	@echo "   log:    $(DEMO)/log/nightwarden.log; state: $(DEMO)/state/state.db"
 
@@ -54,6 +61,7 @@ bench: debs $(BIN)/nightwarden
 	$(BIN)/python bench/cli_startup.py
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/purge.py'
+	$(BIN)/python bench/quarantine.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

@@ -104,6 +104,17 @@ def events_sections(state, since: float, until: float) -> list[Section]:
     return [kinds, top]
 
 
+def quarantine_section(state, since: float, until: float) -> Section:
+    from nightwarden.lib.qarchive import shown
+
+    sec = Section("Suspicious files", ["time", "path", "owner", "reason", "action"])
+    for r in state.db.execute("SELECT * FROM quarantine WHERE time >= ? AND time < ? ORDER BY id",
+                              (since, until)):
+        sec.rows.append([fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"],
+                         r["reason"][:50], r["action"]])
+    return sec
+
+
 def problems_section(lists, outbox_pending: int) -> Section:
     sec = Section("Problems", ["problem"], [[e] for e in lists.errors])
     if outbox_pending:
@@ -146,7 +157,7 @@ def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
     lists = load_lists(ctx.config)
     state = ctx.state
     sections = [job_health(state, since, until), *blocks_sections(state, since, until, lists),
-                *events_sections(state, since, until),
+                *events_sections(state, since, until), quarantine_section(state, since, until),
                 problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending()))]
     period = f"{fmt_time(since)} to {fmt_time(until)}"
     return sections, period
@@ -188,5 +199,6 @@ def run(ctx) -> Result:
         sent = f"mail {result.status} ({result.where})"
     ctx.say(f"report: {base}.txt (.html, .json); {sent}")
     counts = {s.title: len(s.rows) for s in sections}
+    events = sum(r[1] for s in sections if s.title == "Events by kind" for r in s.rows)
     return Result(0, f"report for {period}: {counts['Blocks made in the period']} blocks made, "
-                     f"{sum(r[1] for r in sections[4].rows)} events; {sent}")
+                     f"{events} events, {counts['Suspicious files']} suspicious files; {sent}")

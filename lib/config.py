@@ -72,6 +72,27 @@ DEFAULTS: dict = {
         # `nightwarden purge` removes dynamic blocks older than this (seconds); 0 = all.
         "purge_age": 0,
     },
+    "quarantine": {
+        "dirs": ["/tmp", "/dev/shm", "/var/tmp"],
+        "mode": "quarantine",        # or "report": find and alert, touch nothing
+        "ignore_root": True,         # files owned by root are not examined (as lfd does)
+        "ignore_file": "",           # "" = <config dir>/nightwarden.fignore (csf.fignore format)
+        "extra_ignore_files": ["/etc/csf/csf.fignore"],
+        "rules": ["elf", "shebang", "extension", "exploit_name", "bad_name", "hidden_dir",
+                  "symlink", "core"],
+        "extensions": [".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml", ".py",
+                       ".sh", ".bash"],
+        "exploit_names": ["r00t", "rootkit", "xploit", "sploit", "ptrace", "vmsplice", "dirtycow",
+                          "dirtypipe", "pwnkit", "overlayfs", "xmrig", "kinsing", "kdevtmpfsi",
+                          "kaiten", "tsunami", "mirai", "psybnc", "eggdrop", "emech", "bindshell",
+                          "backconnect", "c99shell", "r57shell", "wso.php"],
+        "max_files": 1000,           # per sweep; the rest are reported
+        "max_size": 52428800,        # larger files are reported and made unreadable
+        "max_depth": 64,
+        "time_limit": 120,           # seconds per sweep
+        "archive_dir": "",           # "" = <state_dir>/quarantine
+        "archive_max_size": 1073741824,   # then a new archive is started
+    },
     "mail": {
         "transport": "mbox",
         "to": "root",
@@ -216,6 +237,25 @@ class Config:
 
     def firewall_backend(self) -> str:
         return "dryrun" if self.sandbox is not None else self.data["firewall"]["backend"]
+
+    def watched_dirs(self) -> list[Path]:
+        """The quarantine job's directories; under a sandbox they move into it too."""
+        dirs = [Path(d) for d in self.data["quarantine"]["dirs"]]
+        if self.sandbox is not None:
+            dirs = [self.sandbox / d.relative_to("/") if d.is_absolute() else self.sandbox / d
+                    for d in dirs]
+        return dirs
+
+    def fignore_files(self) -> list[Path]:
+        q = self.data["quarantine"]
+        files = [Path(q["ignore_file"]) if q["ignore_file"] else self.config_dir / "nightwarden.fignore"]
+        if self.sandbox is None:
+            files += [Path(p) for p in q["extra_ignore_files"]]
+        return files
+
+    def quarantine_dir(self) -> Path:
+        configured = self.data["quarantine"]["archive_dir"]
+        return Path(configured) if configured else self.state_dir / "quarantine"
 
     def mail_path(self, kind: str) -> Path:
         configured = self.data["mail"][kind]

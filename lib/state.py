@@ -66,6 +66,35 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: the quarantine manifest and the archives' committed lengths
+    """
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        path BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        action TEXT NOT NULL,
+        archive TEXT,
+        member BLOB,
+        member_offset INTEGER,
+        sha256 TEXT,
+        size INTEGER,
+        uid INTEGER,
+        gid INTEGER,
+        owner TEXT,
+        mode INTEGER,
+        mtime REAL,
+        link_target BLOB,
+        restored REAL
+    );
+    CREATE INDEX quarantine_time ON quarantine(time);
+    CREATE TABLE archives (
+        name TEXT PRIMARY KEY,
+        committed INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
