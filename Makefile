@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 # Debian packages the tests use: real firewalls, real peers.
-TEST_DEBS := nftables iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp
-TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp
+TEST_DEBS := nftables iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide
+TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide
 
 .PHONY: demo test bench debs clean
 
@@ -30,10 +30,18 @@ demo: $(BIN)/nightwarden
 	  printf 'harmless\n' > $(DEMO)/tmp/notes.txt && ln -s /etc/shadow $(DEMO)/tmp/shadow-link && \
 	  if [ "$$(id -u)" = 0 ]; then chown -hR nobody $(DEMO)/tmp/*  $(DEMO)/tmp/.x; fi
 	@echo "== planted in $(DEMO)/tmp: a hidden dir with an ELF binary, a PHP shell, a symlink, a text file"
+	@mkdir -p $(DEMO)/usr/bin $(DEMO)/usr/sbin $(DEMO)/usr/lib $(DEMO)/usr/local/bin \
+	  $(DEMO)/usr/local/sbin $(DEMO)/boot && cp /bin/ls /bin/cat /bin/sh $(DEMO)/usr/bin/ && \
+	  printf 'PermitRootLogin no\n' > $(DEMO)/etc/sshd_config
+	@echo "== integrity: a key (passphrase from \$$NIGHTWARDEN_INTEGRITY_PASSPHRASE for the demo), a snapshot, then a change"
+	NIGHTWARDEN_INTEGRITY_PASSPHRASE="demo passphrase" $(BIN)/nightwarden --sandbox $(DEMO) integrity keygen
+	NIGHTWARDEN_INTEGRITY_PASSPHRASE="demo passphrase" $(BIN)/nightwarden --sandbox $(DEMO) integrity init
+	@chmod u+s $(DEMO)/usr/bin/cat && printf 'PermitRootLogin yes\n' > $(DEMO)/etc/sshd_config && \
+	  cp /bin/true $(DEMO)/usr/local/bin/helper
 	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-7: findings, not failures
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
-	@echo "== done. report: $$(ls $(DEMO)/reports/*.txt)"
+	@echo "== done. report: $$(ls $(DEMO)/reports/report-*.txt); integrity: $$(ls $(DEMO)/reports/integrity-*.txt)"
 	@echo "   quarantine: $(DEMO)/state/quarantine/ (tar -tvf to list, nightwarden quarantine restore ID)"
 	@echo "   mail:   $(DEMO)/state/mail/mbox ($$(grep -c '^From ' $(DEMO)/state/mail/mbox) message(s))"
 	@echo "   log:    $(DEMO)/log/nightwarden.log; state: $(DEMO)/state/state.db"
@@ -62,6 +70,7 @@ bench: debs $(BIN)/nightwarden
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/purge.py'
 	$(BIN)/python bench/quarantine.py
+	$(BIN)/python bench/integrity.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

@@ -115,6 +115,18 @@ def quarantine_section(state, since: float, until: float) -> Section:
     return sec
 
 
+def integrity_section(state, since: float, until: float) -> Section:
+    sec = Section("Integrity checks", ["time", "added", "removed", "changed", "explained by packages",
+                                       "unreadable"])
+    for e in state.events(since, until, kind="integrity"):
+        d = json.loads(e["detail"])
+        sec.rows.append([fmt_time(e["time"]), d.get("added", 0), d.get("removed", 0),
+                         d.get("changed", 0), d.get("explained", 0), d.get("unreadable", 0)])
+    if sec.rows:
+        sec.note = "Details: the integrity-<time>.txt report beside this one."
+    return sec
+
+
 def problems_section(lists, outbox_pending: int) -> Section:
     sec = Section("Problems", ["problem"], [[e] for e in lists.errors])
     if outbox_pending:
@@ -157,7 +169,8 @@ def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
     lists = load_lists(ctx.config)
     state = ctx.state
     sections = [job_health(state, since, until), *blocks_sections(state, since, until, lists),
-                *events_sections(state, since, until), quarantine_section(state, since, until),
+                *events_sections(state, since, until), integrity_section(state, since, until),
+                quarantine_section(state, since, until),
                 problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending()))]
     period = f"{fmt_time(since)} to {fmt_time(until)}"
     return sections, period

@@ -93,6 +93,27 @@ DEFAULTS: dict = {
         "archive_dir": "",           # "" = <state_dir>/quarantine
         "archive_max_size": 1073741824,   # then a new archive is started
     },
+    "integrity": {
+        "paths": ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/usr/local/sbin",
+                  "/etc", "/boot"],
+        "excludes": ["/etc/mtab", "/etc/adjtime", "/etc/ld.so.cache", "/etc/resolv.conf",
+                     "/etc/nightwarden/*", "*/__pycache__", "*.pyc", "/usr/lib/locale/locale-archive"],
+        # The most specific rule (longest path) applies. attrs: "default" or a list of
+        # type mode uid gid size inode nlink mtime ctime target sha256 xattrs acl caps flags;
+        # growing = true: a log that may only grow (content and times may change).
+        "rules": [{"path": "/", "attrs": ["default"], "severity": "high", "growing": False},
+                  {"path": "/etc", "attrs": ["default"], "severity": "medium", "growing": False}],
+        "database": "",              # "" = <state_dir>/integrity.db
+        "private_key": "",           # "" = <config dir>/integrity.key (OpenSSH, encrypted)
+        "public_key": "",            # "" = <config dir>/integrity.pub
+        "passphrase_file": "",
+        "passphrase_env": "NIGHTWARDEN_INTEGRITY_PASSPHRASE",
+        "workers": 2,
+        "quick": False,              # skip re-hashing files whose inode, size, mtime, ctime are the same
+        "package_aware": True,
+        "dpkg_info": "/var/lib/dpkg/info",
+        "dpkg_log": "/var/log/dpkg.log",
+    },
     "mail": {
         "transport": "mbox",
         "to": "root",
@@ -152,12 +173,36 @@ def _check_value(path: str, key: tuple, default, value) -> None:
         raise ConfigError(f"{path}: key '{name}' must not be negative")
 
 
+RULE_TYPES = {"path": str, "attrs": list, "severity": str, "growing": bool}
+SEVERITIES = {"low", "medium", "high"}
+
+
+def _check_rules(path: str, name: str, value) -> None:
+    """A list of tables such as [[integrity.rules]]: each with known keys of the right type."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{path}: key '{name}' must be a list of tables ([[{name}]])")
+    for i, rule in enumerate(value, 1):
+        for key, item in rule.items():
+            want = RULE_TYPES.get(key)
+            if want is None:
+                raise ConfigError(f"{path}: unknown key '{name}[{i}].{key}'")
+            if not isinstance(item, want) or (want is list and not all(isinstance(x, str) for x in item)):
+                raise ConfigError(f"{path}: key '{name}[{i}].{key}' must be {_type_name(want())}")
+        if "path" not in rule:
+            raise ConfigError(f"{path}: '{name}[{i}]' needs a path")
+        if rule.get("severity", "high") not in SEVERITIES:
+            raise ConfigError(f"{path}: key '{name}[{i}].severity' must be one of high, low, medium")
+
+
 def _merge(path: str, base: dict, new: dict, defaults: dict, prefix: tuple = ()) -> None:
     for key, value in new.items():
         full = prefix + (key,)
         if key not in defaults:
             raise ConfigError(f"{path}: unknown key '{'.'.join(full)}'")
-        if isinstance(defaults[key], dict):
+        if isinstance(defaults[key], list) and defaults[key] and isinstance(defaults[key][0], dict):
+            _check_rules(path, ".".join(full), value)
+            base[key] = value
+        elif isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: '{'.'.join(full)}' must be a table ([{'.'.join(full)}])")
             _merge(path, base[key], value, defaults[key], full)
@@ -240,11 +285,7 @@ class Config:
 
     def watched_dirs(self) -> list[Path]:
         """The quarantine job's directories; under a sandbox they move into it too."""
-        dirs = [Path(d) for d in self.data["quarantine"]["dirs"]]
-        if self.sandbox is not None:
-            dirs = [self.sandbox / d.relative_to("/") if d.is_absolute() else self.sandbox / d
-                    for d in dirs]
-        return dirs
+        return [self.sandboxed(d) for d in self.data["quarantine"]["dirs"]]
 
     def fignore_files(self) -> list[Path]:
         q = self.data["quarantine"]
@@ -252,6 +293,21 @@ class Config:
         if self.sandbox is None:
             files += [Path(p) for p in q["extra_ignore_files"]]
         return files
+
+    def sandboxed(self, path: str | Path) -> Path:
+        """A system path, moved under the sandbox when there is one."""
+        path = Path(path)
+        if self.sandbox is None:
+            return path
+        return self.sandbox / path.relative_to("/") if path.is_absolute() else self.sandbox / path
+
+    def integrity_path(self, key: str) -> Path:
+        configured = self.data["integrity"][key]
+        if configured:
+            return Path(configured)
+        return {"database": self.state_dir / "integrity.db",
+                "private_key": self.config_dir / "integrity.key",
+                "public_key": self.config_dir / "integrity.pub"}[key]
 
     def quarantine_dir(self) -> Path:
         configured = self.data["quarantine"]["archive_dir"]
@@ -325,5 +381,7 @@ def _toml_value(value) -> str:
         return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

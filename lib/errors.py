@@ -16,6 +16,7 @@ EXIT_BUSY = 75         # another run of the same job holds the lock; try again l
 EXIT_NOPERM = 77       # not permitted (for example: firewall changes without root)
 EXIT_CONFIG = 78       # the configuration is invalid; nothing was changed
 EXIT_REFUSED = 79      # refused by policy: the address is allowed, ignored or protected
+EXIT_TAMPERED = 80     # a signed database failed verification: tampered, another host, replayed
 
 
 class NightwardenError(Exception):
@@ -69,6 +70,10 @@ class RefusedError(NightwardenError):
     exit_code = EXIT_REFUSED
 
 
+class TamperedError(NightwardenError):
+    exit_code = EXIT_TAMPERED
+
+
 class FirewallError(NightwardenError):
     """The kernel refused a change; the batch was not applied."""
 
@@ -89,4 +94,5 @@ EXIT_CODES = [
     (EXIT_NOPERM, "not permitted (firewall changes need root)"),
     (EXIT_CONFIG, "invalid configuration; nothing was changed"),
     (EXIT_REFUSED, "refused: the address is allowed, ignored or protected"),
+    (EXIT_TAMPERED, "a signed database failed verification (tampered, other host, replayed)"),
 ]

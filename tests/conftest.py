@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +52,12 @@ def netns():
 @pytest.fixture
 def config_file(tmp_path):
     return write_config(tmp_path)
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory an unprivileged process can reach (pytest's own temp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="nw-race-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -237,16 +237,6 @@ ATTACKER = textwrap.dedent("""
 
 
 
-@pytest.fixture
-def open_tmp():
-    """A directory the unprivileged attacker can reach (pytest's own temp dirs are 0700)."""
-    import tempfile
-    path = Path(tempfile.mkdtemp(prefix="nw-race-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def test_racing_attacker_cannot_make_the_sweep_touch_anything_outside(open_tmp):
     tmp_path = open_tmp
     watched, cfg = setup(tmp_path)

@@ -1,0 +1,1 @@
+"""File integrity: a policy, a fast scanner, a signed database, and the comparison."""

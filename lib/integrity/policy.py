@@ -1,0 +1,68 @@
+"""The integrity policy: what is watched, what is excluded, and which attributes each rule
+checks, at what severity. Its fingerprint goes into the signed database header."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+ATTRS = ("type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime", "target",
+         "sha256", "xattrs", "acl", "caps", "flags")
+# "growing": a log that may only grow: its content and times may change, its size not shrink
+GROWING_IGNORES = {"size", "sha256", "mtime", "ctime"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: str
+    attrs: frozenset
+    severity: str
+    growing: bool
+
+
+class Policy:
+    def __init__(self, config):
+        icfg = config["integrity"]
+        self.paths = [config.sandboxed(p) for p in icfg["paths"]]
+        self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg["excludes"]]
+        self.rules: list[Rule] = []
+        for raw in icfg["rules"]:
+            attrs = set()
+            for a in raw.get("attrs", ["default"]):
+                if a in ("default", "all"):
+                    attrs |= set(ATTRS)
+                elif a in ATTRS:
+                    attrs.add(a)
+                else:
+                    raise ConfigError(f"integrity rule for {raw['path']}: unknown attribute {a!r} "
+                                      f"(known: default, {', '.join(ATTRS)})")
+            self.rules.append(Rule(str(config.sandboxed(raw["path"])).rstrip("/") or "/",
+                                   frozenset(attrs), raw.get("severity", "high"),
+                                   raw.get("growing", False)))
+        self.rules.sort(key=lambda r: len(r.path), reverse=True)
+        self.default = Rule("/", frozenset(ATTRS), "high", False)
+        pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.excludes)
+        self._excluded = re.compile(pattern, re.DOTALL) if pattern else None
+
+    def excluded(self, path: str) -> bool:
+        return bool(self._excluded and self._excluded.match(path))
+
+    def rule_for(self, path: str) -> Rule:
+        for rule in self.rules:
+            if rule.path == "/" or path == rule.path or path.startswith(rule.path + "/"):
+                return rule
+        return self.default
+
+    def fingerprint(self) -> str:
+        data = {"paths": [str(p) for p in self.paths], "excludes": self.excludes,
+                "rules": [[r.path, sorted(r.attrs), r.severity, r.growing] for r in self.rules]}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def missing_paths(self) -> list[Path]:
+        return [p for p in self.paths if not p.exists() and not p.is_symlink()]
