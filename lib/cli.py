@@ -20,6 +20,7 @@ COMMANDS = {
     "grep": "everything known about an address",
     "firewall": "set up, inspect or remove nightwarden's firewall rules",
     "mail": "deliver the outbox, or send a test message",
+    "listen": "the resident port-scan listener (PortSentry's job), in the foreground",
 }
 
 
@@ -103,6 +104,9 @@ def build_parser(job: str | None = None) -> Parser:
                         "(also after a reboot); stop: remove all of nightwarden's rules")
     p = add("mail", dry)
     p.add_argument("action", choices=["flush", "test"])
+    p = add("listen", dry)
+    p.add_argument("--mode", choices=["connect", "advanced"], help="override listener.mode")
+    p.add_argument("--no-mail", action="store_true", help="no alert digests")
     return parser
 
 

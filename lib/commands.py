@@ -297,3 +297,34 @@ def cmd_mail(ctx) -> int:
     result = mailer.send(msg)
     ctx.say(f"test message {result.status}: {result.where}")
     return EXIT_OK if result.status != "spooled" else EXIT_UNAVAILABLE
+
+
+# -- the listener ------------------------------------------------------------------
+def cmd_listen(ctx) -> int:
+    from .blocks import BlockManager
+    from .firewall import open_backend
+    from .listener import Listener
+    from .lock import LockFile
+    from .state import State
+
+    cfg = ctx.config
+    if ctx.args.mode:
+        cfg.data["listener"]["mode"] = ctx.args.mode
+
+    def make_blocks():
+        return BlockManager(cfg, State(cfg.db_path), open_backend(cfg, dry_run=ctx.dry_run))
+
+    lock = LockFile(cfg.run_dir / "listen.lock", "the listener").acquire()
+    try:
+        make_blocks().ensure_ready()          # after a reboot: the base rules and every block
+        listener = Listener(cfg, make_blocks, mail=not ctx.args.no_mail)
+        listener.reload_from = (getattr(ctx.args, "config", None), getattr(ctx.args, "sandbox", None))
+        listener.install_signals()
+        listener.open()
+        try:
+            listener.serve()
+        finally:
+            listener.shutdown()
+        return EXIT_OK
+    finally:
+        lock.release()

@@ -93,6 +93,35 @@ DEFAULTS: dict = {
         "archive_dir": "",           # "" = <state_dir>/quarantine
         "archive_max_size": 1073741824,   # then a new archive is started
     },
+    "listener": {
+        "mode": "connect",           # connect (bind the bait ports) or advanced (raw sockets)
+        # PortSentry's classic lists; a port something on the host really uses is skipped
+        "tcp_ports": [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080, 1524, 2000, 5742, 6667, 12345,
+                      12346, 20034, 27665, 31337, 32771, 32772, 32773, 32774, 40421, 49724, 54320],
+        "udp_ports": [1, 7, 9, 69, 161, 162, 513, 635, 640, 641, 700, 37444, 34555, 31335, 32770,
+                      32771, 32772, 32773, 32774, 31337, 54321],
+        "bind4": "0.0.0.0",
+        "bind6": "::",
+        "ipv6": True,
+        "banner": "",
+        # advanced mode (PortSentry's -atcp/-audp): every port below these, but the excluded
+        # ones and those in use
+        "advanced_tcp_below": 1024,
+        "advanced_udp_below": 1024,
+        "advanced_tcp_exclude": [113, 139],
+        "advanced_udp_exclude": [520, 138, 137, 67],
+        "scan_trigger": 0,           # hits from a source before acting (PortSentry's SCAN_TRIGGER)
+        "trigger_window": 60,
+        "block": True,
+        "block_ttl": 3600,
+        "max_blocks_per_minute": 20000,
+        "hosts_deny": "",            # e.g. /etc/hosts.deny: "ALL: <ip>" lines
+        "run_command": [],           # e.g. ["/usr/local/bin/notify", "$TARGET$", "$PORT$", "$MODE$"]
+        "history_file": "",          # "" = <state_dir>/portsentry.history (PortSentry's format)
+        "blocked_file": "",          # "" = <state_dir>/portsentry.blocked
+        "alert_digest_seconds": 300,
+        "log_lines_per_second": 20,
+    },
     "integrity": {
         "paths": ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/usr/local/sbin",
                   "/etc", "/boot"],
@@ -154,6 +183,11 @@ def _type_name(value) -> str:
 
 def _check_value(path: str, key: tuple, default, value) -> None:
     name = ".".join(key)
+    if isinstance(default, list) and default and isinstance(default[0], int):
+        if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                and 0 < v < 65536 for v in value)):
+            raise ConfigError(f"{path}: key '{name}' must be a list of port numbers (1-65535)")
+        return
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):

@@ -10,6 +10,7 @@ import json
 from typing import Sequence
 
 from .. import proc
+from . import libnft
 from ..errors import FirewallError, UnavailableError
 from ..netaddr import display
 from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
@@ -19,10 +20,12 @@ class NftablesBackend(Backend):
     name = "nftables"
     kernel_timeouts = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, in_process: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.nft = proc.need("nft")
         self.table = f"inet {self.prefix}"
+        # libnftables in this process when it loads: no fork per change
+        self.in_process = libnft.available() if in_process is None else in_process
 
     @classmethod
     def probe(cls) -> str | None:
@@ -36,6 +39,12 @@ class NftablesBackend(Backend):
 
     # -- plumbing -------------------------------------------------------------
     def _apply(self, script: str) -> None:
+        if self.in_process:
+            rc, _, err = libnft.run(script)
+            if rc != 0:
+                line = " ".join(err.strip().splitlines()[:3])[:500]
+                raise FirewallError(f"nft refused the change (nothing applied): {line}")
+            return
         done = proc.run([self.nft, "-f", "-"], input=script.encode(), timeout=120)
         if done.returncode != 0:
             raise FirewallError(f"nft refused the change (nothing applied): {done.error_line}")

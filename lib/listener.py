@@ -1,0 +1,339 @@
+"""The resident listener (PortSentry's job): bait ports in connect mode, or raw sockets in
+advanced mode; a hit from a source that is not ignored blocks it through the firewall
+library, within a millisecond or two. One process, non-blocking sockets, bounded memory."""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import time
+from collections import OrderedDict
+
+from . import sdnotify
+from .logsetup import get
+from .rawscan import parse_ipv4, parse_ipv6, ports_in_use
+from .responder import Responder
+
+log = get("listener")
+MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
+RCVBUF = 8 << 20
+
+
+class RateLimitedLog:
+    """At most N lines a second; the rest are counted and summed up once a second."""
+
+    def __init__(self, per_second: int):
+        self.per_second = per_second
+        self.window = 0
+        self.used = 0
+        self.dropped = 0
+
+    def warning(self, fmt: str, *args) -> None:
+        now = int(time.monotonic())
+        if now != self.window:
+            if self.dropped:
+                log.warning("(%d alert lines suppressed in the last second)", self.dropped)
+            self.window, self.used, self.dropped = now, 0, 0
+        if self.used < self.per_second:
+            self.used += 1
+            log.warning(fmt, *args)
+        else:
+            self.dropped += 1
+
+
+class Listener:
+    def __init__(self, config, make_blocks, mail: bool = True):
+        self.config = config
+        self.make_blocks = make_blocks
+        self.mailer = mail
+        self.lcfg = config["listener"]
+        self.sel = selectors.DefaultSelector()
+        self.sockets: list[socket.socket] = []
+        self.running = True
+        self.reload_requested = False
+        self.counts: OrderedDict[str, list] = OrderedDict()      # source -> [first, hits]
+        self.decided: OrderedDict[str, str] = OrderedDict()      # source -> "blocked" / "ignored: why"
+        self.alerts: dict[str, dict] = {}                        # aggregated for the log and the digest
+        self.digest: list[str] = []
+        self.hits = 0
+        self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        self.rlog = RateLimitedLog(self.lcfg["log_lines_per_second"])
+        self.responder = Responder(config, make_blocks, self.lcfg)
+        self.policy = make_blocks()                               # for ignore decisions in this thread
+        self.reload_from: tuple = (None, None)                    # (--config, --sandbox) for SIGHUP
+
+    # -- sockets -----------------------------------------------------------------------
+    def _bind(self, family, kind, addr: str, port: int) -> None:
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((addr, port))
+        except OSError as e:
+            sock.close()
+            log.warning("port %d/%s not watched: %s", port, "tcp" if kind == socket.SOCK_STREAM else "udp",
+                        e.strerror)
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(4096)         # PortSentry's backlog of 5 loses most of a burst
+        sock.setblocking(False)
+        self.sockets.append(sock)
+        self.sel.register(sock, selectors.EVENT_READ,
+                          ("accept" if kind == socket.SOCK_STREAM else "udp", port))
+
+    def _raw(self, family, proto: str) -> None:
+        number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
+        sock = socket.socket(family, socket.SOCK_RAW, number)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setblocking(False)
+        self.sockets.append(sock)
+        self.sel.register(sock, selectors.EVENT_READ, ("raw", (family, proto)))
+
+    def open(self) -> None:
+        lcfg = self.lcfg
+        families = [(socket.AF_INET, lcfg["bind4"])] + \
+                   ([(socket.AF_INET6, lcfg["bind6"])] if lcfg["ipv6"] and socket.has_ipv6 else [])
+        if lcfg["mode"] == "advanced":
+            self.refresh_ports()
+            for family, _ in families:
+                self._raw(family, "tcp")
+                self._raw(family, "udp")
+        else:
+            used = {"tcp": ports_in_use("tcp"), "udp": ports_in_use("udp")}
+            for proto, kind in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
+                for port in lcfg[f"{proto}_ports"]:
+                    if port in used[proto]:
+                        log.warning("port %d/%s is really in use here: not watched", port, proto)
+                        continue
+                    for family, addr in families:
+                        self._bind(family, kind, addr, port)
+        self.responder.start()
+
+    def refresh_ports(self) -> None:
+        self.in_use = {"tcp": ports_in_use("tcp"), "udp": ports_in_use("udp")}
+        self.ports_refreshed = time.monotonic()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            self.sel.unregister(sock)
+            sock.close()
+        self.sockets = []
+
+    # -- events --------------------------------------------------------------------------
+    def _accept(self, sock: socket.socket, port: int) -> None:
+        while True:
+            try:
+                conn, addr = sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    self._shed(sock)
+                    continue
+                return
+            try:
+                if self.lcfg["banner"]:
+                    conn.setblocking(False)
+                    try:
+                        conn.send(self.lcfg["banner"].encode() + b"\r\n")
+                    except OSError:
+                        pass
+            finally:
+                conn.close()
+            self.hit(_plain(addr[0]), port, "tcp", "connect")
+
+    def _shed(self, sock: socket.socket) -> None:
+        """Out of descriptors: free the spare one, take the waiting connection, drop it."""
+        os.close(self.spare_fd)
+        try:
+            conn, addr = sock.accept()
+            conn.close()
+            self.hit(_plain(addr[0]), sock.getsockname()[1], "tcp", "connect")
+        except OSError:
+            pass
+        finally:
+            self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        self.rlog.warning("out of file descriptors: connections are taken and dropped at once")
+
+    def _udp(self, sock: socket.socket, port: int) -> None:
+        for _ in range(1000):
+            try:
+                _, addr = sock.recvfrom(2048)
+            except (BlockingIOError, OSError):
+                return
+            self.hit(_plain(addr[0]), port, "udp", "UDP")
+
+    def _raw_read(self, sock: socket.socket, family, proto: str) -> None:
+        below = self.lcfg[f"advanced_{proto}_below"]
+        exclude = set(self.lcfg[f"advanced_{proto}_exclude"])
+        for _ in range(5000):
+            try:
+                packet, addr = sock.recvfrom(65535)
+            except (BlockingIOError, OSError):
+                return
+            try:
+                found = parse_ipv4(packet, proto) if family == socket.AF_INET else \
+                    parse_ipv6(packet, _plain(addr[0]), proto)
+            except Exception:      # a malformed packet is skipped, whatever it is
+                found = None
+            if found is None:
+                continue
+            src, dport, kind = found
+            if dport >= below or dport in exclude or dport in self.in_use[proto]:
+                continue
+            self.hit(src, dport, proto, kind)
+
+    def hit(self, src: str, port: int, proto: str, kind: str) -> None:
+        """One probe. Decides in this thread; the responder does the slow part."""
+        self.hits += 1
+        now = time.time()
+        decided = self.decided.get(src)
+        if decided is None:
+            why = self._ignored(src)
+            if why:
+                decided = f"ignored: {why}"
+                self._remember(self.decided, src, decided)
+        if decided is None or decided == "blocked":
+            self._alert(src, port, proto, kind, now)
+        if decided is not None:
+            if decided == "blocked":
+                self._record(now, src, port, proto, kind)
+            return
+        entry = self.counts.get(src)
+        if entry is None or now - entry[0] > self.lcfg["trigger_window"]:
+            entry = [now, 0]
+            self._remember(self.counts, src, entry)
+        entry[1] += 1
+        self._record(now, src, port, proto, kind)
+        if entry[1] > self.lcfg["scan_trigger"]:
+            self._remember(self.decided, src, "blocked")
+            self.counts.pop(src, None)
+            self.responder.submit(("block", now, src, port, proto, kind))
+
+    def _record(self, now, src, port, proto, kind) -> None:
+        # one row per source and port per alert period: a flood cannot grow the table without bound
+        alert = self.alerts.get(src)
+        if alert is not None and port in alert["recorded"]:
+            return
+        if alert is not None:
+            alert["recorded"].add(port)
+        self.responder.submit(("hit", now, src, port, proto, kind))
+
+    def _ignored(self, src: str) -> str | None:
+        from .netaddr import parse_network
+        try:
+            net = parse_network(src)
+        except Exception:
+            return "not an address"
+        return self.policy.refusal(net)
+
+    @staticmethod
+    def _remember(table: OrderedDict, key, value) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > MAX_SOURCES:
+            table.popitem(last=False)
+
+    # -- alerts: one line per source and port range, and a mail digest ----------------------
+    def _alert(self, src, port, proto, kind, now) -> None:
+        a = self.alerts.get(src)
+        if a is None:
+            if len(self.alerts) >= 10000:
+                self._flush_alerts(force=True)
+            a = self.alerts[src] = {"first": now, "kind": kind, "proto": proto, "ports": set(),
+                                    "hits": 0, "recorded": set()}
+        a["ports"].add(port)
+        a["hits"] += 1
+
+    def _flush_alerts(self, force: bool = False) -> None:
+        now = time.time()
+        for src in [s for s, a in self.alerts.items() if force or now - a["first"] >= 1.0]:
+            a = self.alerts.pop(src)
+            ports = sorted(a["ports"])
+            span = str(ports[0]) if len(ports) == 1 else f"{ports[0]}-{ports[-1]} ({len(ports)} ports)"
+            what = "Connect from host" if a["kind"] == "connect" else \
+                ("UDP scan from host" if a["kind"] == "UDP" else f"{a['kind']}/Normal scan from host")
+            state = self.decided.get(src, "")
+            suffix = "" if state == "blocked" else f" ({state})" if state else ""
+            self.rlog.warning("attackalert: %s: %s/%s to %s port: %s%s", what, src, src,
+                              a["proto"].upper(), span, suffix)
+            self.digest.append(f"{time.strftime('%H:%M:%S', time.localtime(a['first']))}  {src}  "
+                               f"{a['kind']} {a['proto']} {span}  {a['hits']} probe(s)  "
+                               f"{'blocked' if state == 'blocked' else state or 'below threshold'}")
+
+    def _send_digest(self) -> None:
+        """One mail for everything since the last one (never one mail per probe); the
+        responder thread sends it, so a slow mail server cannot stall the receive loop."""
+        if self.digest and self.mailer:
+            self.responder.submit(("digest", self.digest))
+        self.digest = []
+
+    # -- the loop --------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
+
+    def reload(self) -> None:
+        from . import config as configmod
+        from .netaddr import own_addresses
+        try:
+            fresh = configmod.load(*self.reload_from)
+            fresh.data["listener"]["mode"] = self.lcfg["mode"]     # sockets stay as they are
+        except Exception as e:
+            log.error("reload refused, the old configuration stays: %s", e)
+            return
+        self.policy._lists = None
+        self.policy.config = fresh
+        own_addresses.cache_clear()
+        self.decided = OrderedDict((k, v) for k, v in self.decided.items() if v == "blocked")
+        self.responder.submit(("reload",))
+        log.warning("configuration and lists reloaded")
+
+    def serve(self, until: float | None = None) -> None:
+        sdnotify.notify("READY=1\nSTATUS=watching")
+        watchdog = sdnotify.watchdog_interval()
+        last_dog = last_flush = time.monotonic()
+        log.warning("listening (%s mode) on %d socket(s)", self.lcfg["mode"], len(self.sockets))
+        while self.running and (until is None or time.monotonic() < until):
+            for key, _ in self.sel.select(timeout=0.25):
+                action, arg = key.data
+                if action == "accept":
+                    self._accept(key.fileobj, arg)
+                elif action == "udp":
+                    self._udp(key.fileobj, arg)
+                else:
+                    self._raw_read(key.fileobj, *arg)
+            now = time.monotonic()
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if self.alerts:
+                self._flush_alerts()
+            if now - last_flush >= self.lcfg["alert_digest_seconds"]:
+                last_flush = now
+                self._send_digest()
+            if watchdog and now - last_dog >= watchdog:
+                sdnotify.notify("WATCHDOG=1")
+                last_dog = now
+            if self.lcfg["mode"] == "advanced" and now - self.ports_refreshed > 5:
+                self.refresh_ports()
+
+    def shutdown(self) -> None:
+        sdnotify.notify("STOPPING=1")
+        self._flush_alerts(force=True)
+        self._send_digest()
+        self.close()
+        self.responder.stopping.set()
+        self.responder.join(timeout=1.5)
+        self.policy.state.close()
+
+
+def _plain(address: str) -> str:
+    """::ffff:1.2.3.4 as 1.2.3.4."""
+    return address[7:] if address.startswith("::ffff:") else address

@@ -1,0 +1,191 @@
+"""The listener against real scans (nmap) and real kernel rules, in a private namespace.
+Attackers are 127.x sources; the listener binds the bait ports of 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import NIGHTWARDEN, need, write_config
+from nightwarden.lib.state import State
+
+BAIT_TCP = [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080]
+BAIT_UDP = [1, 7, 9, 69, 161, 162]
+
+
+class Running:
+    """`nightwarden listen` as systemd would run it: Type=notify, then SIGHUP, SIGTERM."""
+
+    def __init__(self, tmp_path: Path, extra: str = "", mode: str = "connect"):
+        self.tmp = tmp_path
+        self.cfg = write_config(tmp_path, f'backend = "nftables"\n\n[listener]\nmode = "{mode}"\n'
+                                          f'tcp_ports = {BAIT_TCP}\nudp_ports = {BAIT_UDP}\n'
+                                          f'bind4 = "127.0.0.1"\nipv6 = false\n' + extra)
+        self.notify_path = str(tmp_path / "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(10)
+        self.proc = None
+
+    def start(self) -> "Running":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
+        env["NOTIFY_SOCKET"] = self.notify_path
+        self.proc = subprocess.Popen([NIGHTWARDEN, "--config", str(self.cfg), "listen", "--no-mail"],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.notify.recv(4096).startswith(b"READY=1"), "no READY=1 from the listener"
+        return self
+
+    def stop(self) -> float:
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        return time.monotonic() - start
+
+    def log(self) -> str:
+        path = self.tmp / "log" / "nightwarden.log"
+        return path.read_text() if path.exists() else ""
+
+    def events(self) -> list:
+        return State(self.tmp / "state" / "state.db").events(kind="scan")
+
+
+def blocked() -> set[str]:
+    out = subprocess.run(["nft", "-j", "list", "set", "inet", "nwtest", "temp4"], capture_output=True,
+                         text=True)
+    if out.returncode:
+        return set()
+    elems = json.loads(out.stdout)["nftables"][1]["set"].get("elem", [])
+    return {e["elem"]["val"] if isinstance(e, dict) else e for e in elems}
+
+
+def wait_for(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def nmap(*args: str) -> None:
+    subprocess.run(["nmap", "-n", "-Pn", "-e", "lo", "--max-retries", "0", "--host-timeout", "20s",
+                    *args, "127.0.0.1"], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def listener(netns, tmp_path):
+    need("nft", "nmap")
+    made = []
+
+    def make(extra: str = "", mode: str = "connect") -> Running:
+        run = Running(tmp_path, extra, mode)
+        made.append(run)
+        return run.start()
+    yield make
+    for run in made:
+        if run.proc and run.proc.poll() is None:
+            run.proc.kill()
+
+
+def test_nmap_connect_scan_is_blocked_and_recorded(listener, tmp_path):
+    run = listener()
+    nmap("-sT", "-S", "127.0.0.5", "-p", ",".join(map(str, BAIT_TCP)))
+    assert wait_for(lambda: "127.0.0.5" in blocked())
+    assert wait_for(lambda: any(e["address"] == "127.0.0.5" for e in run.events()))
+    kinds = {json.loads(e["detail"])["type"] for e in run.events() if e["address"] == "127.0.0.5"}
+    assert kinds == {"connect"}
+    history = (tmp_path / "state" / "portsentry.history").read_text()
+    assert " Host: 127.0.0.5/127.0.0.5 Port: " in history and history.rstrip().endswith("TCP Blocked")
+    assert run.stop() < 2.0
+
+
+def test_nmap_udp_scan_is_blocked(listener):
+    run = listener()
+    nmap("-sU", "-S", "127.0.0.6", "-p", ",".join(map(str, BAIT_UDP)))
+    assert wait_for(lambda: "127.0.0.6" in blocked())
+    assert {json.loads(e["detail"])["type"] for e in run.events()} == {"UDP"}
+
+
+def test_ignored_source_is_never_blocked(listener, tmp_path):
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "etc" / "ignore").write_text("127.0.0.9 # our scanner\n")
+    run = listener()
+    nmap("-sT", "-S", "127.0.0.9", "-p", ",".join(map(str, BAIT_TCP)))
+    nmap("-sT", "-S", "127.0.0.10", "-p", "1")
+    assert wait_for(lambda: "127.0.0.10" in blocked())
+    assert "127.0.0.9" not in blocked()
+    assert all(e["address"] != "127.0.0.9" for e in run.events())
+
+
+@pytest.mark.parametrize("flag, kind", [("-sS", "SYN"), ("-sF", "FIN"), ("-sN", "NULL"), ("-sX", "XMAS")])
+def test_advanced_mode_names_the_scan_type(listener, flag, kind):
+    run = listener(mode="advanced")
+    nmap(flag, "-S", "127.0.0.20", "-p", "20-40")
+    assert wait_for(lambda: "127.0.0.20" in blocked())
+    assert wait_for(lambda: run.events())
+    assert {json.loads(e["detail"])["type"] for e in run.events()} == {kind}
+
+
+def test_one_alert_line_per_source_and_port_range(listener):
+    run = listener(mode="advanced")
+    nmap("-sS", "-S", "127.0.0.21", "-p", "1-200")
+    assert wait_for(lambda: "attackalert" in run.log(), 5)
+    time.sleep(1.5)
+    lines = [line for line in run.log().splitlines() if "attackalert" in line]
+    assert len(lines) == 1, lines
+    assert "SYN/Normal scan from host: 127.0.0.21/127.0.0.21 to TCP port: " in lines[0]
+
+
+def test_burst_of_a_thousand_sources_all_detected_firewall_under_cap(listener):
+    run = listener("\n[blocks]\ntemp_limit = 400\nperm_block_count = 0\n")
+    socks = []
+    start = time.monotonic()
+    for i in range(1000):
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind((f"127.3.{i // 250}.{i % 250 + 1}", 0))
+        s.connect_ex(("127.0.0.1", BAIT_TCP[i % len(BAIT_TCP)]))
+        socks.append(s)
+    took = time.monotonic() - start
+    assert took < 1.0, f"the burst took {took:.2f} s"
+    assert wait_for(lambda: len({e["address"] for e in run.events()}) == 1000, 15), \
+        len({e["address"] for e in run.events()})
+    for s in socks:
+        s.close()
+    assert wait_for(lambda: len(blocked()) == 400, 10) and len(blocked()) <= 400
+    assert "rotated out" in run.log()
+
+
+def test_sighup_reloads_the_ignore_list_and_sigterm_is_quick(listener, tmp_path):
+    run = listener()
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "etc" / "ignore").write_text("127.0.0.30\n")
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in run.log())
+    nmap("-sT", "-S", "127.0.0.30", "-p", "1,11")
+    nmap("-sT", "-S", "127.0.0.31", "-p", "1")
+    assert wait_for(lambda: "127.0.0.31" in blocked())
+    assert "127.0.0.30" not in blocked()
+    assert run.stop() < 2.0
+
+
+def test_blocks_survive_a_restart_and_a_lost_table(listener, tmp_path):
+    run = listener()
+    nmap("-sT", "-S", "127.0.0.40", "-p", "1")
+    assert wait_for(lambda: "127.0.0.40" in blocked())
+    run.stop()
+    assert "127.0.0.40" in blocked(), "stopping the listener keeps the blocks"
+    subprocess.run(["nft", "delete", "table", "inet", "nwtest"], check=True)    # a reboot
+    run.notify.close()
+    os.unlink(run.notify_path)
+    again = listener()
+    assert "127.0.0.40" in blocked(), "the restarted listener put the block back"
+    assert State(tmp_path / "state" / "state.db").active_block("127.0.0.40") is not None
+    again.stop()
