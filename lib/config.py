@@ -394,6 +394,8 @@ def load(explicit: str | None = None, sandbox: str | Path | None = None) -> Conf
     cfg.config_dir = main.parent if (main is not None and main.exists()) else dirs["config_dir"]
     if sandbox is not None:
         cfg.config_dir = dirs["config_dir"]
+        # a sandboxed listener opens no port on the host's real interfaces
+        data["listener"]["bind4"], data["listener"]["bind6"] = "127.0.0.1", "::1"
     return cfg
 
 

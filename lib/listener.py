@@ -9,6 +9,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import time
 from collections import OrderedDict
 
@@ -19,7 +20,15 @@ from .responder import Responder
 
 log = get("listener")
 MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
-RCVBUF = 8 << 20
+RCVBUF = 64 << 20
+
+
+def _big_buffer(sock: socket.socket) -> None:
+    """A receive buffer past net.core.rmem_max (root may): a burst must not overflow it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
 
 
 class RateLimitedLog:
@@ -63,6 +72,17 @@ class Listener:
         self.rlog = RateLimitedLog(self.lcfg["log_lines_per_second"])
         self.responder = Responder(config, make_blocks, self.lcfg)
         self.policy = make_blocks()                               # for ignore decisions in this thread
+        # On nftables with libnftables, the kernel entry is added from this loop, once per pass
+        # over the ready sockets for everything that pass found: one in-process transaction
+        # (about 0.2 ms), so a sequential scan gets few answers. The responder then records the
+        # block in state (and re-adds it, which only refreshes the timeout).
+        backend = self.policy.backend
+        self.fast = bool(self.lcfg["block"] and getattr(backend, "in_process", False))
+        self.fast_table = getattr(backend, "table", "")
+        self.fast_pending: list[str] = []
+        self.fast_times: list[float] = []
+        self.outbox: list[tuple] = []        # for the responder, handed over after the fast path
+        self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
         self.reload_from: tuple = (None, None)                    # (--config, --sandbox) for SIGHUP
 
     # -- sockets -----------------------------------------------------------------------
@@ -75,10 +95,16 @@ class Listener:
             sock.bind((addr, port))
         except OSError as e:
             sock.close()
-            log.warning("port %d/%s not watched: %s", port, "tcp" if kind == socket.SOCK_STREAM else "udp",
-                        e.strerror)
+            if (family, kind, addr, port) not in self.unbound:
+                self.unbound.append((family, kind, addr, port))
+                log.warning("port %d/%s not watched yet: %s (tried again every 30 s)", port,
+                            "tcp" if kind == socket.SOCK_STREAM else "udp", e.strerror)
             return
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        if (family, kind, addr, port) in self.unbound:
+            self.unbound.remove((family, kind, addr, port))
+            log.warning("port %d/%s watched now", port, "tcp" if kind == socket.SOCK_STREAM else "udp")
+        if kind == socket.SOCK_DGRAM:
+            _big_buffer(sock)
         if kind == socket.SOCK_STREAM:
             sock.listen(4096)         # PortSentry's backlog of 5 loses most of a burst
         sock.setblocking(False)
@@ -89,7 +115,7 @@ class Listener:
     def _raw(self, family, proto: str) -> None:
         number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
         sock = socket.socket(family, socket.SOCK_RAW, number)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        _big_buffer(sock)
         sock.setblocking(False)
         self.sockets.append(sock)
         self.sel.register(sock, selectors.EVENT_READ, ("raw", (family, proto)))
@@ -213,7 +239,30 @@ class Listener:
         if entry[1] > self.lcfg["scan_trigger"]:
             self._remember(self.decided, src, "blocked")
             self.counts.pop(src, None)
-            self.responder.submit(("block", now, src, port, proto, kind))
+            if self.fast:
+                self.fast_pending.append(src)
+            self.outbox.append(("block", now, src, port, proto, kind))
+
+    def _fast_block(self) -> None:
+        from .firewall import libnft
+        now = time.monotonic()
+        self.fast_times = [t for t in self.fast_times if now - t < 60]
+        room = self.lcfg["max_blocks_per_minute"] - len(self.fast_times)
+        pending, self.fast_pending = self.fast_pending[:max(0, room)], []
+        if not pending:
+            return
+        self.fast_times += [now] * len(pending)
+        ttl = self.lcfg["block_ttl"]
+        lines = []
+        for family, name in ((4, "temp4"), (6, "temp6")):
+            mine = [a for a in pending if (":" in a) == (family == 6)]
+            if mine:
+                elems = ", ".join(f"{a} timeout {ttl}s" if ttl else a for a in mine)
+                lines.append(f"add element {self.fast_table} {name} {{ {elems} }}")
+        rc, _, err = libnft.run("\n".join(lines))
+        if rc:
+            self.rlog.warning("fast block path failed (the responder will retry): %s",
+                              err.strip().splitlines()[0] if err.strip() else rc)
 
     def _record(self, now, src, port, proto, kind) -> None:
         # one row per source and port per alert period: a flood cannot grow the table without bound
@@ -222,7 +271,7 @@ class Listener:
             return
         if alert is not None:
             alert["recorded"].add(port)
-        self.responder.submit(("hit", now, src, port, proto, kind))
+        self.outbox.append(("hit", now, src, port, proto, kind))
 
     def _ignored(self, src: str) -> str | None:
         from .netaddr import parse_network
@@ -296,9 +345,11 @@ class Listener:
         log.warning("configuration and lists reloaded")
 
     def serve(self, until: float | None = None) -> None:
+        # the responder thread must not hold the GIL for long while a probe waits here
+        sys.setswitchinterval(0.0002)
         sdnotify.notify("READY=1\nSTATUS=watching")
         watchdog = sdnotify.watchdog_interval()
-        last_dog = last_flush = time.monotonic()
+        last_dog = last_flush = last_retry = time.monotonic()
         log.warning("listening (%s mode) on %d socket(s)", self.lcfg["mode"], len(self.sockets))
         while self.running and (until is None or time.monotonic() < until):
             for key, _ in self.sel.select(timeout=0.25):
@@ -309,6 +360,14 @@ class Listener:
                     self._udp(key.fileobj, arg)
                 else:
                     self._raw_read(key.fileobj, *arg)
+            if self.fast_pending:
+                self._fast_block()
+            if self.outbox:
+                # handed over only now: the responder thread would otherwise take the GIL
+                # between a hit and its kernel entry
+                for item in self.outbox:
+                    self.responder.submit(item)
+                self.outbox = []
             now = time.monotonic()
             if self.reload_requested:
                 self.reload_requested = False
@@ -323,6 +382,10 @@ class Listener:
                 last_dog = now
             if self.lcfg["mode"] == "advanced" and now - self.ports_refreshed > 5:
                 self.refresh_ports()
+            if self.unbound and now - last_retry > 30:
+                last_retry = now
+                for args in list(self.unbound):
+                    self._bind(*args)
 
     def shutdown(self) -> None:
         sdnotify.notify("STOPPING=1")
