@@ -122,6 +122,15 @@ DEFAULTS: dict = {
         "alert_digest_seconds": 300,
         "log_lines_per_second": 20,
     },
+    "history": {
+        "period_hours": 24,
+        "top": 20,                   # rows in the top tables
+        "import_files": [],          # PortSentry history files read at every run (1.2 or 2.x)
+        "subnet_min_sources": 5,     # a /24 with this many scanning sources is worth blocking
+        "repeat_blocks": 3,          # blocked this often (all time): a permanent-block candidate
+        "candidate_danger": 4,       # danger level from which a source is a candidate too
+        "charts": True,
+    },
     "integrity": {
         "paths": ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/usr/local/sbin",
                   "/etc", "/boot"],

@@ -1,0 +1,154 @@
+"""Scan-history analysis: what the listener (and imported PortSentry history files) saw,
+read as an analyst would: top sources, ports, subnets, scan types, trends, change against the
+previous period, repeat offenders, danger levels and recommendations. Text, HTML with charts,
+JSON; mailed. `--apply` blocks the recommendations through the firewall library.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+from nightwarden.lib.runner import Result
+
+NAME = "scan-history"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--since", help="start (YYYY-MM-DD[THH:MM] or 24h, 7d); default: the period")
+    parser.add_argument("--until", help="end (default: now)")
+    parser.add_argument("--import", dest="imports", metavar="FILE", action="append", default=[],
+                        help="a PortSentry history file (1.2 or 2.x format) to bring in first")
+    parser.add_argument("--apply", action="store_true",
+                        help="block the recommended sources (permanently) and subnets")
+    parser.add_argument("--no-mail", action="store_true")
+
+
+def _table_text(df, index_name: str) -> str:
+    from tabulate import tabulate
+    if df is None or df.empty:
+        return "(none)"
+    shown = df.reset_index()
+    shown.columns = [index_name if c == "index" else str(c) for c in shown.columns]
+    for col in shown.columns:
+        if str(shown[col].dtype).startswith("datetime"):
+            shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    return tabulate(shown.values.tolist(), list(shown.columns))
+
+
+def _table_html(df, index_name: str) -> str:
+    from tabulate import tabulate
+    if df is None or df.empty:
+        return '<p class="muted">(none)</p>'
+    shown = df.reset_index()
+    shown.columns = [index_name if c == "index" else str(c) for c in shown.columns]
+    for col in shown.columns:
+        if str(shown[col].dtype).startswith("datetime"):
+            shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    return tabulate(shown.values.tolist(), list(shown.columns), tablefmt="html")   # escapes cells
+
+
+SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "subnet"),
+            ("Subnets /16", "subnet"), ("Scan types", "type"), ("Repeat offenders", "address"),
+            ("Daily (shown)", "day"), ("Hourly (shown)", "hour")]
+
+
+def build(ctx, since: float, until: float):
+    from nightwarden.lib import history
+    state = ctx.state
+    df = history.load(state, since, until)
+    previous = history.load(state, since - (until - since), since)
+    blocks: dict = {}
+    for address, count, permanent in state.db.execute(
+            "SELECT address, COUNT(*), MAX(permanent * active) FROM blocks GROUP BY address"):
+        blocks[address] = (count, bool(permanent))
+    return history.analyse(df, previous, blocks, ctx.config["history"])
+
+
+def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
+    from nightwarden.lib.history import change
+    s = analysis.summary
+    period = f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(until):%Y-%m-%d %H:%M}"
+    head = (f"Scan history {period}: {s['hits']} probes from {s['sources']} sources to {s['ports']} ports; "
+            f"against the previous period: probes {change(s['hits'], s['previous_hits'])}, "
+            f"sources {change(s['sources'], s['previous_sources'])}")
+    rec = [f"permanent-block candidate: {a}" for a in analysis.candidates] + \
+          [f"subnet worth blocking: {n}" for n in analysis.subnets]
+    text = [head, ""]
+    body = [f"<p>{html.escape(head)}</p>"]
+    for name in ("timeline", "ports", "sources"):
+        if name in chart_names:
+            body.append(f'<p><img src="cid:{chart_names[name]}" alt="{name}"></p>')
+    for title, index_name in SECTIONS:
+        df = analysis.tables.get(title)
+        label = title.replace(" (shown)", " (busiest buckets, most recent)")
+        text += [label, "=" * len(label), _table_text(df, index_name), ""]
+        body += [f"<h2>{html.escape(label)}</h2>", _table_html(df, index_name)]
+    text += ["Recommendations", "===============", "\n".join(rec) or "(none)", ""]
+    body += ["<h2>Recommendations</h2>", "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in rec)
+             + "</ul>" if rec else '<p class="muted">(none)</p>']
+    data = {"since": since, "until": until, "summary": s, "candidates": analysis.candidates,
+            "subnets": analysis.subnets,
+            "tables": {t: json.loads(df.reset_index().to_json(orient="records", date_format="iso"))
+                       for t, df in analysis.tables.items() if not t.endswith("(shown)")}}
+    return "\n".join(text), "\n".join(body), data
+
+
+def run(ctx) -> Result:
+    from nightwarden.jobs.report import parse_when
+    from nightwarden.lib import history
+    from nightwarden.lib.fsutil import atomic_write
+
+    args = ctx.args
+    hcfg = ctx.config["history"]
+    errors: list[str] = []
+    for path in [*hcfg["import_files"], *(getattr(args, "imports", None) or [])]:
+        if ctx.dry_run:
+            found = history.read_history(Path(path))
+            ctx.say(f"dry run: {path}: {len(found.rows)} rows would be imported")
+            errors += found.errors
+            continue
+        count, errs = history.import_file(ctx.state, Path(path))
+        errors += errs
+        ctx.say(f"imported {count} row(s) from {path}")
+    for error in errors[:50]:
+        ctx.log.warning("%s", error)
+    now = time.time()
+    until = parse_when(args.until, now) if args is not None and getattr(args, "until", None) else now
+    since = parse_when(args.since, now) if args is not None and getattr(args, "since", None) \
+        else until - hcfg["period_hours"] * 3600
+    analysis = build(ctx, since, until)
+    stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
+    stem = f"scan-history-{stamp}"
+    pngs = history.charts(analysis, ctx.config.report_dir, stem) if hcfg["charts"] and not ctx.dry_run else {}
+    cids = {name: f"{stem}-{name}" for name in pngs}
+    text, body_html, data = render(analysis, since, until, cids)
+    if not ctx.dry_run:
+        base = ctx.config.report_dir / stem
+        atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
+        atomic_write(base.with_suffix(".json"), json.dumps(data, indent=1, default=str).encode(), 0o640)
+        html_page = body_html
+        for name, path in pngs.items():
+            html_page = html_page.replace(f"cid:{cids[name]}", path.name)
+        atomic_write(base.with_suffix(".html"), ("<!DOCTYPE html><html><body>" + html_page +
+                                                 "</body></html>").encode(), 0o640)
+    ctx.say(text)
+    applied = ""
+    if getattr(args, "apply", False) and (analysis.candidates or analysis.subnets):
+        mgr = ctx.blocks
+        mgr.ensure_ready()
+        done = mgr.block(analysis.candidates + analysis.subnets, source="scan-history",
+                         reason="recommended by the scan-history analysis", permanent=True, strict=False)
+        applied = f"; applied: {len(done.added)} blocked, {len(done.refused)} refused"
+        ctx.say(f"applied: blocked {', '.join(str(n) for n in done.added) or 'nothing'}"
+                + (f"; refused {', '.join(a for a, _ in done.refused)}" if done.refused else ""))
+    if not getattr(args, "no_mail", False) and analysis.summary["hits"]:
+        images = {cids[name]: path.read_bytes() for name, path in pngs.items()}
+        ctx.mailer.alert("history", {"summary": text.split("\n", 1)[0], "body": text,
+                                     "body_html": body_html}, images=images)
+    s = analysis.summary
+    return Result(0, f"{s['hits']} probes from {s['sources']} sources; {len(analysis.candidates)} "
+                     f"candidates, {len(analysis.subnets)} subnets{applied}; {len(errors)} bad lines")
