@@ -27,28 +27,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-mail", action="store_true")
 
 
-def _table_text(df, index_name: str) -> str:
-    from tabulate import tabulate
-    if df is None or df.empty:
-        return "(none)"
+def _shown(df, index_name: str):
+    """A table as rows for tabulate: the index as a column, times as text."""
     shown = df.reset_index()
     shown.columns = [index_name if c == "index" else str(c) for c in shown.columns]
     for col in shown.columns:
         if str(shown[col].dtype).startswith("datetime"):
             shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M:%S")
-    return tabulate(shown.values.tolist(), list(shown.columns))
+    return shown.values.tolist(), list(shown.columns)
+
+
+def _table_text(df, index_name: str) -> str:
+    from tabulate import tabulate
+    return tabulate(*_shown(df, index_name)) if df is not None and not df.empty else "(none)"
 
 
 def _table_html(df, index_name: str) -> str:
     from tabulate import tabulate
     if df is None or df.empty:
         return '<p class="muted">(none)</p>'
-    shown = df.reset_index()
-    shown.columns = [index_name if c == "index" else str(c) for c in shown.columns]
-    for col in shown.columns:
-        if str(shown[col].dtype).startswith("datetime"):
-            shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M:%S")
-    return tabulate(shown.values.tolist(), list(shown.columns), tablefmt="html")   # escapes cells
+    return tabulate(*_shown(df, index_name), tablefmt="html")        # html escapes the cells
 
 
 SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "subnet"),
