@@ -176,6 +176,23 @@ def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
     return sections, period
 
 
+def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]:
+    """The scan-history charts of the period (saved beside the report), for the mail.
+    pandas and matplotlib are loaded only when the period has scans."""
+    if not ctx.config["history"]["charts"]:
+        return {}
+    count = ctx.state.db.execute("SELECT COUNT(*) FROM events WHERE kind = 'scan' AND time >= ?"
+                                 " AND time < ?", (since, until)).fetchone()[0]
+    if not count:
+        return {}
+    from nightwarden.lib import history
+    df = history.load(ctx.state, since, until)
+    previous = history.load(ctx.state, since - (until - since), since)
+    analysis = history.analyse(df, previous, {}, ctx.config["history"])
+    pngs = history.charts(analysis, ctx.config.report_dir, stem)
+    return {f"{stem}-{name}": path.read_bytes() for name, path in pngs.items()}
+
+
 def run(ctx) -> Result:
     from nightwarden.lib.fsutil import atomic_write
 
@@ -199,9 +216,13 @@ def run(ctx) -> Result:
     else:
         atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
         atomic_write(base.with_suffix(".json"), json.dumps(data, indent=1, default=str).encode(), 0o640)
+    images = _scan_charts(ctx, since, until, f"report-{stamp}") if not ctx.dry_run else {}
+    if images:
+        body_html += "\n<h2>Scans</h2>\n" + "\n".join(
+            f'<p><img src="cid:{cid}" alt="{html.escape(cid)}"></p>' for cid in images)
     fields = {"period": period, "body": text, "body_html": body_html}
     mailer = ctx.mailer
-    msg = mailer.build("report", fields)
+    msg = mailer.build("report", fields, images=images)
     if not ctx.dry_run:
         html_part = msg.get_body(("html",))
         if html_part is not None:

@@ -125,10 +125,29 @@ def test_the_loader_without_the_sqlite3_program_gives_the_same_frame(known, monk
     state = State(load_config(cfg).db_path)
     history.import_file(state, f12)
     history.import_file(state, f2)
-    fast = history.load(state, 0, NOW + 1)
+    fast = history.load(state, 0, NOW + 1)                      # Arrow
+    monkeypatch.setattr(history, "_load_arrow", lambda *a: None)
+    csv = history.load(state, 0, NOW + 1)                       # the sqlite3 program
     monkeypatch.setattr(history.shutil, "which", lambda *a, **k: None)
-    slow = history.load(state, 0, NOW + 1)
+    slow = history.load(state, 0, NOW + 1)                      # Python rows
     key = ["time", "address", "port"]
-    a = fast.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
-    b = slow.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
-    assert len(a) == 219 and a.equals(b)
+    frames = [f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
+              for f in (fast, csv, slow)]
+    assert len(frames[0]) == 219 and frames[0].equals(frames[1]) and frames[0].equals(frames[2])
+
+
+def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):
+    cfg, f12, f2 = known
+    state = State(load_config(cfg).db_path)
+    import time as _time
+    with state:
+        for i in range(30):
+            state.add_event("scan", address=f"198.51.100.{i % 7 + 1}", port=20 + i, proto="tcp",
+                            source="listener", when=_time.time() - 600, type="SYN")
+    run_cli("--config", str(cfg), "report", check=0)
+    msg = list(mailbox.mbox(tmp_path / "state" / "mail" / "mbox"))[-1]
+    assert "daily report" in msg["Subject"]
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert len(images) == 3
+    html_part = [p for p in msg.walk() if p.get_content_type() == "text/html"][0].get_payload(decode=True)
+    assert html_part.count(b'src="cid:report-') == 3
