@@ -38,6 +38,9 @@ demo: $(BIN)/nightwarden
 	NIGHTWARDEN_INTEGRITY_PASSPHRASE="demo passphrase" $(BIN)/nightwarden --sandbox $(DEMO) integrity init
 	@chmod u+s $(DEMO)/usr/bin/cat && printf 'PermitRootLogin yes\n' > $(DEMO)/etc/sshd_config && \
 	  cp /bin/true $(DEMO)/usr/local/bin/helper
+	@$(BIN)/python bench/sample_history.py $(DEMO)/portsentry.history
+	@echo "== a PortSentry history of the last day ($(DEMO)/portsentry.history) for the scan-history analysis"
+	$(BIN)/nightwarden --sandbox $(DEMO) scan-history --import $(DEMO)/portsentry.history --no-mail > /dev/null
 	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-7: findings, not failures
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
