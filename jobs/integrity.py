@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from nightwarden.lib.errors import DataError, TamperedError, UsageError
+from nightwarden.lib.errors import TamperedError, UsageError
 from nightwarden.lib.runner import Result
 
 NAME = "integrity"

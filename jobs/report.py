@@ -185,11 +185,9 @@ def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]
                                  " AND time < ?", (since, until)).fetchone()[0]
     if not count:
         return {}
+    from nightwarden.jobs.scan_history import build
     from nightwarden.lib import history
-    df = history.load(ctx.state, since, until)
-    previous = history.load(ctx.state, since - (until - since), since)
-    analysis = history.analyse(df, previous, {}, ctx.config["history"])
-    pngs = history.charts(analysis, ctx.config.report_dir, stem)
+    pngs = history.charts(build(ctx, since, until), ctx.config.report_dir, stem)
     return {f"{stem}-{name}": path.read_bytes() for name, path in pngs.items()}
 
 

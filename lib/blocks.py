@@ -97,6 +97,13 @@ class BlockManager:
                 return f"it is on the {kind} list ({entry.where})"
         return None
 
+    def require_allowed(self, nets: Iterable[Network], verb: str = "block") -> None:
+        """Raise RefusedError for the first network that must not be blocked."""
+        for net in nets:
+            why = self.refusal(net)
+            if why:
+                raise RefusedError(f"refusing to {verb} {display(net)}: {why}")
+
     def parse_all(self, targets: Iterable[str | Network]) -> list[Network]:
         """Parse every target first: one bad address stops the whole command before any change."""
         return [t if not isinstance(t, str) else parse_network(t) for t in targets]
@@ -217,9 +224,7 @@ class BlockManager:
     def deny(self, target: str, comment: str = "") -> bool:
         """Add to our deny file and block permanently."""
         net = self.parse_all([target])[0]
-        why = self.refusal(net)
-        if why:
-            raise RefusedError(f"refusing to deny {display(net)}: {why}")
+        self.require_allowed([net], "deny")
         if any(e.filter is None for e in self.lists.deny.exact(net)):
             return False
         with self.locked(), self.state:

@@ -124,11 +124,7 @@ def cmd_block(ctx) -> int:
     mgr.ensure_ready()
     if ctx.dry_run:
         nets = mgr.parse_all(a.addresses)
-        for net in nets:
-            why = mgr.refusal(net)
-            if why:
-                from .errors import RefusedError
-                raise RefusedError(f"refusing to block {display(net)}: {why}")
+        mgr.require_allowed(nets)
         ctx.say(f"dry run: would block {', '.join(display(n) for n in nets)}")
         return EXIT_OK
     result = mgr.block(a.addresses, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
@@ -156,10 +152,8 @@ def _list_command(ctx, kind: str) -> int:
     mgr = ctx.blocks
     net = parse_network(ctx.args.address)
     path = ctx.config.list_file(kind)
-    why = mgr.refusal(net) if kind == "deny" else None
-    if why:
-        from .errors import RefusedError
-        raise RefusedError(f"refusing to deny {display(net)}: {why}")
+    if kind == "deny":
+        mgr.require_allowed([net], "deny")
     if ctx.dry_run:
         ctx.say(f"dry run: would {kind} {display(net)} in {path}")
         return EXIT_OK

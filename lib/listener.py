@@ -15,8 +15,9 @@ from collections import OrderedDict
 
 from . import sdnotify
 from .logsetup import get
+from .netaddr import parse_network
 from .rawscan import parse_ipv4, parse_ipv6, ports_in_use
-from .responder import Responder
+from .responder import MinuteCap, Responder
 
 log = get("listener")
 MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
@@ -80,7 +81,7 @@ class Listener:
         self.fast = bool(self.lcfg["block"] and getattr(backend, "in_process", False))
         self.fast_table = getattr(backend, "table", "")
         self.fast_pending: list[str] = []
-        self.fast_times: list[float] = []
+        self.fast_cap = MinuteCap(self.lcfg["max_blocks_per_minute"])
         self.outbox: list[tuple] = []        # for the responder, handed over after the fast path
         self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
         self.reload_from: tuple = (None, None)                    # (--config, --sandbox) for SIGHUP
@@ -245,13 +246,10 @@ class Listener:
 
     def _fast_block(self) -> None:
         from .firewall import libnft
-        now = time.monotonic()
-        self.fast_times = [t for t in self.fast_times if now - t < 60]
-        room = self.lcfg["max_blocks_per_minute"] - len(self.fast_times)
-        pending, self.fast_pending = self.fast_pending[:max(0, room)], []
+        pending, self.fast_pending = self.fast_pending, []
+        pending = pending[:self.fast_cap.take(len(pending))]
         if not pending:
             return
-        self.fast_times += [now] * len(pending)
         ttl = self.lcfg["block_ttl"]
         lines = []
         for family, name in ((4, "temp4"), (6, "temp6")):
@@ -274,7 +272,6 @@ class Listener:
         self.outbox.append(("hit", now, src, port, proto, kind))
 
     def _ignored(self, src: str) -> str | None:
-        from .netaddr import parse_network
         try:
             net = parse_network(src)
         except Exception:

@@ -3,7 +3,6 @@ database, files, commands) happens here, in batches, so the receive loop never w
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
 import threading
@@ -24,6 +23,23 @@ def portsentry_line(when: float, ip: str, port: int, proto: str, action: str = "
     return f"{int(when)} - {stamp} Host: {ip}/{ip} Port: {port} {proto.upper()} {action}\n"
 
 
+class MinuteCap:
+    """At most `limit` events in any 60 seconds."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.times: deque = deque()
+
+    def take(self, count: int) -> int:
+        """How many of `count` events may happen now (and count them as happened)."""
+        now = time.monotonic()
+        while self.times and now - self.times[0] > 60:
+            self.times.popleft()
+        granted = min(max(0, self.limit - len(self.times)), count)
+        self.times.extend([now] * granted)
+        return granted
+
+
 class Responder(threading.Thread):
     def __init__(self, config, make_blocks, lcfg: dict):
         super().__init__(name="responder", daemon=True)
@@ -32,7 +48,7 @@ class Responder(threading.Thread):
         self.lcfg = lcfg
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.block_times: deque = deque()       # for the per-minute cap
+        self.cap = MinuteCap(lcfg["max_blocks_per_minute"])
         self.capped = 0
         self.blocked = 0
         self.applied: dict[str, float] = {}     # address -> when its block was in place (bench, tests)
@@ -93,18 +109,11 @@ class Responder(threading.Thread):
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
 
-    def _allowed_now(self, count: int) -> int:
-        now = time.monotonic()
-        while self.block_times and now - self.block_times[0] > 60:
-            self.block_times.popleft()
-        room = max(0, self.lcfg["max_blocks_per_minute"] - len(self.block_times))
-        return min(room, count)
-
     def _block(self, mgr, blocks: list[tuple]) -> None:
         unique = {}
         for _, when, ip, port, proto, kind in blocks:
             unique.setdefault(ip, (when, port, proto, kind))
-        room = self._allowed_now(len(unique))
+        room = self.cap.take(len(unique))
         chosen = list(unique.items())[:room]
         if len(unique) > room:
             self.capped += len(unique) - room
@@ -120,9 +129,7 @@ class Responder(threading.Thread):
                      for n in result.added}
         else:
             done, added = time.time(), set()
-        now = time.monotonic()
         for ip, _ in chosen:
-            self.block_times.append(now)
             if ip in added:
                 self.applied[ip] = done
         self.blocked += len(added)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import mailbox
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -120,20 +119,18 @@ def test_job_writes_text_html_json_charts_mails_and_applies(known, tmp_path):
     assert state.active_block("198.51.100.0/24").permanent
 
 
-def test_the_loader_without_the_sqlite3_program_gives_the_same_frame(known, monkeypatch):
+def test_the_loader_without_arrow_gives_the_same_frame(known, monkeypatch):
     cfg, f12, f2 = known
     state = State(load_config(cfg).db_path)
     history.import_file(state, f12)
     history.import_file(state, f2)
     fast = history.load(state, 0, NOW + 1)                      # Arrow
     monkeypatch.setattr(history, "_load_arrow", lambda *a: None)
-    csv = history.load(state, 0, NOW + 1)                       # the sqlite3 program
-    monkeypatch.setattr(history.shutil, "which", lambda *a, **k: None)
     slow = history.load(state, 0, NOW + 1)                      # Python rows
     key = ["time", "address", "port"]
     frames = [f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
-              for f in (fast, csv, slow)]
-    assert len(frames[0]) == 219 and frames[0].equals(frames[1]) and frames[0].equals(frames[2])
+              for f in (fast, slow)]
+    assert len(frames[0]) == 219 and frames[0].equals(frames[1])
 
 
 def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):

@@ -3,7 +3,6 @@ expiry, escalation, network blocks, limits with rotation, purge, crash and recon
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
 import tarfile
