@@ -8,7 +8,6 @@ Target: under 1 s for 10,000 with nftables and with ipset.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import shutil
@@ -18,18 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import bench_config, private_namespace  # noqa: E402
+
 N = 10_000
 PER_PROCESS_N = 1_000
-CLONE_NEWNET = 0x40000000
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-def fresh_namespace() -> None:
-    before = os.stat("/proc/thread-self/ns/net").st_ino
-    if libc.unshare(CLONE_NEWNET) != 0:
-        sys.exit(f"cannot create a network namespace: {os.strerror(ctypes.get_errno())}")
-    assert os.stat("/proc/thread-self/ns/net").st_ino != before
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def addresses(n: int) -> list:
@@ -51,7 +43,6 @@ def make(name: str):
 def bench_backend(name: str) -> tuple[float, float, float]:
     from nightwarden.lib.firewall import Entry
 
-    fresh_namespace()
     fw = make(name)
     start = time.perf_counter()
     fw.ensure()
@@ -70,24 +61,12 @@ def bench_backend(name: str) -> tuple[float, float, float]:
     return setup, add, remove
 
 
-def bench_config(tmp: str, extra: str = ""):
-    """A configuration with every path in tmp and the table/chain/sets named nwbench."""
-    from nightwarden.lib import config as configmod
-    path = Path(tmp) / "nw.toml"
-    path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
-                    f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
-                    f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
-                    f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra)
-    return configmod.load(str(path))
-
-
 def bench_manager() -> tuple[float, float]:
     """The full path a job takes: validation, state rows and the kernel, one transaction."""
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.firewall.nftables import NftablesBackend
     from nightwarden.lib.state import State
 
-    fresh_namespace()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = bench_config(tmp)
         mgr = BlockManager(cfg, State(cfg.db_path), NftablesBackend(prefix="nwbench"))
@@ -105,7 +84,6 @@ def bench_manager() -> tuple[float, float]:
 def bench_per_process() -> float | None:
     if shutil.which("ipset") is None:
         return None
-    fresh_namespace()
     subprocess.run(["ipset", "create", "nwbench-pp", "hash:ip", "timeout", "0"], check=True)
     start = time.perf_counter()
     for a in addresses(PER_PROCESS_N):
@@ -116,26 +94,24 @@ def bench_per_process() -> float | None:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/firewall_batch.py needs root (it works in private network namespaces)")
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     print(f"Firewall batches: {N:,} addresses blocked in one batch, then removed in one batch")
     print(f"  {'backend':<34} {'set up':>8} {'block':>8} {'unblock':>8}  target")
     for name, target in (("nftables", 1.0), ("ipset", 1.0), ("iptc", None)):
         try:
-            setup, add, remove = bench_backend(name)
+            with private_namespace():
+                setup, add, remove = bench_backend(name)
         except Exception as e:  # a backend missing here is reported, not fatal
             print(f"  {name:<34} unavailable: {e}")
             continue
-        finally:
-            libc.setns(original, CLONE_NEWNET)
         verdict = "-" if target is None else ("met" if max(add, remove) < target else "MISSED")
         label = name + (" (python-iptables, legacy)" if name == "iptc" else "")
         print(f"  {label:<34} {setup:7.3f}s {add:7.3f}s {remove:7.3f}s  "
               f"{'< %.0f s: %s' % (target, verdict) if target else 'no target'}")
-    add, remove = bench_manager()
-    libc.setns(original, CLONE_NEWNET)
+    with private_namespace():
+        add, remove = bench_manager()
     print(f"  {'nftables via BlockManager (+state)':<34} {'':>8} {add:7.3f}s {remove:7.3f}s")
-    per = bench_per_process()
-    libc.setns(original, CLONE_NEWNET)
+    with private_namespace():
+        per = bench_per_process()
     if per is not None:
         print(f"  one `ipset add` process per entry: {PER_PROCESS_N:,} entries in {per:.2f} s "
               f"(about {per * N / PER_PROCESS_N:.0f} s for {N:,})")

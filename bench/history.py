@@ -13,16 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import NW, timed  # noqa: E402
+
 ROOT = Path(os.environ.get("NW_BENCH_DIR", "/var/tmp/nightwarden-bench-history"))
 ROWS = int(os.environ.get("NW_BENCH_ROWS", 10_000_000))
 END = 1_795_000_000.0
-NW = str(Path(sys.executable).parent / "nightwarden")
-RSS = ("import resource, subprocess, sys\n"
-       "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
-       "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n"
-       "sys.exit(r.returncode)")
-
 
 def build(db_path: Path) -> None:
     marker = ROOT / f"built-{ROWS}"
@@ -68,14 +64,8 @@ def main() -> None:
     print(f"Scan history: {ROWS:,} rows ready in {time.perf_counter() - start:.0f} s")
     since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(END - 31 * 86400))
     until = time.strftime("%Y-%m-%dT%H:%M", time.localtime(END + 60))
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", RSS, NW, "--config", str(cfg), "-q", "scan-history",
-                           "--since", since, "--until", until, "--no-mail"], capture_output=True, text=True)
-    took = time.perf_counter() - start
-    lines = done.stderr.splitlines()
-    peak = int(lines[0]) / 1024 if lines and lines[0].isdigit() else 0
-    if done.returncode:
-        sys.exit(f"scan-history failed: {done.stderr[-1500:]}")
+    took, peak, _ = timed([NW, "--config", str(cfg), "-q", "scan-history", "--since", since,
+                           "--until", until, "--no-mail"])
     latest = sorted((ROOT / "reports").glob("scan-history-*.json"))[-1]
     summary = json.loads(latest.read_text())["summary"]
     print(f"  analysed {summary['hits']:,} rows from {summary['sources']:,} sources in {took:.1f} s "

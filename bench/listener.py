@@ -11,7 +11,6 @@ namespace (the host's file is never touched) and blocks with `iptables -I INPUT 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import random
@@ -30,21 +29,15 @@ from pathlib import Path
 
 from nightwarden.lib.firewall import libnft
 
-CLONE_NEWNET = 0x40000000
-libc = ctypes.CDLL(None, use_errno=True)
-NW = str(Path(sys.executable).parent / "nightwarden")
+sys.path.insert(0, str(Path(__file__).parent))
+from common import NW, private_namespace  # noqa: E402
+
 TCP_PORTS = [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080, 1524, 2000, 5742, 6667, 12345, 12346,
              20034, 27665, 31337, 32771, 32772, 32773, 32774, 40421, 49724, 54320]
 UDP_PORTS = [1, 7, 9, 69, 161, 162, 513, 635, 640, 641, 700, 37444, 34555, 31335, 32770, 32771,
              32772, 32773, 32774, 31337, 54321]
 WAIT_CAP = 60.0
 ADVANCED_PORTS = [p for p in range(1, 1001) if p not in (113, 139)]   # both tools exclude 113, 139
-
-
-def fresh_namespace() -> None:
-    if libc.unshare(CLONE_NEWNET) != 0:
-        sys.exit(f"cannot create a network namespace: {os.strerror(ctypes.get_errno())}")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def addr(i: int, base: int = 20) -> str:
@@ -340,9 +333,12 @@ def rates_with_and_without(rounds: int = 4) -> tuple[float, float]:
 
 
 def run_tool(cls, mode: str) -> dict:
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    with private_namespace():
+        return _run_tool(cls, mode)
+
+
+def _run_tool(cls, mode: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="nw-bench-listen-"))
-    fresh_namespace()
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     tool = cls(tmp, mode)
     r: dict = {}
@@ -385,8 +381,6 @@ def run_tool(cls, mode: str) -> dict:
         except Exception:
             pass
         raw.close()
-        libc.setns(original, CLONE_NEWNET)
-        os.close(original)
         shutil.rmtree(tmp, ignore_errors=True)
     return r
 

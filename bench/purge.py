@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from firewall_batch import CLONE_NEWNET, bench_config, fresh_namespace, libc, make  # noqa: E402
+from common import bench_config, private_namespace  # noqa: E402
+from firewall_batch import make  # noqa: E402
 
 N = int(os.environ.get("NW_BENCH_N", 50_000))
 
@@ -27,7 +28,6 @@ def bench(name: str) -> tuple[float, float, int]:
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.state import State
 
-    fresh_namespace()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config(tmp)
         mgr = BlockManager(cfg, State(cfg.db_path), make(name))
@@ -49,17 +49,15 @@ def bench(name: str) -> tuple[float, float, int]:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/purge.py needs root (it works in private network namespaces)")
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     print(f"Purge of {N:,} dynamic blocks + re-assertion of the base rules + reconciliation")
     print(f"  {'backend':<32} {'fill (not timed)':>17} {'purge':>8}  target")
     for name, target in (("nftables", 2.0), ("ipset", 2.0), ("iptc", None)):
         try:
-            fill, took, removed = bench(name)
-        except Exception as e:
+            with private_namespace():
+                fill, took, removed = bench(name)
+        except Exception as e:  # a backend missing here is reported, not fatal
             print(f"  {name:<32} unavailable: {e}")
             continue
-        finally:
-            libc.setns(original, CLONE_NEWNET)
         label = name + (" (python-iptables, legacy)" if name == "iptc" else "")
         verdict = f"< {target:.0f} s: {'met' if took < target else 'MISSED'}" if target else "no target"
         print(f"  {label:<32} {fill:16.2f}s {took:7.3f}s  {verdict}")

@@ -1,0 +1,65 @@
+"""What the benchmarks share: private network namespaces, a configuration in a temp dir, and
+timing a command with its peak memory."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
+NW = str(Path(sys.executable).parent / "nightwarden")
+
+
+@contextmanager
+def private_namespace():
+    """Run the block in a fresh network namespace (loopback only), then come back: whatever
+    it does to the firewall dies with the namespace, never touching the host's."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    before = os.fstat(original).st_ino
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            sys.exit(f"cannot create a network namespace: {os.strerror(ctypes.get_errno())}")
+        assert os.stat("/proc/thread-self/ns/net").st_ino != before
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        yield
+    finally:
+        libc.setns(original, CLONE_NEWNET)
+        os.close(original)
+
+
+def bench_config(tmp: str, extra: str = ""):
+    """A configuration with every path in tmp and the table/chain/sets named nwbench."""
+    from nightwarden.lib import config as configmod
+    path = Path(tmp) / "nw.toml"
+    path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
+                    f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
+                    f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
+                    f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra)
+    return configmod.load(str(path))
+
+
+# runs a command and prints the peak memory of its largest process on stderr's first line
+RSS = ("import resource, subprocess, sys\n"
+       "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+       "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n"
+       "sys.exit(r.returncode)")
+
+
+def timed(cmd: list[str], env: dict | None = None, ok: tuple = (0,)) -> tuple[float, int, int]:
+    """(seconds, peak MB, exit code) of a command; another exit code ends the benchmark."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", RSS, *cmd], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    took = time.perf_counter() - start
+    lines = done.stderr.splitlines()
+    rss_kb = int(lines[0]) if lines and lines[0].isdigit() else 0
+    if done.returncode not in ok:
+        sys.exit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-800:]}")
+    return took, rss_kb // 1024, done.returncode
