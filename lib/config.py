@@ -173,6 +173,37 @@ DEFAULTS: dict = {
     "report": {
         "period_hours": 24,
     },
+    "logins": {
+        # Files read by `nightwarden login-failures` (a missing file is skipped). format: auto
+        # (rfc3164, rfc3339 or rfc5424, told from the first line), or apache, nginx, exim,
+        # vsftpd for those daemons' own files. services: which detectors run on the file.
+        "sources": [
+            {"path": "/var/log/auth.log", "format": "auto", "services": ["sshd", "su", "sudo"]},
+            {"path": "/var/log/secure", "format": "auto", "services": ["sshd", "su", "sudo"]},
+            {"path": "/var/log/mail.log", "format": "auto",
+             "services": ["imapd", "pop3d", "smtpauth"]},
+            {"path": "/var/log/syslog", "format": "auto", "services": ["ftpd"]},
+            {"path": "/var/log/vsftpd.log", "format": "vsftpd", "services": ["ftpd"]},
+            {"path": "/var/log/apache2/error.log", "format": "apache", "services": ["htaccess", "modsec"]},
+            {"path": "/var/log/nginx/error.log", "format": "nginx", "services": ["htaccess", "modsec"]},
+            {"path": "/var/log/exim4/mainlog", "format": "exim", "services": ["smtpauth"]},
+        ],
+        # The journal: "auto" = when no file source for sshd exists (Debian 12 without
+        # rsyslog), "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
+        "journal": "auto",
+        "journal_command": ["journalctl", "--output=json", "--no-pager", "--quiet"],
+        "journal_services": ["sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd"],
+        # csf's LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC:
+        # this many failures from one address within `interval` seconds block it. 0 = off.
+        "limits": {"sshd": 5, "ftpd": 10, "smtpauth": 5, "pop3d": 10, "imapd": 10,
+                   "htaccess": 5, "modsec": 5},
+        "interval": 3600,            # csf's LF_INTERVAL
+        "block": True,
+        "block_ttl": 3600,           # temporary; repeated blocks escalate (blocks.perm_block_count)
+        "alert": True,               # csf's LF_EMAIL_ALERT
+        "alert_lines": 10,           # log lines quoted in an alert
+        "resolution": 60,            # counting windows are exact to this many seconds
+    },
 }
 
 CHOICES = {
@@ -180,6 +211,7 @@ CHOICES = {
     ("firewall", "backend"): {"auto", "nftables", "ipset", "iptc", "dryrun"},
     ("mail", "transport"): {"mbox", "maildir", "smtp", "sendmail", "none"},
     ("mail", "smtp_security"): {"starttls", "tls", "none"},
+    ("logins", "journal"): {"auto", "yes", "no"},
 }
 
 SYSTEM_CONFIG = Path("/etc/nightwarden/nightwarden.toml")
@@ -216,25 +248,46 @@ def _check_value(path: str, key: tuple, default, value) -> None:
         raise ConfigError(f"{path}: key '{name}' must not be negative")
 
 
-RULE_TYPES = {"path": str, "attrs": list, "severity": str, "growing": bool}
+TABLE_TYPES = {
+    "integrity.rules": {"path": str, "attrs": list, "severity": str, "growing": bool},
+    "logins.sources": {"path": str, "format": str, "services": list},
+}
 SEVERITIES = {"low", "medium", "high"}
+LOG_FORMATS = {"auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd"}
+LOGIN_SERVICES = {"sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"}
 
 
 def _check_rules(path: str, name: str, value) -> None:
     """A list of tables such as [[integrity.rules]]: each with known keys of the right type."""
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigError(f"{path}: key '{name}' must be a list of tables ([[{name}]])")
+    types = TABLE_TYPES[name]
     for i, rule in enumerate(value, 1):
+        if name == "logins.sources":
+            _check_source(path, name, i, rule)
         for key, item in rule.items():
-            want = RULE_TYPES.get(key)
+            want = types.get(key)
             if want is None:
                 raise ConfigError(f"{path}: unknown key '{name}[{i}].{key}'")
             if not isinstance(item, want) or (want is list and not all(isinstance(x, str) for x in item)):
                 raise ConfigError(f"{path}: key '{name}[{i}].{key}' must be {_type_name(want())}")
         if "path" not in rule:
             raise ConfigError(f"{path}: '{name}[{i}]' needs a path")
-        if rule.get("severity", "high") not in SEVERITIES:
+        if name == "integrity.rules" and rule.get("severity", "high") not in SEVERITIES:
             raise ConfigError(f"{path}: key '{name}[{i}].severity' must be one of high, low, medium")
+
+
+def _check_source(path: str, name: str, i: int, source: dict) -> None:
+    fmt = source.get("format", "auto")
+    if isinstance(fmt, str) and fmt not in LOG_FORMATS:
+        raise ConfigError(f"{path}: key '{name}[{i}].format' must be one of "
+                          f"{', '.join(sorted(LOG_FORMATS))}, not {fmt!r}")
+    services = source.get("services", [])
+    if isinstance(services, list):
+        bad = [s for s in services if s not in LOGIN_SERVICES]
+        if bad:
+            raise ConfigError(f"{path}: key '{name}[{i}].services': unknown service {bad[0]!r} "
+                              f"(known: {', '.join(sorted(LOGIN_SERVICES))})")
 
 
 def _merge(path: str, base: dict, new: dict, defaults: dict, prefix: tuple = ()) -> None:

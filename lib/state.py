@@ -95,6 +95,17 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 3: login failures counted per service, address and minute, for the counting window
+    """
+    CREATE TABLE login_attempts (
+        service TEXT NOT NULL,
+        address TEXT NOT NULL,
+        time REAL NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE INDEX login_attempts_key ON login_attempts(service, address, time);
+    CREATE INDEX login_attempts_time ON login_attempts(time);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -327,6 +338,27 @@ class State:
         row = self.db.execute("SELECT MAX(ended) FROM runs WHERE job = ? AND exit_code < 64"
                               " AND dry_run = 0", (job,)).fetchone()
         return row[0]
+
+    # -- login attempts -------------------------------------------------------
+    def add_attempts(self, rows) -> None:
+        """rows: (service, address, time, count)."""
+        self.db.executemany("INSERT INTO login_attempts(service, address, time, count)"
+                            " VALUES (?,?,?,?)", rows)
+
+    def attempts_over(self, limits: dict[str, int], since: float) -> list[sqlite3.Row]:
+        """(service, address, failures, first, last) at or over the service's limit."""
+        rows = self.db.execute(
+            "SELECT service, address, SUM(count) AS failures, MIN(time) AS first,"
+            " MAX(time) AS last FROM login_attempts WHERE time >= ?"
+            " GROUP BY service, address", (since,)).fetchall()
+        return [r for r in rows if limits.get(r["service"]) and r["failures"] >= limits[r["service"]]]
+
+    def clear_attempts(self, service: str, address: str) -> None:
+        self.db.execute("DELETE FROM login_attempts WHERE service = ? AND address = ?",
+                        (service, address))
+
+    def prune_attempts(self, before: float) -> None:
+        self.db.execute("DELETE FROM login_attempts WHERE time < ?", (before,))
 
     # -- cursors and meta -----------------------------------------------------
     def get_cursor(self, key: str) -> dict | None:

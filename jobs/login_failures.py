@@ -1,0 +1,128 @@
+"""Reads what the auth logs (or the journal) gained since the last run, counts login
+failures per service and address (README: "How failures are counted"), and blocks an
+address that reached its service's limit within the interval: a temporary block that
+escalates (blocks.perm_block_count). The allow and ignore lists win. One alert per block,
+with lfd's fields and the log lines. Exit 1 when something was blocked."""
+
+from __future__ import annotations
+
+import time
+
+from nightwarden.lib.runner import Result
+
+NAME = "login-failures"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--no-mail", action="store_true", help="do not send alerts")
+
+
+def _minutes(series, since: float):
+    """Attempts summed per service, address and minute (the rows kept in state)."""
+    acc: dict = {}
+    for service, addr, t, n in series:
+        if t >= since:
+            key = (service, addr, t - t % 60)
+            acc[key] = acc.get(key, 0) + n
+    return [(s, a, t, n) for (s, a, t), n in acc.items()]
+
+
+def run(ctx) -> Result:
+    from nightwarden.lib import logins
+
+    cfg = ctx.config["logins"]
+    now = time.time()
+    since = now - cfg["interval"]
+    sources = logins.configured(ctx.config)
+    if not sources:
+        ctx.say("no log source present (see logins.sources)")
+        return Result(0, "no log source present")
+    scans = [logins.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
+    problems = [s.error for s in scans if s.error]
+    for s in scans:
+        if s.error:
+            ctx.log.error("%s", s.error)
+        if s.lost:
+            ctx.log.warning("%s", s.lost)
+        for line in s.forged[:20]:
+            ctx.log.warning("journal: forged entry: %s", line)
+    rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
+    lines = sum(s.tally.lines for s in scans)
+
+    # counts in the window: what state holds plus what this run found
+    window: dict = {}
+    for r in ctx.state.db.execute("SELECT service, address, SUM(count), MIN(time), MAX(time)"
+                                  " FROM login_attempts WHERE time >= ? GROUP BY service, address",
+                                  (since,)):
+        window[(r[0], r[1])] = [r[2], r[3], r[4]]
+    for service, addr, t, n in rows:
+        w = window.setdefault((service, addr), [0, t, t])
+        w[0] += n
+        w[1], w[2] = min(w[1], t), max(w[2], t)
+    limits = cfg["limits"]
+    due = sorted(((svc, addr, w) for (svc, addr), w in window.items()
+                  if limits.get(svc) and w[0] >= limits[svc]), key=lambda x: -x[2][0])
+
+    if not ctx.dry_run:
+        with ctx.state:
+            ctx.state.add_attempts(rows)
+            ctx.state.prune_attempts(now - cfg["interval"])
+            for s in scans:
+                if not s.error and s.cursor is not None:
+                    ctx.state.set_cursor(s.source.key, s.cursor)
+                if s.lost:
+                    ctx.state.add_event("log_gap", source=s.source.name, why=s.lost)
+                if s.forged:
+                    ctx.state.add_event("log_forged", source=s.source.name, count=len(s.forged),
+                                        sample=s.forged[:5])
+
+    blocked, skipped = [], []
+    for service, addr, (failures, first, last) in due:
+        if ctx.state.active_block(addr) is not None:
+            continue
+        reason = f"{service}: {failures} login failures in {int(last - first)} s"
+        if not cfg["block"]:
+            skipped.append((addr, "blocking is off (logins.block)"))
+            continue
+        if ctx.dry_run:
+            why = ctx.blocks.refusal(ctx.blocks.parse_all([addr])[0])
+            ctx.say(f"dry run: would block {addr} ({reason})" + (f"; refused: {why}" if why else ""))
+            continue
+        result = ctx.blocks.block([addr], ttl=cfg["block_ttl"], reason=reason,
+                                  source="login-failures", strict=False)
+        with ctx.state:
+            ctx.state.clear_attempts(service, addr)
+            if result.refused:
+                skipped.append((addr, result.refused[0][1]))
+                ctx.state.add_event("login_ignored", addr, source=service, failures=failures,
+                                    why=result.refused[0][1])
+                continue
+            ctx.state.add_event("login_block", addr, source=service, failures=failures,
+                                first=first, last=last)
+        blocked.append((service, addr, failures, first, last, reason))
+        ctx.log.warning("blocked %s: %s", addr, reason)
+
+    if blocked and cfg["alert"] and not getattr(ctx.args, "no_mail", False):
+        for service, addr, failures, first, last, reason in blocked:
+            text = []
+            for s in scans:
+                for raw in (addr.encode(), f"::ffff:{addr}".encode()):
+                    text += logins.sample_lines(s, raw, cfg["alert_lines"])
+            ctx.mailer.alert("alert", {
+                "ip": addr, "service": service, "count": failures,
+                "text": f"{failures} failures from {time.strftime('%H:%M:%S', time.localtime(first))}"
+                        f" to {time.strftime('%H:%M:%S', time.localtime(last))}",
+                "interval": cfg["interval"],
+                "block": f"temporary, {cfg['block_ttl']} s (escalates after "
+                         f"{ctx.config['blocks']['perm_block_count']} blocks)"
+                         if cfg["block_ttl"] else "until purged",
+                "loglines": "\n".join(text[-cfg["alert_lines"]:]) or "(not available)"})
+    for addr, why in skipped:
+        ctx.log.info("not blocking %s: %s", addr, why)
+
+    summary = (f"{lines:,} lines from {len(sources)} source(s); {len(due)} address(es) over a limit"
+               f", {len(blocked)} blocked" + (f", {len(skipped)} allowed/ignored" if skipped else "")
+               + (f"; {len(problems)} source problem(s)" if problems else ""))
+    ctx.say(summary)
+    return Result(1 if blocked else 0, summary,
+                  {"blocked": [b[1] for b in blocked], "problems": problems})

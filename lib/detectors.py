@@ -1,0 +1,287 @@
+"""Login-failure detection rules, one small table per daemon, and their compilation into one
+regular expression per log format and set of services.
+
+Each rule names the wording a daemon really writes (version in the comment), what kind of
+line it is and where the address, user and count are:
+
+  failed   sshd's "Failed <method> for ..." (with "message repeated N times": N)
+  pre      sshd lines of a connection that has not (yet) logged Failed: "Invalid user",
+           "not allowed because", pam_unix auth failure, "too many authentication failures"
+  fail     one line, one failure (n: that many) for the other daemons
+  local    a local failure without an address (su, sudo): reported, never blocked
+  success  a successful login
+  known    understood and harmless (only compiled for the report's "not understood" count)
+
+How sshd's lines are counted (README, "How failures are counted"): per connection (sshd pid
+and address), attempts = max(Failed lines, 1 if the connection logged any "pre" line).
+So "Invalid user x" then "Failed password for invalid user x" is one attempt, "message
+repeated 5 times: [ Failed ...]" is five, pam_unix's line beside the Failed line adds none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .logformats import FORMATS, Format
+
+IP = rb"(?P<ip>[0-9A-Fa-f:.]{3,45})"
+SSH_METHODS = rb"(?:password|publickey|keyboard-interactive/pam|keyboard-interactive|hostbased|gssapi-with-mic|none)"
+# "ssh2: RSA SHA256:..." or a certificate: "ssh2: ED25519-CERT SHA256:... ID x (serial 1) CA ..."
+SSH_KEYINFO = rb"(?:: [A-Z][A-Z0-9-]* SHA256:[A-Za-z0-9+/=]+(?: ID .{0,200} \(serial \d+\) CA [A-Z][A-Z0-9-]* SHA256:[A-Za-z0-9+/=]+)?)?"
+SSHD = rb"sshd-session|sshd-auth|sshd"
+
+
+@dataclass
+class Rule:
+    service: str
+    kind: str
+    prog: bytes | None        # syslog program regex; None: a native format's own file
+    body: bytes               # regex of the message, with named groups ip, user, n, pid
+    tag: bytes = b""          # literal the message starts with (fast dispatch)
+    tag_rx: bytes = b""       # or a regex for it
+    formats: tuple = ()       # native formats this rule is for
+    key_group: str = ""       # the group that tells this rule from others with its tag
+    # filled in by compile
+    index: int = -1
+    pos: dict = field(default_factory=dict)
+    key: int | None = None    # a group that is set whenever this rule matched
+
+
+def _lit(text: str) -> bytes:
+    return re.escape(text.encode())
+
+
+def _known(service: str, prog: bytes, *tags: str) -> list[Rule]:
+    return [Rule(service, "known", prog, _lit(t) + rb".*", tag=t.encode()) for t in tags]
+
+
+RULES: list[Rule] = [
+    # OpenSSH 9.2p1 (Debian 12), 8.4p1, 6.6p1 (no port on "Invalid user"); 9.8+ logs as sshd-session
+    Rule("sshd", "failed", SSHD,
+         rb"Failed " + SSH_METHODS + rb" for (?:invalid user )?(?P<user>.*?) from " + IP
+         + rb" port \d+ ssh2" + SSH_KEYINFO, tag=b"Failed "),
+    Rule("sshd", "failed", SSHD,
+         rb"message repeated (?P<n>\d+) times: \[ Failed " + SSH_METHODS
+         + rb" for (?:invalid user )?(?P<user>.*?) from " + IP + rb" port \d+ ssh2" + SSH_KEYINFO
+         + rb"\]", tag=b"message repeated "),
+    Rule("sshd", "pre", SSHD, rb"Invalid user (?P<user>.*?) from " + IP + rb"(?: port \d+)?",
+         tag=b"Invalid user "),
+    Rule("sshd", "pre", SSHD,
+         rb"User (?P<user>.*?) from " + IP + rb" not allowed because (?:not listed in|listed in|"
+         rb"none of user's groups are listed in|a group is listed in) (?:AllowUsers|DenyUsers|"
+         rb"AllowGroups|DenyGroups)", tag=b"User "),
+    Rule("sshd", "pre", SSHD,
+         rb"pam_unix\(sshd:auth\): authentication failure; logname=\S* uid=\d+ euid=\d+ tty=\S* "
+         rb"ruser=\S* rhost=" + IP + rb"(?:  user=(?P<user>\S*))?",
+         tag=b"pam_unix(sshd:auth): authentication failure;"),
+    Rule("sshd", "pre", SSHD,
+         rb"error: maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*?) from "
+         + IP + rb" port \d+ ssh2 \[preauth\]", tag=b"error: maximum authentication attempts"),
+    Rule("sshd", "pre", SSHD,
+         rb"Disconnecting (?:authenticating|invalid) user (?P<user>.*?) " + IP
+         + rb" port \d+: Too many authentication failures \[preauth\]", tag=b"Disconnecting "),
+    # OpenSSH 7.x and older: no address; the connection's pid names it
+    Rule("sshd", "pre", SSHD,
+         rb"Disconnecting: Too many authentication failures(?: for (?:invalid user )?(?P<user>.*?))?"
+         rb"(?: \[preauth\])?", tag=b"Disconnecting: Too many"),
+    Rule("sshd", "success", SSHD,
+         rb"Accepted \S+ for (?P<user>.*?) from " + IP + rb" port \d+ ssh2" + SSH_KEYINFO,
+         tag=b"Accepted "),
+    *_known("sshd", SSHD, "Received disconnect from ", "Disconnected from ", "Connection closed by ",
+            "Connection reset by ", "pam_unix(sshd:session): ", "pam_unix(sshd:auth): check pass;",
+            "Did not receive identification string", "banner exchange: ", "Unable to negotiate ",
+            "Server listening on ", "Received signal ", "input_userauth_request: ",
+            "PAM ", "error: kex_exchange_identification: ", "fatal: Timeout before authentication",
+            "Timeout before authentication", "Postponed ", "Starting session: ", "Close session: ",
+            "pam_systemd(sshd:session): ", "error: Received disconnect from ",
+            "Connection from ", "Accepted key ", "userauth_pubkey: ", "drop connection #",
+            "error: PAM: ", "error: beginning MaxStartups", "exited MaxStartups"),
+    # util-linux 2.38 su
+    Rule("su", "local", rb"su", rb"FAILED SU \(to (?P<target>\S+)\) (?P<user>\S+) on \S+",
+         tag=b"FAILED SU (to "),
+    Rule("su", "success", rb"su", rb"\(to (?P<target>\S+)\) (?P<user>\S+) on \S+", tag=b"(to "),
+    *_known("su", rb"su", "pam_unix(su:session): ", "pam_unix(su-l:session): ",
+            "pam_unix(su:auth): ", "pam_unix(su-l:auth): ", "pam_systemd(su"),
+    # sudo 1.9.13 (the user name is padded to 8 columns); told apart by their key group
+    Rule("sudo", "local", rb"sudo",
+         rb" *(?P<user>\S+) : (?P<n>\d+) incorrect password attempts? ; TTY=.*",
+         tag_rx=rb" *\S+ : ", key_group="n"),
+    Rule("sudo", "success", rb"sudo",
+         rb" *(?P<user>\S+) : TTY=\S+ ; PWD=.*? ; USER=(?P<target>\S+) ; COMMAND=.*",
+         tag_rx=rb" *\S+ : ", key_group="target"),
+    Rule("sudo", "local", rb"sudo", rb" *(?P<user>\S+) : user NOT in sudoers ; .*",
+         tag_rx=rb" *\S+ : ", key_group="user"),
+    *_known("sudo", rb"sudo", "pam_unix(sudo:session): ", "pam_unix(sudo:auth): ",
+            "pam_unix(sudo-i:session): "),
+    # cron, logind, systemd: harmless and frequent
+    *_known("cron", rb"CRON|cron", "pam_unix(cron:session): ", "(root) CMD ", "(CRON) "),
+    *_known("logind", rb"systemd-logind", "New session ", "Session ", "Removed session ",
+            "Watching system buttons", "New seat ", "Power key pressed"),
+    *_known("systemd", rb"systemd", "pam_unix(systemd-user:session): "),
+    # pure-ftpd 1.0.50 (syslog)
+    Rule("ftpd", "fail", rb"pure-ftpd",
+         rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[WARNING\] Authentication failed for user \[(?P<user>.*)\]",
+         tag_rx=rb"\([^)\n]*\) \[WARNING\] Authentication failed"),
+    Rule("ftpd", "success", rb"pure-ftpd",
+         rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[INFO\] (?P<user>\S+) is now logged in",
+         tag_rx=rb"\([^)\n]*\) \[INFO\] \S+ is now logged in"),
+    # vsftpd 3.0.3: with syslog_enable=YES, or its own vsftpd.log
+    Rule("ftpd", "fail", rb"vsftpd",
+         rb"\[(?P<user>[^\]\n]*)\] FAIL LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
+         tag_rx=rb"\[[^\]\n]*\] FAIL LOGIN"),
+    Rule("ftpd", "success", rb"vsftpd",
+         rb"\[(?P<user>[^\]\n]*)\] OK LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
+         tag_rx=rb"\[[^\]\n]*\] OK LOGIN"),
+    Rule("ftpd", "fail", None,
+         rb"\[pid \d+\] \[(?P<user>[^\]\n]*)\] FAIL LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
+         tag_rx=rb"\[pid \d+\] \[[^\]\n]*\] FAIL LOGIN", formats=("vsftpd",)),
+    Rule("ftpd", "success", None,
+         rb"\[pid \d+\] \[(?P<user>[^\]\n]*)\] OK LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
+         tag_rx=rb"\[pid \d+\] \[[^\]\n]*\] OK LOGIN", formats=("vsftpd",)),
+    # dovecot 2.3.19: "N attempts" is N failures
+    Rule("imapd", "fail", rb"dovecot",
+         rb"(?:imap|managesieve|submission)-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in "
+         rb"\d+ secs?\)(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
+         + rb", lip=[^,\n]+(?:, .*)?", tag_rx=rb"(?:imap|managesieve|submission)-login: [A-Z]"),
+    Rule("pop3d", "fail", rb"dovecot",
+         rb"pop3-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in \d+ secs?\)"
+         rb"(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
+         + rb", lip=[^,\n]+(?:, .*)?", tag_rx=rb"pop3-login: [A-Z]"),
+    # courier-imap 5.x
+    Rule("imapd", "fail", rb"imapd(?:-ssl)?|courier-imapd",
+         rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP + rb"\].*",
+         tag=b"LOGIN FAILED, "),
+    Rule("pop3d", "fail", rb"pop3d(?:-ssl)?|courier-pop3d",
+         rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP + rb"\].*",
+         tag=b"LOGIN FAILED, "),
+    # postfix 3.7
+    Rule("smtpauth", "fail", rb"postfix/(?:[\w-]+/)*smtpd",
+         rb"warning: [^\[\n]*\[" + IP + rb"\]: SASL [A-Z0-9-]+ authentication failed: .*",
+         tag=b"warning: "),
+    Rule("smtpauth", "success", rb"postfix/(?:[\w-]+/)*smtpd",
+         rb"(?:[0-9A-Za-z]+|NOQUEUE): client=[^\[\n]*\[" + IP
+         + rb"\](?::\d+)?, sasl_method=\S+, sasl_username=(?P<user>\S+)",
+         tag_rx=rb"[0-9A-Za-z]+: client="),
+    # exim 4.96 mainlog
+    Rule("smtpauth", "fail", None,
+         rb"\S+ authenticator failed for (?:\S+ )?(?:\([^)\n]*\) )?\[" + IP
+         + rb"\](?::\d+)?: 535 Incorrect authentication data(?: \(set_id=(?P<user>[^)\n]*)\))?",
+         tag_rx=rb"\S+ authenticator failed for ", formats=("exim",)),
+    # apache 2.4 error log: basic auth and mod_security
+    Rule("htaccess", "fail", None,
+         rb"\[auth_basic:error\] \[pid \d+(?::tid \d+)?\] \[client " + IP + rb":\d+\] "
+         rb"AH0161[78]: user (?P<user>.*?)(?:: authentication failure for \"[^\"\n]*\": "
+         rb"Password Mismatch| not found: \S*)", tag=b"[auth_basic:error] ", formats=("apache",)),
+    Rule("modsec", "fail", None,
+         rb"\[(?:security2)?:error\] \[pid \d+(?::tid \d+)?\] \[client " + IP + rb"(?::\d+)?\] "
+         rb"(?:\[client \S+\] )?ModSecurity: Access denied .*",
+         tag_rx=rb"\[(?:security2)?:error\] ", formats=("apache",)),
+    # nginx 1.22 error log: basic auth and ModSecurity-nginx
+    Rule("htaccess", "fail", None,
+         rb"\[error\] \d+#\d+: \*\d+ user \"(?P<user>[^\"\n]*)\"(?:: password mismatch| was not found "
+         rb"in \"[^\"\n]*\"), client: " + IP + rb", server: .*",
+         tag=b"[error] ", formats=("nginx",)),
+    Rule("modsec", "fail", None,
+         rb"\[error\] \d+#\d+: \*\d+ \[client " + IP + rb"\] ModSecurity: Access denied .*",
+         tag=b"[error] ", formats=("nginx",)),
+]
+
+SERVICES = sorted({r.service for r in RULES if r.kind in ("failed", "pre", "fail")})
+ALL_SERVICES = sorted({r.service for r in RULES})
+
+
+@dataclass
+class Compiled:
+    """One source's combined expression and how to read its tuples."""
+
+    fmt: Format
+    regex: re.Pattern
+    rules: list[Rule]
+    tag_pos: int
+    prog_pos: int | None
+    pid_pos: int | None
+    by_tag: dict[bytes, list[Rule]]
+
+    def candidates(self, tag: bytes) -> list[Rule]:
+        cands = self.by_tag.get(tag)
+        if cands is None:       # a tag written as a regex: sort it out once per text
+            cands = [r for r in self.rules
+                     if (r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag))]
+            if len(self.by_tag) < 100_000:
+                self.by_tag[tag] = cands
+        return cands
+
+    def rule_of(self, t: tuple) -> Rule | None:
+        """The rule a findall tuple came from: the candidates for its tag, the first whose
+        key group is set (a rule without groups is known by its tag alone)."""
+        for r in self.candidates(t[self.tag_pos]):
+            if r.key is None or t[r.key]:
+                return r
+        for r in self.rules:
+            if r.key is not None and t[r.key]:
+                return r
+        return None
+
+
+def select(fmt_name: str, services: list[str], known: bool) -> list[Rule]:
+    fmt = FORMATS[fmt_name]
+    out = []
+    for r in RULES:
+        if r.service not in services and r.kind != "known":
+            continue
+        if r.kind == "known" and (not known or (r.service not in services
+                                                and r.service not in ("cron", "logind", "systemd"))):
+            continue
+        if fmt.syslog and r.prog is not None or (not fmt.syslog and fmt_name in r.formats):
+            out.append(r)
+    return out
+
+
+_cache: dict[tuple, Compiled] = {}
+
+
+def compile_rules(fmt_name: str, services: list[str], known: bool = False,
+                  users: bool = True) -> Compiled:
+    """The combined expression: newline, the format's prefix, [prog[pid]: ], a look-ahead
+    that captures the tag, then every rule's body, anchored at the end of the line."""
+    key = (fmt_name, tuple(sorted(services)), known, users)
+    if key in _cache:
+        return _cache[key]
+    fmt = FORMATS[fmt_name]
+    rules = [Rule(**{k: v for k, v in r.__dict__.items() if k not in ("index", "pos")})
+             for r in select(fmt_name, services, known)]
+    if not rules:
+        raise ValueError(f"no rules for format {fmt_name} and services {', '.join(services)}")
+    literal = sorted({re.escape(r.tag) for r in rules if r.tag}, key=len, reverse=True)
+    tags = literal + list(dict.fromkeys(r.tag_rx for r in rules if not r.tag))
+    bodies = []
+    for i, r in enumerate(rules):
+        r.index = i
+        keep = {"ip", "n", "pid", r.key_group} | ({"user", "target"} if users else set())
+        body = re.sub(rb"\(\?P<(\w+)>", lambda m: (b"(?P<r%d_%s>" % (i, m.group(1))
+                      if m.group(1).decode() in keep or r.kind in ("success", "local") else b"(?:"),
+                      r.body)
+        bodies.append(body)
+    head = fmt.prefix
+    if fmt.syslog:
+        progs = sorted({r.prog for r in rules}, key=len, reverse=True)
+        head += fmt.progpid.replace(b"{prog}", b"|".join(progs))
+    pattern = (head + rb"(?=(?P<tag>" + b"|".join(tags) + rb"))(?:"
+               + b"|".join(bodies) + rb")$")
+    regex = re.compile(pattern, re.M)
+    names = regex.groupindex
+    for r in rules:
+        r.pos = {n.split("_", 1)[1]: idx - 1 for n, idx in names.items()
+                 if n.startswith(f"r{r.index}_")}
+        r.key = (r.pos[r.key_group] if r.key_group else
+                 next((r.pos[g] for g in ("ip", "user", "n") if g in r.pos), None))
+    by_tag: dict[bytes, list[Rule]] = {}
+    for r in rules:
+        if r.tag:
+            by_tag.setdefault(r.tag, []).append(r)
+    compiled = Compiled(fmt, regex, rules, names["tag"] - 1,
+                        names["prog"] - 1 if "prog" in names else None,
+                        names["pid"] - 1 if "pid" in names else None, by_tag)
+    _cache[key] = compiled
+    return compiled

@@ -1,0 +1,283 @@
+"""Reading what is new in a log since the last run, across rotation, and the journal.
+
+A file cursor is (device, inode, offset, hash of the first line). At the next run:
+- same inode, same first line, not shorter: read on from the offset;
+- otherwise the file was rotated (renamed and re-created, or copied and truncated, maybe
+  twice): the old content is found among the siblings (`.1`, `.2.gz`, `-20261121`, ...) by
+  inode or by its first line, read from the offset to its end, then every newer sibling
+  whole, then the current file from its start.
+A last line without a newline stays for the next run in the current file, and is read as a
+line once its file has been rotated away. Files are opened with O_NOFOLLOW: a symlink in
+place of a log is refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .errors import DataError, NoInputError, UnavailableError
+from .logsetup import get
+
+log = get("logs")
+
+CHUNK = 4 << 20
+HEAD = 1024
+
+
+@dataclass
+class Part:
+    """One file read in this run: where it starts and whether it is still being written."""
+
+    path: Path
+    start: int
+    current: bool
+    mtime: float = 0.0
+
+
+@dataclass
+class Plan:
+    parts: list[Part]
+    lost: str = ""          # why lines may be missing (the old file was not found)
+    cursor: dict = field(default_factory=dict)
+
+
+def _open(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{path}: not a regular file")
+    return fd
+
+
+def _is_gz(path: Path) -> bool:
+    return path.name.endswith(".gz")
+
+
+def head_hash(path: Path) -> str:
+    """sha256 of the first line (at most HEAD bytes); "" for an empty file."""
+    try:
+        fd = _open(path)
+    except OSError:
+        return ""
+    try:
+        with os.fdopen(fd, "rb") as raw:
+            f = gzip.GzipFile(fileobj=raw) if _is_gz(path) else raw
+            try:
+                first = f.readline(HEAD)
+            except (OSError, EOFError):
+                return ""
+    except OSError:
+        return ""
+    return hashlib.sha256(first).hexdigest()[:32] if first else ""
+
+
+def siblings(path: Path) -> list[Path]:
+    """Rotated copies of path, newest first: name.1, name.2.gz, name-20261121[.gz] ..."""
+    out = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    for e in entries:
+        if e.name == path.name or not e.name.startswith(path.name):
+            continue
+        rest = e.name[len(path.name):]
+        if rest[:1] not in (".", "-") or not e.is_file(follow_symlinks=False):
+            continue
+        core = rest[1:].removesuffix(".gz")
+        if not core.replace("-", "").replace("_", "").isdigit():
+            continue
+        try:
+            out.append((e.stat(follow_symlinks=False).st_mtime, rest, Path(e.path)))
+        except OSError:
+            continue
+    # newest first; on equal times a lower number is newer (.1 before .2)
+    def rank(item):
+        mtime, rest, _ = item
+        core = rest[1:].removesuffix(".gz")
+        num = int(core) if core.isdigit() and len(core) < 6 else 0
+        return (-mtime, num)
+    return [p for _, _, p in sorted(out, key=rank)]
+
+
+def plan(path: Path, cursor: dict | None) -> Plan:
+    """What to read this run, and the cursor to store once it has been read."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        raise NoInputError(f"{path}: no such log file") from None
+    except OSError as e:
+        raise NoInputError(f"{path}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(f"{path}: is a symlink; refusing to follow it")
+    head = head_hash(path)
+    here = Part(path, 0, True, st.st_mtime)
+    if not cursor:
+        return Plan([here])
+    same_file = (st.st_dev, st.st_ino) == (cursor.get("dev"), cursor.get("ino"))
+    if same_file and head == cursor.get("head") and st.st_size >= cursor.get("offset", 0):
+        return Plan([Part(path, cursor["offset"], True, st.st_mtime)])
+    sibs = siblings(path)
+    old = None
+    for i, s in enumerate(sibs):
+        try:
+            sst = os.stat(s, follow_symlinks=False)
+        except OSError:
+            continue
+        same = (sst.st_dev, sst.st_ino) == (cursor.get("dev"), cursor.get("ino"))
+        if cursor.get("head") and head_hash(s) == cursor["head"] or (same and not cursor.get("head")):
+            old = i
+            break
+    if old is None:
+        why = (f"{path}: rotated and the part after offset {cursor.get('offset', 0)} of the "
+               f"previous file was not found among {len(sibs)} rotated copies; lines written "
+               f"there since the last run were not read")
+        return Plan([here], lost=why)
+    parts = [Part(sibs[old], cursor.get("offset", 0), False, sibs[old].stat().st_mtime)]
+    parts += [Part(s, 0, False, s.stat().st_mtime) for s in reversed(sibs[:old])]
+    parts.append(here)
+    return Plan(parts)
+
+
+def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
+    """(text, offset of its first byte): whole lines only; a rotated file's last line is
+    whole even without its newline. part.end is set to the offset after the last line."""
+    fd = _open(part.path)
+    with os.fdopen(fd, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw) if _is_gz(part.path) else raw
+        pos = 0
+        try:
+            if part.start:
+                if _is_gz(part.path):
+                    while pos < part.start:
+                        got = f.read(min(chunk, part.start - pos))
+                        if not got:
+                            break
+                        pos += len(got)
+                else:
+                    f.seek(part.start)
+                    pos = part.start
+            rest = b""
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    break
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                if cut:
+                    yield data[:cut], pos
+                    pos += cut
+            if rest and not part.current:
+                yield rest + b"\n", pos
+                pos += len(rest)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
+    part.end = pos  # type: ignore[attr-defined]
+
+
+def cursor_after(path: Path, part: Part) -> dict:
+    """The cursor for the current file once `part` (its current part) was read."""
+    st = os.stat(path, follow_symlinks=False)
+    return {"dev": st.st_dev, "ino": st.st_ino, "offset": getattr(part, "end", part.start),
+            "head": head_hash(path), "time": time.time()}
+
+
+# -- the journal ---------------------------------------------------------------------------
+
+# SYSLOG_IDENTIFIER is whatever the sender says; _COMM and _SYSTEMD_UNIT are set by journald.
+TRUSTED_COMM = {
+    "sshd": ("sshd", "sshd-session", "sshd-auth"), "sshd-session": ("sshd-session",),
+    "sudo": ("sudo",), "su": ("su",), "dovecot": ("dovecot", "auth", "imap-login", "pop3-login"),
+    "pure-ftpd": ("pure-ftpd",), "vsftpd": ("vsftpd",),
+}
+TRUSTED_UNITS = ("ssh.service", "sshd.service", "dovecot.service", "postfix", "pure-ftpd",
+                 "vsftpd.service")
+
+
+@dataclass
+class JournalBatch:
+    text: bytes
+    cursor: str | None
+    forged: list[str]       # lines that claim a daemon's name from another process
+    entries: int
+
+
+def _field(entry: dict, name: str) -> str:
+    v = entry.get(name, "")
+    if isinstance(v, list):         # binary fields come as byte arrays
+        try:
+            v = bytes(v).decode("utf-8", "backslashreplace")
+        except (TypeError, ValueError):
+            v = ""
+    return str(v)
+
+
+def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
+    """`journalctl -o json` output to rfc3339 syslog lines, named by the trusted _COMM and
+    _PID. An entry whose SYSLOG_IDENTIFIER names one of our daemons while journald saw
+    another process write it is not scanned and is listed as forged."""
+    out, forged = [], []
+    cursor = after
+    entries = 0
+    skipping = after is not None and after.encode() in raw
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+        except ValueError:
+            log.warning("journal: line %d is not JSON; skipped", n)
+            continue
+        if skipping:            # a command that ignored --after-cursor
+            if e.get("__CURSOR") == after:
+                skipping = False
+            continue
+        entries += 1
+        cursor = e.get("__CURSOR", cursor)
+        ident = _field(e, "SYSLOG_IDENTIFIER")
+        comm = _field(e, "_COMM")
+        unit = _field(e, "_SYSTEMD_UNIT")
+        pid = _field(e, "_PID") or _field(e, "SYSLOG_PID")
+        msg = _field(e, "MESSAGE").replace("\n", " ").replace("\r", " ")
+        try:
+            ts = int(_field(e, "__REALTIME_TIMESTAMP")) / 1e6
+        except ValueError:
+            continue
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
+        prog = comm or ident
+        expected = TRUSTED_COMM.get(ident)
+        if expected is not None and comm not in expected and not unit.startswith(TRUSTED_UNITS):
+            forged.append(f"{stamp} {ident}[{pid}] written by {comm or '?'}[{pid}] "
+                          f"({unit or 'no unit'}): {msg[:200]}")
+            prog = comm or "unknown"
+        elif expected is not None:
+            prog = ident            # a trusted sender: its own name, as a file would show
+        out.append(f"{stamp} {_field(e, '_HOSTNAME') or host} {prog}[{pid}]: {msg}")
+    text = ("\n".join(out) + "\n").encode("utf-8", "backslashreplace") if out else b""
+    return JournalBatch(text, cursor, forged, entries)
+
+
+def read_journal(command: list[str], after: str | None, host: str, timeout: int = 120) -> JournalBatch:
+    """Runs the journal command (argv) with --after-cursor and converts its output."""
+    import subprocess
+    argv = list(command) + (["--after-cursor", after] if after else [])
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise UnavailableError(f"journal: {command[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise UnavailableError(f"journal: {command[0]} did not finish in {timeout} s") from None
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace").strip().splitlines()
+        raise UnavailableError(f"journal: {command[0]} exited {done.returncode}: "
+                               f"{err[-1] if err else ''}")
+    return journal_lines(done.stdout, after, host)
