@@ -77,6 +77,8 @@ def run(ctx) -> Result:
                                         sample=s.forged[:5])
 
     blocked, skipped = [], []
+    if due and cfg["block"] and not ctx.dry_run:
+        ctx.blocks.ensure_ready()
     for service, addr, (failures, first, last) in due:
         if ctx.state.active_block(addr) is not None:
             continue

@@ -174,7 +174,8 @@ RULES: list[Rule] = [
          rb"AH0161[78]: user (?P<user>.*?)(?:: authentication failure for \"[^\"\n]*\": "
          rb"Password Mismatch| not found: \S*)", tag=b"[auth_basic:error] ", formats=("apache",)),
     Rule("modsec", "fail", None,
-         rb"\[(?:security2)?:error\] \[pid \d+(?::tid \d+)?\] \[client " + IP + rb"(?::\d+)?\] "
+         rb"\[(?:security2)?:error\] \[pid \d+(?::tid \d+)?\] \[client "
+         rb"(?P<ip>[0-9A-Fa-f:.]{3,45}?)(?::\d+)?\] "
          rb"(?:\[client \S+\] )?ModSecurity: Access denied .*",
          tag_rx=rb"\[(?:security2)?:error\] ", formats=("apache",)),
     # nginx 1.22 error log: basic auth and ModSecurity-nginx
@@ -201,25 +202,26 @@ class Compiled:
     tag_pos: int
     prog_pos: int | None
     pid_pos: int | None
-    by_tag: dict[bytes, list[Rule]]
+    by_tag: dict[tuple, list[Rule]]
 
-    def candidates(self, tag: bytes) -> list[Rule]:
-        cands = self.by_tag.get(tag)
-        if cands is None:       # a tag written as a regex: sort it out once per text
+    def candidates(self, tag: bytes, prog: bytes = b"") -> list[Rule]:
+        """Rules whose tag and program fit, sorted out once per (tag, program) text."""
+        key = (tag, prog)
+        cands = self.by_tag.get(key)
+        if cands is None:
             cands = [r for r in self.rules
-                     if (r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag))]
+                     if ((r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag)))
+                     and (r.prog is None or re.fullmatch(r.prog, prog))]
             if len(self.by_tag) < 100_000:
-                self.by_tag[tag] = cands
+                self.by_tag[key] = cands
         return cands
 
     def rule_of(self, t: tuple) -> Rule | None:
-        """The rule a findall tuple came from: the candidates for its tag, the first whose
-        key group is set (a rule without groups is known by its tag alone)."""
-        for r in self.candidates(t[self.tag_pos]):
+        """The rule a findall tuple came from: the candidates for its tag and program, the
+        first whose key group is set (a rule without groups is known by its tag alone)."""
+        prog = t[self.prog_pos] if self.prog_pos is not None else b""
+        for r in self.candidates(t[self.tag_pos], prog):
             if r.key is None or t[r.key]:
-                return r
-        for r in self.rules:
-            if r.key is not None and t[r.key]:
                 return r
         return None
 
@@ -255,20 +257,24 @@ def compile_rules(fmt_name: str, services: list[str], known: bool = False,
         raise ValueError(f"no rules for format {fmt_name} and services {', '.join(services)}")
     literal = sorted({re.escape(r.tag) for r in rules if r.tag}, key=len, reverse=True)
     tags = literal + list(dict.fromkeys(r.tag_rx for r in rules if not r.tag))
-    bodies = []
+    bodies: dict[bytes | None, list[bytes]] = {}
     for i, r in enumerate(rules):
         r.index = i
         keep = {"ip", "n", "pid", r.key_group} | ({"user", "target"} if users else set())
         body = re.sub(rb"\(\?P<(\w+)>", lambda m: (b"(?P<r%d_%s>" % (i, m.group(1))
                       if m.group(1).decode() in keep or r.kind in ("success", "local") else b"(?:"),
                       r.body)
-        bodies.append(body)
-    head = fmt.prefix
+        bodies.setdefault(r.prog, []).append(body)
+    look = rb"(?=(?P<tag>" + b"|".join(tags) + rb"))"
     if fmt.syslog:
-        progs = sorted({r.prog for r in rules}, key=len, reverse=True)
-        head += fmt.progpid.replace(b"{prog}", b"|".join(progs))
-    pattern = (head + rb"(?=(?P<tag>" + b"|".join(tags) + rb"))(?:"
-               + b"|".join(bodies) + rb")$")
+        # each program's bodies only after that program's name: (?(pN)...|(?!))
+        progs = list(bodies)
+        names = b"|".join(b"(?P<p%d>%s)" % (j, p) for j, p in enumerate(progs))
+        alts = b"|".join(b"(?(p%d)(?:%s)|(?!))" % (j, b"|".join(bodies[p]))
+                         for j, p in enumerate(progs))
+        pattern = fmt.prefix + fmt.progpid.replace(b"{prog}", names) + look + b"(?:" + alts + rb")$"
+    else:
+        pattern = fmt.prefix + look + b"(?:" + b"|".join(bodies[None]) + rb")$"
     regex = re.compile(pattern, re.M)
     names = regex.groupindex
     for r in rules:
@@ -276,10 +282,7 @@ def compile_rules(fmt_name: str, services: list[str], known: bool = False,
                  if n.startswith(f"r{r.index}_")}
         r.key = (r.pos[r.key_group] if r.key_group else
                  next((r.pos[g] for g in ("ip", "user", "n") if g in r.pos), None))
-    by_tag: dict[bytes, list[Rule]] = {}
-    for r in rules:
-        if r.tag:
-            by_tag.setdefault(r.tag, []).append(r)
+    by_tag: dict[tuple, list[Rule]] = {}
     compiled = Compiled(fmt, regex, rules, names["tag"] - 1,
                         names["prog"] - 1 if "prog" in names else None,
                         names["pid"] - 1 if "pid" in names else None, by_tag)

@@ -190,15 +190,17 @@ class Scanner:
         tally.understood += len(found)
         by_tag: dict = {}
         tp = c.tag_pos
+        pp = c.prog_pos if c.prog_pos is not None else tp
         for tup in found:                       # the one per-line Python step
-            lst = by_tag.get(tup[tp])
+            key = (tup[tp], tup[pp])
+            lst = by_tag.get(key)
             if lst is None:
-                by_tag[tup[tp]] = [tup]
+                by_tag[key] = [tup]
             else:
                 lst.append(tup)
         buckets: dict = {}
-        for tag, tuples in by_tag.items():
-            cands = c.candidates(tag)
+        for (tag, prog), tuples in by_tag.items():
+            cands = c.candidates(tag, prog if c.prog_pos is not None else b"")
             if len(cands) == 1:
                 buckets.setdefault(cands[0].index, []).extend(tuples)
                 continue

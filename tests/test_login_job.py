@@ -1,0 +1,128 @@
+"""`nightwarden login-failures` end to end: sample logs in, real nftables blocks out (in a
+private network namespace), the allow list winning, the alert mail's fields."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import subprocess
+import time
+
+import pytest
+
+from helpers import Server, connects, need, run_cli, write_config
+
+
+def stamp(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+
+
+def brute_force(path, address: str, attempts: int, start: float, pid: int = 2000) -> None:
+    with open(path, "a") as f:
+        for i in range(attempts):
+            t = stamp(start + i * 20)
+            f.write(f"{t} web1 sshd[{pid + i}]: Invalid user admin{i} from {address} port {40000 + i}\n")
+            f.write(f"{t} web1 sshd[{pid + i}]: Failed password for invalid user admin{i} from "
+                    f"{address} port {40000 + i} ssh2\n")
+
+
+@pytest.fixture
+def job_config(tmp_path, netns):
+    need("nft")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    cfg = write_config(tmp_path, f"""backend = "nftables"
+
+[logins]
+sources = [{{path = "{log}", format = "rfc3164", services = ["sshd", "su", "sudo"]}}]
+journal = "no"
+block_ttl = 600
+
+[mail]
+transport = "mbox"
+mbox = "{tmp_path}/mbox"
+""")
+    return cfg, log
+
+
+def nft_ruleset() -> str:
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+
+
+def test_brute_force_is_blocked_in_the_kernel_and_alerted(job_config, tmp_path):
+    cfg, log = job_config
+    now = time.time()
+    brute_force(log, "127.0.0.9", 4, now - 300)            # under the limit of 5
+    brute_force(log, "127.0.0.12", 2, now - 7200, 3000)     # outside the interval
+    server = Server()
+    try:
+        done = run_cli("--config", str(cfg), "login-failures", check=0)
+        assert "0 blocked" in done.stdout
+        brute_force(log, "127.0.0.9", 1, now - 60, 5000)    # the fifth attempt
+        brute_force(log, "127.0.0.12", 1, now - 30, 6000)   # one more, but 2 are too old
+        done = run_cli("--config", str(cfg), "login-failures", check=1)
+        assert "1 blocked" in done.stdout
+        assert "127.0.0.9" in nft_ruleset() and "127.0.0.12" not in nft_ruleset()
+        assert not connects(server, "127.0.0.9") and connects(server, "127.0.0.12")
+    finally:
+        server.close()
+    rows = json.loads(run_cli("--config", str(cfg), "blocks", "--json", check=0).stdout)
+    assert [(r["address"], r["source"], r["reason"].split(" in ")[0]) for r in rows] == [
+        ("127.0.0.9", "login-failures", "sshd: 5 login failures")]
+    (msg,) = list(mailbox.mbox(str(tmp_path / "mbox")))
+    assert msg["Subject"].endswith("blocked 127.0.0.9 (sshd)")
+    body = msg.get_payload(0).get_payload(decode=True).decode() if msg.is_multipart() else \
+        msg.get_payload(decode=True).decode()
+    assert "Failures:     5" in body and "Interval:     3600 seconds" in body
+    assert "Failed password for invalid user admin0 from 127.0.0.9" in body
+    # nothing counted twice: a third run finds nothing new
+    done = run_cli("--config", str(cfg), "login-failures", check=0)
+    assert done.stdout.startswith("0 lines")
+
+
+def test_the_allow_list_wins(job_config, tmp_path):
+    cfg, log = job_config
+    run_cli("--config", str(cfg), "allow", "127.0.0.20", "--comment", "office", check=0)
+    brute_force(log, "127.0.0.20", 8, time.time() - 300)
+    done = run_cli("--config", str(cfg), "login-failures", check=0)
+    assert "0 blocked" in done.stdout and "1 allowed/ignored" in done.stdout
+    rows = json.loads(run_cli("--config", str(cfg), "blocks", "--json", check=0).stdout)
+    assert rows == []
+    done = run_cli("--config", str(cfg), "grep", "127.0.0.20", check=0)
+    assert "login_ignored" in done.stdout
+
+
+def test_dry_run_changes_nothing(job_config):
+    cfg, log = job_config
+    brute_force(log, "127.0.0.30", 6, time.time() - 300)
+    done = run_cli("--config", str(cfg), "login-failures", "--dry-run", check=0)
+    assert "would block 127.0.0.30" in done.stdout
+    assert "127.0.0.30" not in nft_ruleset()
+    done = run_cli("--config", str(cfg), "login-failures", check=1)   # the cursor did not move
+    assert "127.0.0.30" in nft_ruleset()
+
+
+def test_an_unreadable_source_is_reported_and_the_others_still_run(tmp_path):
+    good = tmp_path / "auth.log"
+    brute_force(good, "203.0.113.50", 1, time.time() - 60)
+    (tmp_path / "bad.log").symlink_to("/etc/hostname")
+    cfg = write_config(tmp_path, f"""backend = "dryrun"
+
+[logins]
+sources = [{{path = "{tmp_path}/bad.log", services = ["sshd"]}},
+           {{path = "{good}", services = ["sshd"]}}]
+journal = "no"
+""")
+    done = run_cli("--config", str(cfg), "login-failures", check=0)
+    assert "1 source problem(s)" in done.stdout
+    assert f"{tmp_path}/bad.log: is a symlink; refusing to follow it" in done.stderr
+
+
+def test_a_bad_source_in_the_config_names_file_and_key(tmp_path):
+    cfg = write_config(tmp_path, """
+[logins]
+sources = [{path = "/var/log/auth.log", format = "syslogish"}]
+""")
+    done = run_cli("--config", str(cfg), "login-failures", check=78)
+    assert f"{cfg}: key 'logins.sources[1].format' must be one of" in done.stderr

@@ -1,0 +1,233 @@
+"""Reading across rotation with real logrotate runs, the last line without a newline, the
+journal's trusted fields against a line forged with logger's identity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import load_config, need, write_config
+from nightwarden.lib import logins, logsource
+
+
+class Writer:
+    """An sshd writing one failure per line from a distinct address: the count per address
+    over all runs must be exactly one, whatever rotation did in between."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.n = 0
+
+    def write(self, count: int, newline_at_end: bool = True) -> None:
+        with open(self.path, "a") as f:
+            for _ in range(count):
+                self.n += 1
+                a, b = divmod(self.n, 250)
+                f.write(f"Nov 21 05:{self.n // 60 % 60:02d}:{self.n % 60:02d} web1 sshd[{1000 + self.n}]: "
+                        f"Failed password for root from 10.{a // 250}.{a % 250}.{b + 1} port {self.n} ssh2")
+                if newline_at_end or _ < count - 1:
+                    f.write("\n")
+
+    def finish_line(self) -> None:
+        with open(self.path, "a") as f:
+            f.write("\n")
+
+    def expected(self) -> set[str]:
+        out = set()
+        for n in range(1, self.n + 1):
+            a, b = divmod(n, 250)
+            out.add(f"10.{a // 250}.{a % 250}.{b + 1}")
+        return out
+
+
+class Reader:
+    """The job's way of reading: scan_new with the cursor kept between runs."""
+
+    def __init__(self, tmp_path: Path, log: Path):
+        cfg_path = write_config(tmp_path, f"""
+[logins]
+sources = [{{path = "{log}", format = "rfc3164", services = ["sshd"]}}]
+journal = "no"
+""")
+        self.config = load_config(cfg_path)
+        self.source = logins.configured(self.config)[0]
+        self.cursor = None
+        self.counts: dict[str, int] = {}
+        self.lost: list[str] = []
+
+    def run(self) -> None:
+        scan = logins.scan_new(self.source, self.cursor, self.config)
+        assert not scan.error, scan.error
+        if scan.lost:
+            self.lost.append(scan.lost)
+        for _, addr, _, n in scan.tally.series():
+            self.counts[addr] = self.counts.get(addr, 0) + n
+        self.cursor = scan.cursor
+
+
+def logrotate(tmp_path: Path, log: Path, options: str) -> None:
+    conf = tmp_path / "rotate.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        {log} {{
+            rotate 9
+            missingok
+            {options}
+        }}
+        """))
+    done = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "rotate.state"), str(conf)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("options", [
+    "create",
+    "create\ncompress",
+    "create\ncompress\ndelaycompress",
+    "copytruncate",
+    "copytruncate\ncompress\ndelaycompress",
+])
+@pytest.mark.parametrize("rotations", [1, 2])
+def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotations):
+    need("logrotate")
+    log = tmp_path / "log" / "auth.log"
+    log.parent.mkdir()
+    writer = Writer(log)
+    writer.write(30)
+    reader = Reader(tmp_path, log)
+    reader.run()
+    for cycle in range(3):
+        writer.write(20)
+        for _ in range(rotations):
+            logrotate(tmp_path, log, options)
+            if not log.exists():        # a daemon re-opening its log after `create`
+                log.touch()
+            writer.write(15)
+        reader.run()
+    writer.write(7)
+    reader.run()
+    assert reader.lost == []
+    assert set(reader.counts) == writer.expected()
+    assert set(reader.counts.values()) == {1}
+    assert len(list(log.parent.glob("auth.log.*.gz"))) > 0 or "compress" not in options
+
+
+def test_a_last_line_without_newline_waits_and_is_read_once_rotated(tmp_path):
+    need("logrotate")
+    log = tmp_path / "auth.log"
+    writer = Writer(log)
+    writer.write(3, newline_at_end=False)
+    reader = Reader(tmp_path, log)
+    reader.run()
+    assert len(reader.counts) == 2              # the third is still being written
+    writer.finish_line()
+    reader.run()
+    assert len(reader.counts) == 3
+    writer.write(2, newline_at_end=False)       # then the daemon dies mid-line; rotation
+    logrotate(tmp_path, log, "create")
+    reader.run()
+    assert set(reader.counts) == writer.expected() and set(reader.counts.values()) == {1}
+
+
+def test_a_rotated_away_file_that_vanished_is_said(tmp_path):
+    log = tmp_path / "auth.log"
+    writer = Writer(log)
+    writer.write(3)
+    reader = Reader(tmp_path, log)
+    reader.run()
+    writer.write(2)
+    log.unlink()                                # rotated and deleted (rotate 0)
+    writer.write(4)
+    reader.run()
+    assert len(reader.lost) == 1 and "not found among" in reader.lost[0]
+    assert len(reader.counts) == 7              # the 2 in the deleted file are gone
+
+
+def test_a_symlink_in_place_of_the_log_is_refused(tmp_path):
+    (tmp_path / "real.log").write_text("x\n")
+    log = tmp_path / "auth.log"
+    log.symlink_to(tmp_path / "real.log")
+    reader = Reader(tmp_path, log)
+    scan = logins.scan_new(reader.source, None, reader.config)
+    assert "symlink" in scan.error and str(log) in scan.error
+
+
+# -- the journal --------------------------------------------------------------------------------
+
+def journal_entry(cursor: str, comm: str, ident: str, message: str, unit: str = "",
+                  pid: int = 4242, usec: int = 1795239080488019) -> dict:
+    e = {"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(usec), "_HOSTNAME": "web1",
+         "SYSLOG_IDENTIFIER": ident, "_COMM": comm, "_PID": str(pid), "MESSAGE": message}
+    if unit:
+        e["_SYSTEMD_UNIT"] = unit
+    return e
+
+
+def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
+    """`logger -t sshd "Failed password ..."` run by a local user lands in the journal with
+    SYSLOG_IDENTIFIER=sshd but _COMM=logger: not counted, reported as forged. The same text
+    in a syslog file is indistinguishable from sshd's own (the report calls such a source
+    spoofable)."""
+    entries = [
+        journal_entry("c1", "sshd", "sshd", "Failed password for root from 203.0.113.70 port 1 ssh2",
+                      unit="ssh.service"),
+        journal_entry("c2", "logger", "sshd", "Failed password for root from 192.0.2.99 port 1 ssh2",
+                      unit="session-4.scope", pid=5555),
+        journal_entry("c3", "sshd-session", "sshd-session",
+                      "Failed password for root from 203.0.113.70 port 2 ssh2", pid=4243),
+        # a message carrying a newline cannot start a line of its own
+        journal_entry("c4", "sshd", "sshd", "x\nNov 21 05:00:00 web1 sshd[1]: Failed password for "
+                      "root from 192.0.2.98 port 1 ssh2", unit="ssh.service", pid=4244),
+    ]
+    raw = "\n".join(json.dumps(e) for e in entries).encode()
+    batch = logsource.journal_lines(raw, None, "web1")
+    assert batch.cursor == "c4" and batch.entries == 4
+    assert len(batch.forged) == 1 and "logger" in batch.forged[0] and "192.0.2.99" in batch.forged[0]
+    from nightwarden.lib import detectors, logscan
+    tally = logscan.Tally()
+    logscan.Scanner(detectors.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
+    assert tally.total() == {"203.0.113.70": 2}
+
+
+def test_journal_source_through_its_command_with_a_cursor(tmp_path):
+    """The command seam: a script stands in for journalctl (no journal in CI) and ignores
+    --after-cursor, so the reader itself skips what it has seen."""
+    data = tmp_path / "journal.json"
+    script = tmp_path / "journalctl"
+    script.write_text(f"#!/bin/sh\nexec cat {data}\n")
+    script.chmod(0o755)
+    entries = [journal_entry(f"c{i}", "sshd", "sshd",
+                             f"Failed password for root from 203.0.113.80 port {i} ssh2",
+                             unit="ssh.service", pid=100 + i) for i in range(1, 4)]
+    data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    cfg = load_config(write_config(tmp_path, f"""
+[logins]
+sources = []
+journal = "yes"
+journal_command = ["{script}"]
+"""))
+    (source,) = logins.configured(cfg)
+    assert source.trusted and source.name == "journal"
+    first = logins.scan_new(source, None, cfg)
+    assert first.tally.total() == {"203.0.113.80": 3} and first.cursor["cursor"] == "c3"
+    entries.append(journal_entry("c4", "sshd", "sshd", "Failed password for root from "
+                                 "203.0.113.80 port 4 ssh2", unit="ssh.service", pid=104))
+    data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    second = logins.scan_new(source, first.cursor, cfg)
+    assert second.tally.total() == {"203.0.113.80": 1} and second.cursor["cursor"] == "c4"
+
+
+def test_journal_command_failure_is_one_clear_error(tmp_path):
+    cfg = load_config(write_config(tmp_path, """
+[logins]
+sources = []
+journal = "yes"
+journal_command = ["/bin/false"]
+"""))
+    (source,) = logins.configured(cfg)
+    scan = logins.scan_new(source, None, cfg)
+    assert scan.error.startswith("journal: /bin/false exited 1")
