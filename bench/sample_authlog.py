@@ -96,7 +96,7 @@ def legit(rnd: random.Random, pid: int) -> list[str]:
                 f"sshd[{pid}]: Received disconnect from 192.0.2.10 port {port}:11: disconnected by user",
                 f"sshd[{pid}]: pam_unix(sshd:session): session closed for user admin"]
     if kind < 0.95:
-        return [f"sudo:    admin : TTY=pts/0 ; PWD=/home/admin ; USER=root ; COMMAND=/usr/bin/apt update",
+        return ["sudo:    admin : TTY=pts/0 ; PWD=/home/admin ; USER=root ; COMMAND=/usr/bin/apt update",
                 f"sudo[{pid}]: pam_unix(sudo:session): session opened for user root(uid=0) by admin(uid=1000)",
                 f"sudo[{pid}]: pam_unix(sudo:session): session closed for user root"]
     return [f"su[{pid}]: (to root) admin on pts/0",

@@ -4,7 +4,6 @@ journal's trusted fields against a line forged with logger's identity."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 from pathlib import Path
