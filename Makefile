@@ -7,7 +7,7 @@ DEMO   ?= demo
 TEST_DEBS := nftables libnftables1 iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide
 TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide
 
-.PHONY: demo test bench debs clean
+.PHONY: demo test bench debs bench-debs clean
 
 $(BIN)/nightwarden: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ demo: $(BIN)/nightwarden
 	NIGHTWARDEN_INTEGRITY_PASSPHRASE="demo passphrase" $(BIN)/nightwarden --sandbox $(DEMO) integrity init
 	@chmod u+s $(DEMO)/usr/bin/cat && printf 'PermitRootLogin yes\n' > $(DEMO)/etc/sshd_config && \
 	  cp /bin/true $(DEMO)/usr/local/bin/helper
+	@mkdir -p $(DEMO)/var/log && $(BIN)/python bench/sample_authlog.py $(DEMO)/var/log/auth.log --lines 20000 > /dev/null
+	@echo "== a day of a server's auth.log ($(DEMO)/var/log/auth.log: sshd brute force, sudo, cron) for the login-failure job"
+	$(BIN)/nightwarden --sandbox $(DEMO) login-failures --no-mail || [ $$? -lt 64 ]   # 1: it blocked
 	@$(BIN)/python bench/sample_history.py $(DEMO)/portsentry.history
 	@echo "== a PortSentry history of the last day ($(DEMO)/portsentry.history) for the scan-history analysis"
 	$(BIN)/nightwarden --sandbox $(DEMO) scan-history --import $(DEMO)/portsentry.history --no-mail > /dev/null
@@ -68,8 +71,15 @@ test: debs $(BIN)/nightwarden
 	  $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
 
-bench: debs $(BIN)/nightwarden
+# The peers the benchmarks compare with.
+BENCH_DEBS := aide portsentry fail2ban util-linux
+bench-debs:
+	@if [ "$$(id -u)" = 0 ] && ! command -v fail2ban-regex >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BENCH_DEBS); fi
+
+bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/logs.py
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/purge.py'
 	$(BIN)/python bench/quarantine.py

@@ -1,7 +1,10 @@
 """The daily report: what happened in the period, as text, HTML and JSON, mailed as one digest.
 
-Sections: job health, firewall blocks (active, made and lifted in the period), events by
-kind and by address, list-file problems, and mail waiting in the outbox.
+Sections: job health; the log sources read (trusted or spoofable, lines not understood);
+auth failures by address, user and service; successful logins; local su/sudo failures;
+firewall blocks (active, made and lifted, with reasons); listener scan alerts; events by
+kind and by address; integrity checks; suspicious files; list-file problems and mail
+waiting in the outbox.
 """
 
 from __future__ import annotations
@@ -127,6 +130,31 @@ def integrity_section(state, since: float, until: float) -> Section:
     return sec
 
 
+def scans_section(state, since: float, until: float) -> Section:
+    sec = Section("Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last",
+                                           "blocked now"])
+    rows = state.db.execute(
+        "SELECT address, COUNT(*) AS hits, COUNT(DISTINCT port) AS ports,"
+        " GROUP_CONCAT(DISTINCT proto) AS protos, MIN(time) AS first, MAX(time) AS last"
+        " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?"
+        " GROUP BY address ORDER BY hits DESC LIMIT 20", (since, until)).fetchall()
+    total = state.db.execute("SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan'"
+                             " AND time >= ? AND time < ?", (since, until)).fetchone()[0]
+    for r in rows:
+        sec.rows.append([r["address"], r["hits"], r["ports"], r["protos"] or "", fmt_time(r["first"]),
+                         fmt_time(r["last"]), "yes" if state.active_block(r["address"]) else "no"])
+    if total > len(rows):
+        sec.note = f"{total} scanning addresses in all; nightwarden scan-history has the analysis."
+    return sec
+
+
+def auth_sections(ctx, since: float, until: float) -> list[Section]:
+    from nightwarden.lib import authreport
+
+    return [Section(d["title"], d["headers"], d["rows"], d["note"])
+            for d in authreport.sections(ctx.config, since, until)]
+
+
 def problems_section(lists, outbox_pending: int) -> Section:
     sec = Section("Problems", ["problem"], [[e] for e in lists.errors])
     if outbox_pending:
@@ -168,7 +196,8 @@ def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
 
     lists = load_lists(ctx.config)
     state = ctx.state
-    sections = [job_health(state, since, until), *blocks_sections(state, since, until, lists),
+    sections = [job_health(state, since, until), *auth_sections(ctx, since, until),
+                *blocks_sections(state, since, until, lists), scans_section(state, since, until),
                 *events_sections(state, since, until), integrity_section(state, since, until),
                 quarantine_section(state, since, until),
                 problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending()))]
@@ -205,7 +234,8 @@ def run(ctx) -> Result:
     text = render_text(sections)
     body_html = render_html(sections)
     data = {"host": ctx.config.hostname, "since": since, "until": until,
-            "sections": [{"title": s.title, "headers": s.headers, "rows": s.rows} for s in sections]}
+            "sections": [{"title": s.title, "headers": s.headers, "rows": s.rows, "note": s.note}
+                         for s in sections]}
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     base = ctx.config.report_dir / f"report-{stamp}"
     if ctx.dry_run:
@@ -232,5 +262,7 @@ def run(ctx) -> Result:
     ctx.say(f"report: {base}.txt (.html, .json); {sent}")
     counts = {s.title: len(s.rows) for s in sections}
     events = sum(r[1] for s in sections if s.title == "Events by kind" for r in s.rows)
-    return Result(0, f"report for {period}: {counts['Blocks made in the period']} blocks made, "
+    failures = sum(r[1] for s in sections if s.title == "Auth failures by service" for r in s.rows)
+    return Result(0, f"report for {period}: {failures} auth failures, "
+                     f"{counts['Blocks made in the period']} blocks made, "
                      f"{events} events, {counts['Suspicious files']} suspicious files; {sent}")

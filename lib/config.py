@@ -173,6 +173,16 @@ DEFAULTS: dict = {
     "report": {
         "period_hours": 24,
     },
+    "schedule": {
+        # one schedule for cron.d, `nightwarden schedule run` (APScheduler) and systemd timers;
+        # cron syntax with days of the week as names (filled in from each job's default)
+        "jobs": {},
+        "user": "root",              # the user field of cron.d lines
+        "mailto": "",                # "" = mail.to
+        "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "command": "",               # "" = this nightwarden program's absolute path
+        "in_listener": False,        # the listener runs the schedule too (no cron needed)
+    },
     "logins": {
         # Files read by `nightwarden login-failures` (a missing file is skipped). format: auto
         # (rfc3164, rfc3339 or rfc5424, told from the first line), or apache, nginx, exim,
@@ -205,6 +215,13 @@ DEFAULTS: dict = {
         "resolution": 60,            # counting windows are exact to this many seconds
     },
 }
+
+def _job_schedules() -> dict:
+    from nightwarden.jobs import JOBS
+    return {name: job.schedule for name, job in JOBS.items()}
+
+
+DEFAULTS["schedule"]["jobs"] = _job_schedules()
 
 CHOICES = {
     ("general", "log_level"): {"debug", "info", "warning", "error"},
@@ -290,9 +307,27 @@ def _check_source(path: str, name: str, i: int, source: dict) -> None:
                               f"(known: {', '.join(sorted(LOGIN_SERVICES))})")
 
 
+def _check_schedule(path: str, name: str, value) -> None:
+    from .cronexpr import CronError, parse
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: key '{name}' must be a string (a cron schedule)")
+    if value.strip() in ("", "off"):
+        return
+    try:
+        parse(value)
+    except CronError as e:
+        raise ConfigError(f"{path}: key '{name}': {e}") from None
+
+
 def _merge(path: str, base: dict, new: dict, defaults: dict, prefix: tuple = ()) -> None:
     for key, value in new.items():
         full = prefix + (key,)
+        if prefix == ("schedule", "jobs"):
+            if key not in defaults:
+                raise ConfigError(f"{path}: unknown job '{key}' in [schedule.jobs]")
+            _check_schedule(path, ".".join(full), value)
+            base[key] = value
+            continue
         if key not in defaults:
             raise ConfigError(f"{path}: unknown key '{'.'.join(full)}'")
         if isinstance(defaults[key], list) and defaults[key] and isinstance(defaults[key][0], dict):

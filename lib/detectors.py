@@ -203,6 +203,7 @@ class Compiled:
     prog_pos: int | None
     pid_pos: int | None
     by_tag: dict[tuple, list[Rule]]
+    single: dict = field(default_factory=dict)
 
     def candidates(self, tag: bytes, prog: bytes = b"") -> list[Rule]:
         """Rules whose tag and program fit, sorted out once per (tag, program) text."""
@@ -215,6 +216,20 @@ class Compiled:
             if len(self.by_tag) < 100_000:
                 self.by_tag[key] = cands
         return cands
+
+    def only_rule(self, tag: bytes) -> Rule | None:
+        """The one rule every line with this tag belongs to, when there is exactly one (the
+        tag is a literal no other literal tag starts with, and one rule of one program has
+        it); None when lines must be told apart one by one."""
+        if tag in self.single:
+            return self.single[tag]
+        cands = [r for r in self.rules if (r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag))]
+        ambiguous = any(r.tag_rx for r in cands) or any(
+            o.tag != tag and o.tag.startswith(tag) for o in self.rules if o.tag)
+        rule = cands[0] if len(cands) == 1 and not ambiguous else None
+        if len(self.single) < 100_000:
+            self.single[tag] = rule
+        return rule
 
     def rule_of(self, t: tuple) -> Rule | None:
         """The rule a findall tuple came from: the candidates for its tag and program, the

@@ -9,7 +9,7 @@ stamped with the segment's last time: counting windows are exact to `resolution`
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .detectors import Compiled
@@ -24,9 +24,12 @@ class Tally:
 
     # one row per segment and service: (time, service, Counter(raw address -> attempts))
     rows: list = field(default_factory=list)
-    # sshd connections, two generations: (pid, raw address) -> [failed lines, pre seen]
+    # sshd connections (pid, raw address), two generations: Failed lines per connection,
+    # and the set of connections that logged a "pre" line
     conns: dict = field(default_factory=dict)
+    conns_pre: set = field(default_factory=set)
     conns_old: dict = field(default_factory=dict)
+    conns_old_pre: set = field(default_factory=set)
     conns_since: float | None = None
     successes: list = field(default_factory=list)     # (time, service, user, address)
     local: list = field(default_factory=list)         # (time, service, user, count)
@@ -60,28 +63,23 @@ class Tally:
     def bad_addresses(self) -> int:
         return sum(n for _, _, c in self.rows for raw, n in c.items() if address(raw) is None)
 
-    def connection(self, key):
-        st = self.conns.get(key)
-        if st is None:
-            st = self.conns_old.pop(key, None)
-            if st is not None:
-                self.conns[key] = st
-        return st
-
     def age_conns(self, now: float) -> None:
         """Two generations of CONN_TTL / 2: a connection idle that long is forgotten."""
         if self.conns_since is None:
             self.conns_since = now
         elif now - self.conns_since >= CONN_TTL / 2:
             self.conns_old, self.conns = self.conns, {}
+            self.conns_old_pre, self.conns_pre = self.conns_pre, set()
             self.conns_since = now
 
     def state(self) -> dict:
         """sshd connections to carry over to the next run (JSON-able)."""
         out = {}
-        for gen in (self.conns_old, self.conns):
-            for (pid, raw), st in gen.items():
-                out[f"{pid.decode()} {raw.decode('ascii', 'replace')}"] = [st[0], bool(st[1])]
+        for failed, pre in ((self.conns_old, self.conns_old_pre), (self.conns, self.conns_pre)):
+            for key in failed.keys() | pre:
+                pid, raw = key
+                out[f"{pid.decode()} {raw.decode('ascii', 'replace')}"] = [failed.get(key, 0),
+                                                                          key in pre]
         return {"since": self.conns_since, "conns": out}
 
     def restore(self, saved: dict | None) -> None:
@@ -90,7 +88,11 @@ class Tally:
         self.conns_since = saved.get("since")
         for key, (failed, pre) in saved.get("conns", {}).items():
             pid, _, raw = key.partition(" ")
-            self.conns[(pid.encode(), raw.encode())] = [failed, pre]
+            k = (pid.encode(), raw.encode())
+            if failed:
+                self.conns[k] = failed
+            if pre:
+                self.conns_pre.add(k)
 
 
 _addr_cache: dict[bytes, str | None] = {}
@@ -172,10 +174,10 @@ class Scanner:
                 if t is None:
                     t = self.years.reference
             self.last_time = t
-            self.tally.lines += buf.count(b"\n", a, b)
             if (self.since is not None and t < self.since) or (
                     self.until is not None and t >= self.until):
                 continue
+            self.tally.lines += buf.count(b"\n", a, b)
             self._segment(buf, a, b, t, (self.name, part, base + a - 1, base + b - 1))
 
     def _segment(self, buf: bytes, a: int, b: int, t: float, ref: tuple) -> None:
@@ -188,21 +190,15 @@ class Scanner:
         if tally.last is None or t > tally.last:
             tally.last = t
         tally.understood += len(found)
-        by_tag: dict = {}
+        by_tag: dict = defaultdict(list)
         tp = c.tag_pos
-        pp = c.prog_pos if c.prog_pos is not None else tp
         for tup in found:                       # the one per-line Python step
-            key = (tup[tp], tup[pp])
-            lst = by_tag.get(key)
-            if lst is None:
-                by_tag[key] = [tup]
-            else:
-                lst.append(tup)
+            by_tag[tup[tp]].append(tup)
         buckets: dict = {}
-        for (tag, prog), tuples in by_tag.items():
-            cands = c.candidates(tag, prog if c.prog_pos is not None else b"")
-            if len(cands) == 1:
-                buckets.setdefault(cands[0].index, []).extend(tuples)
+        for tag, tuples in by_tag.items():
+            only = c.only_rule(tag)
+            if only is not None:
+                buckets.setdefault(only.index, []).extend(tuples)
                 continue
             for tup in tuples:
                 rule = c.rule_of(tup)
@@ -265,7 +261,9 @@ class Scanner:
             tally.where.update(dict.fromkeys(seen, ref))
 
     def _resolve(self, pids: list) -> list:
-        by_pid = {pid: raw for gen in (self.tally.conns_old, self.tally.conns) for (pid, raw) in gen}
+        t = self.tally
+        by_pid = {pid: raw for gen in (t.conns_old, t.conns_old_pre, t.conns, t.conns_pre)
+                  for (pid, raw) in gen}
         return [(pid, by_pid.get(pid, b"")) for pid in pids]
 
     def _connections(self, failed_lines: list, failed_extra: list, pre: set, t: float) -> Counter:
@@ -278,27 +276,36 @@ class Scanner:
         for k, extra in failed_extra:
             failed[k] += extra
         touched = failed.keys() | pre
-        old = (touched & tally.conns.keys()) | (touched & tally.conns_old.keys())
+        old = set()
+        for known in (tally.conns, tally.conns_pre, tally.conns_old, tally.conns_old_pre):
+            if known:
+                old |= touched & (known.keys() if isinstance(known, dict) else known)
         delta: Counter = Counter()
-        new = touched - old if old else touched
+        totals = {}
         for key in old:
-            st = tally.connection(key)
-            before = max(st[0], 1 if st[1] else 0)
-            st[0] += failed.get(key, 0)
-            st[1] = st[1] or key in pre
-            delta[key[1]] += max(st[0], 1 if st[1] else 0) - before
-        # new connections: their Failed lines count, and one for those with only pre lines
+            f0 = tally.conns.get(key) or tally.conns_old.get(key, 0)
+            p0 = key in tally.conns_pre or key in tally.conns_old_pre
+            f1, p1 = f0 + failed.get(key, 0), p0 or key in pre
+            delta[key[1]] += max(f1, 1 if p1 else 0) - max(f0, 1 if p0 else 0)
+            totals[key] = f1
+            if p1:
+                tally.conns_pre.add(key)
         if old:
+            new = touched - old
             delta.update([k[1] for k in failed_lines if k in new])
             for k, extra in failed_extra:
                 if k in new:
                     delta[k[1]] += extra
         else:
+            new = touched
             delta.update([k[1] for k in failed_lines])
             for k, extra in failed_extra:
                 delta[k[1]] += extra
-        delta.update([k[1] for k in new - failed.keys()])
-        tally.conns.update({k: [failed.get(k, 0), k in pre] for k in new})
+        delta.update([k[1] for k in pre - failed.keys() - old])   # pre lines only: one each
+        tally.conns.update(failed)
+        if totals:
+            tally.conns.update(totals)
+        tally.conns_pre |= pre
         delta.pop(b"", None)
         return delta
 

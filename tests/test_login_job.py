@@ -126,3 +126,48 @@ sources = [{path = "/var/log/auth.log", format = "syslogish"}]
 """)
     done = run_cli("--config", str(cfg), "login-failures", check=78)
     assert f"{cfg}: key 'logins.sources[1].format' must be one of" in done.stderr
+
+
+def test_daily_report_tables_from_the_logs_and_the_journal(tmp_path):
+    now = time.time()
+    log = tmp_path / "auth.log"
+    brute_force(log, "203.0.113.60", 3, now - 3000)
+    brute_force(log, "203.0.113.61", 1, now - 2000, 4000)
+    with open(log, "a") as f:
+        t = stamp(now - 1000)
+        f.write(f"{t} web1 sshd[7001]: Accepted publickey for admin from 192.0.2.10 port 50022 ssh2: "
+                "ED25519 SHA256:Zk3bq0f0nUXbqYFfCkM2VmJ1wqYqYpO4mT1m4H4l9w8\n")
+        f.write(f"{t} web1 su[7002]: FAILED SU (to root) alice on pts/1\n")
+        f.write(f"{t} web1 sudo:    admin : TTY=pts/0 ; PWD=/home/admin ; USER=root ; COMMAND=/usr/bin/id\n")
+        f.write(f"{t} web1 sshd[7003]: a wording no detector knows\n")
+    journal = tmp_path / "journal.json"
+    entries = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": str(int((now - 500) * 1e6)),
+                "_HOSTNAME": "web1", "SYSLOG_IDENTIFIER": "sshd", "_COMM": "logger", "_PID": "99",
+                "MESSAGE": "Failed password for root from 192.0.2.99 port 1 ssh2"}]
+    journal.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    script = tmp_path / "journalctl"
+    script.write_text(f"#!/bin/sh\nexec cat {journal}\n")
+    script.chmod(0o755)
+    cfg = write_config(tmp_path, f"""backend = "dryrun"
+
+[logins]
+sources = [{{path = "{log}", services = ["sshd", "su", "sudo"]}}]
+journal = "yes"
+journal_command = ["{script}"]
+""")
+    run_cli("--config", str(cfg), "report", "--no-mail", check=0)
+    data = json.loads(next((tmp_path / "reports").glob("report-*.json")).read_text())
+    sec = {s["title"]: s for s in data["sections"]}
+    assert [r[:3] for r in sec["Auth failures by address"]["rows"]] == [
+        ["203.0.113.60", 3, "sshd (3)"], ["203.0.113.61", 1, "sshd (1)"]]
+    assert sec["Auth failures by service"]["rows"] == [["sshd", 4, 2]]
+    assert ["admin0", "sshd", 2, 2] in sec["Auth failures by user"]["rows"]
+    logins_rows = {(r[0], r[1], r[2]) for r in sec["Successful logins"]["rows"]}
+    assert logins_rows == {("sshd", "admin", "192.0.2.10"), ("sudo", "admin", "(local)")}
+    assert sec["Local authentication failures (su, sudo)"]["rows"] == [["su", "alice", 1]]
+    sources = {r[0]: r for r in sec["Log sources"]["rows"]}
+    assert sources[str(log)][2].startswith("spoofable") and sources[str(log)][5] == 1
+    assert sources["journal"][2].startswith("trusted") and sources["journal"][6] == "1 forged entries"
+    assert "192.0.2.99" in sec["Log sources"]["note"]
+    text = next((tmp_path / "reports").glob("report-*.txt")).read_text()
+    assert "Auth failures by address" in text and "203.0.113.60" in text

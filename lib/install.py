@@ -1,0 +1,154 @@
+"""`nightwarden install [--root DIR]` and `uninstall`: the cron.d, logrotate.d and systemd
+files rendered from the configuration, put in place with a manifest of what was written,
+so that uninstall removes exactly that (and keeps a file someone changed since)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import schedule
+from .errors import CantCreateError
+from .fsutil import atomic_write
+
+UNIT_DIR = Path("/etc/systemd/system")
+
+
+@dataclass
+class Item:
+    path: Path              # where it goes on the installed system
+    content: bytes
+    mode: int = 0o644
+
+
+def files(config, timers: bool) -> list[Item]:
+    out = [Item(Path("/etc/logrotate.d/nightwarden"), schedule.render_logrotate(config).encode()),
+           Item(UNIT_DIR / "nightwarden-listener.service",
+                schedule.render_listener_unit(config).encode())]
+    if timers:
+        out += [Item(UNIT_DIR / name, text.encode())
+                for name, text in schedule.render_timers(config).items()]
+    else:
+        out.append(Item(Path("/etc/cron.d/nightwarden"), schedule.render_cron(config).encode()))
+    return out
+
+
+def _dirs(config) -> list[tuple[Path, int]]:
+    return [(config.config_dir, 0o750), (config.state_dir, 0o750), (schedule.lock_dir(config), 0o700),
+            (config.log_dir, 0o750), (config.report_dir, 0o750)]
+
+
+def _under(root: Path, path: Path) -> Path:
+    return root / path.relative_to("/") if path.is_absolute() else root / path
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_path(config, root: Path) -> Path:
+    return _under(root, config.state_dir / "installed.json")
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def install(config, root: Path, timers: bool = False, force: bool = False,
+            dry_run: bool = False) -> list[str]:
+    """Write the files; returns one line per thing done, for the person who asked."""
+    said = []
+    manifest_path = _manifest_path(config, root)
+    old = _read_manifest(manifest_path).get("files", {})
+    new: dict[str, str] = {}
+    for d, mode in _dirs(config):
+        target = _under(root, d)
+        if not target.is_dir():
+            said.append(f"{'would create' if dry_run else 'created'} directory {target}")
+            if not dry_run:
+                target.mkdir(parents=True, mode=mode, exist_ok=True)
+                os.chmod(target, mode)
+    for item in files(config, timers):
+        target = _under(root, item.path)
+        key = str(item.path)
+        if target.is_symlink():
+            said.append(f"left alone {target}: it is a symlink")
+            continue
+        exists = target.exists()
+        current = target.read_bytes() if exists else b""
+        if exists and current == item.content:
+            said.append(f"unchanged {target}")
+            new[key] = _sha(item.content)
+            continue
+        ours = key in old and exists and _sha(current) == old[key]
+        if exists and not ours and not force:
+            said.append(f"left alone {target}: it exists and is not the one nightwarden installed "
+                        f"(--force replaces it)")
+            continue
+        verb = "replaced" if exists else "installed"
+        said.append(f"{'would be ' + verb if dry_run else verb} {target}")
+        new[key] = _sha(item.content)
+        if not dry_run:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, item.content, item.mode)
+            except OSError as e:
+                raise CantCreateError(f"{target}: {e.strerror}") from None
+    # files of an earlier install that this one no longer writes (cron <-> timers)
+    for key, sha in old.items():
+        if key in new:
+            continue
+        target = _under(root, Path(key))
+        said += _remove(target, sha, dry_run)
+    if not dry_run:
+        atomic_write(manifest_path, json.dumps({"files": new}, indent=1).encode(), 0o640)
+        said += _reload(root, timers)
+    return said
+
+
+def uninstall(config, root: Path, dry_run: bool = False) -> list[str]:
+    manifest_path = _manifest_path(config, root)
+    manifest = _read_manifest(manifest_path)
+    if not manifest:
+        return [f"nothing to remove: no {manifest_path}"]
+    said = []
+    for key, sha in manifest.get("files", {}).items():
+        said += _remove(_under(root, Path(key)), sha, dry_run)
+    if not dry_run:
+        manifest_path.unlink()
+        said += _reload(root, timers=False)
+    said.append(f"kept: configuration in {_under(root, config.config_dir)}, state in "
+                f"{_under(root, config.state_dir)}, logs in {_under(root, config.log_dir)}")
+    return said
+
+
+def _remove(target: Path, sha: str, dry_run: bool) -> list[str]:
+    try:
+        current = target.read_bytes()
+    except FileNotFoundError:
+        return [f"already gone {target}"]
+    if _sha(current) != sha:
+        return [f"kept {target}: changed since it was installed"]
+    if not dry_run:
+        target.unlink()
+    return [f"{'would remove' if dry_run else 'removed'} {target}"]
+
+
+def _reload(root: Path, timers: bool) -> list[str]:
+    """On the live system (root /) with systemd running: daemon-reload, and say what to enable."""
+    if root != Path("/") or not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
+        return []
+    subprocess.run(["systemctl", "daemon-reload"], check=False)
+    out = ["systemctl daemon-reload done; start the listener with: "
+           "systemctl enable --now nightwarden-listener.service"]
+    if timers:
+        out.append("enable the timers with: systemctl enable --now 'nightwarden-*.timer'")
+    return out
