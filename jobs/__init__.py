@@ -41,7 +41,7 @@ JOBS: dict[str, JobInfo] = {j.name: j for j in [
             "weekly: remove dynamic blocks, keep permanent ones, reconcile kernel and state",
             "30 3 * * sun", False),
     JobInfo("report", "nightwarden.jobs.report",
-            "the daily report: job health, blocks, events; mailed as one digest",
+            "the daily report: auth failures and logins, blocks, scans, integrity, files; mailed",
             "0 6 * * *", True),
 ]}
 

@@ -21,6 +21,10 @@ COMMANDS = {
     "firewall": "set up, inspect or remove nightwarden's firewall rules",
     "mail": "deliver the outbox, or send a test message",
     "listen": "the resident port-scan listener (PortSentry's job), in the foreground",
+    "schedule": "the schedule: show it, render cron.d / systemd timers / logrotate.d, or run it",
+    "runs": "the last runs of each job (start, duration, exit code, summary)",
+    "install": "put the cron.d, logrotate.d and systemd files in place (say what was done)",
+    "uninstall": "remove what install put in place (a file changed since is kept)",
 }
 
 
@@ -104,6 +108,24 @@ def build_parser(job: str | None = None) -> Parser:
                         "(also after a reboot); stop: remove all of nightwarden's rules")
     p = add("mail", dry)
     p.add_argument("action", choices=["flush", "test"])
+    p = add("schedule")
+    p.add_argument("action", choices=["show", "cron", "systemd", "logrotate", "run"],
+                   help="show: jobs, cron, OnCalendar, next run; cron/systemd/logrotate: print "
+                        "the file(s); run: run the schedule in the foreground (APScheduler)")
+    p.add_argument("--output", metavar="PATH", help="write there instead (systemd: a directory)")
+    p = add("runs")
+    p.add_argument("--job", help="only this job")
+    p.add_argument("-n", "--last", type=int, default=5, metavar="N", help="runs per job (default 5)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    for name in ("install", "uninstall"):
+        p = add(name, dry)
+        p.add_argument("--root", default="/", metavar="DIR",
+                       help="install under DIR (for packaging or a look first); default /")
+        if name == "install":
+            p.add_argument("--timers", action="store_true",
+                           help="systemd timer units instead of the cron.d file")
+            p.add_argument("--force", action="store_true",
+                           help="replace files that were not installed by nightwarden")
     p = add("listen", dry)
     p.add_argument("--mode", choices=["connect", "advanced"], help="override listener.mode")
     p.add_argument("--no-mail", action="store_true", help="no alert digests")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from . import config as configmod
-from .errors import EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE
+from .errors import EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE, UsageError
 from .netaddr import display, parse_network
 from .runner import Context, run_job
 
-READ_ONLY = {"jobs", "config", "blocks", "grep"}
+READ_ONLY = {"jobs", "config", "blocks", "grep", "runs"}
 
 
 def dispatch(args) -> int:
@@ -62,8 +63,106 @@ def _left(ts: float | None, now: float) -> str:
 # -- jobs ----------------------------------------------------------------------
 def cmd_jobs(ctx) -> int:
     from nightwarden.jobs import JOBS
-    rows = [[j.name, j.schedule, "yes" if j.daily else "", j.summary] for j in JOBS.values()]
+    sched = ctx.config["schedule"]["jobs"]
+    rows = [[j.name, sched.get(j.name, j.schedule) or "off", "yes" if j.daily else "", j.summary]
+            for j in JOBS.values()]
     print(_table(rows, ["job", "schedule (cron)", "daily", "what it does"]))
+    return EXIT_OK
+
+
+# -- schedule, runs, install -----------------------------------------------------
+def cmd_schedule(ctx) -> int:
+    from . import schedule
+    from .fsutil import atomic_write
+    action, out = ctx.args.action, ctx.args.output
+    if action == "show":
+        import datetime
+        now = datetime.datetime.now().astimezone()
+        rows = []
+        for e in schedule.entries(ctx.config):
+            nxt = schedule.trigger(e, now.tzinfo).get_next_fire_time(None, now)
+            rows.append([e.job, " ".join(e.cron.fields), e.cron.on_calendar(),
+                         nxt.strftime("%a %Y-%m-%d %H:%M") if nxt else "-"])
+        print(_table(rows, ["job", "cron", "systemd OnCalendar", "next run"]))
+        return EXIT_OK
+    if action == "run":
+        return _run_schedule(ctx)
+    if action == "systemd":
+        units = schedule.render_timers(ctx.config)
+        units["nightwarden-listener.service"] = schedule.render_listener_unit(ctx.config)
+        if out:
+            for name, text in units.items():
+                atomic_write(Path(out) / name, text.encode(), 0o644)
+            ctx.say(f"{len(units)} unit files written to {out}")
+        else:
+            for name, text in units.items():
+                print(f"# --- {name}\n{text}")
+        return EXIT_OK
+    text = schedule.render_cron(ctx.config) if action == "cron" else schedule.render_logrotate(ctx.config)
+    if out:
+        atomic_write(Path(out), text.encode(), 0o644)
+        ctx.say(f"written: {out}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+def _run_schedule(ctx) -> int:
+    import signal
+
+    from . import schedule
+    sch = schedule.scheduler(ctx.config)
+
+    def stop(signum, frame):
+        ctx.log.info("signal %d: stopping the scheduler", signum)
+        sch.shutdown(wait=False)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    jobs = schedule.entries(ctx.config)
+    ctx.log.info("scheduler: %d jobs (%s)", len(jobs),
+                 ", ".join(f"{e.job} '{' '.join(e.cron.fields)}'" for e in jobs))
+    ctx.say(f"running {len(jobs)} jobs on their schedule; SIGTERM or Ctrl-C stops")
+    sch.start()
+    return EXIT_OK
+
+
+def cmd_runs(ctx) -> int:
+    from nightwarden.jobs import JOBS
+    names = [ctx.args.job] if ctx.args.job else list(JOBS)
+    if ctx.args.job and ctx.args.job not in JOBS:
+        raise UsageError(f"unknown job {ctx.args.job!r} (nightwarden jobs lists them)")
+    rows = []
+    for name in names:
+        last = ctx.state.db.execute("SELECT * FROM runs WHERE job = ? ORDER BY started DESC LIMIT ?",
+                                    (name, max(1, ctx.args.last))).fetchall()
+        for r in reversed(last):
+            took = (r["ended"] - r["started"]) if r["ended"] else None
+            rows.append({"job": name, "started": r["started"], "seconds": took,
+                         "exit_code": r["exit_code"], "dry_run": bool(r["dry_run"]),
+                         "summary": r["summary"] or ""})
+    if ctx.args.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    table = [[r["job"], _when(r["started"]),
+              "running" if r["seconds"] is None else f"{r['seconds']:.1f} s",
+              "-" if r["exit_code"] is None else r["exit_code"],
+              ("(dry run) " if r["dry_run"] else "") + r["summary"][:70]] for r in rows]
+    print(_table(table, ["job", "started", "took", "exit", "summary"]))
+    return EXIT_OK
+
+
+def cmd_install(ctx) -> int:
+    from . import install
+    for line in install.install(ctx.config, Path(ctx.args.root), timers=ctx.args.timers,
+                                force=ctx.args.force, dry_run=ctx.dry_run):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_uninstall(ctx) -> int:
+    from . import install
+    for line in install.uninstall(ctx.config, Path(ctx.args.root), dry_run=ctx.dry_run):
+        print(line)
     return EXIT_OK
 
 
@@ -315,9 +414,17 @@ def cmd_listen(ctx) -> int:
         listener.reload_from = (getattr(ctx.args, "config", None), getattr(ctx.args, "sandbox", None))
         listener.install_signals()
         listener.open()
+        scheduler = None
+        if cfg["schedule"]["in_listener"]:           # the only resident process runs the jobs too
+            from . import schedule
+            scheduler = schedule.scheduler(cfg, background=True)
+            scheduler.start()
+            ctx.log.info("scheduler in the listener: %d jobs", len(scheduler.get_jobs()))
         try:
             listener.serve()
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
             listener.shutdown()
         return EXIT_OK
     finally:

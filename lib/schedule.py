@@ -46,6 +46,9 @@ def command(config) -> str:
     here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
     if here is not None and here.name == "nightwarden" and here.is_file():
         return str(here)
+    beside = Path(sys.executable).parent / "nightwarden"     # the same virtualenv
+    if beside.is_file():
+        return str(beside)
     found = shutil.which("nightwarden")
     return str(Path(found).resolve()) if found else DEFAULT_COMMAND
 
@@ -104,7 +107,7 @@ def render_timers(config) -> dict[str, str]:
         frequent = e.cron.fields[0] in ("*", "*/1", "*/2", "*/5", "*/10", "*/15")
         out[f"nightwarden-{e.job}.service"] = (
             f"[Unit]\nDescription=nightwarden {e.job}: {e.summary}\n"
-            f"Documentation=man:nightwarden(8)\nAfter=network-online.target\n\n"
+            f"Documentation=file:///usr/share/doc/nightwarden/README.md\nAfter=network-online.target\n\n"
             f"[Service]\nType=oneshot\nExecStart={argv}\nNice=10\nIOSchedulingClass=idle\n"
             f"StateDirectory=nightwarden\nLogsDirectory=nightwarden\n")
         out[f"nightwarden-{e.job}.timer"] = (
