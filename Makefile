@@ -17,7 +17,8 @@ $(BIN)/nightwarden: pyproject.toml
 # The daily run on the embedded default configuration, in a sandbox directory:
 # dry-run firewall, mail to an mbox file, nothing outside $(DEMO)/ is touched.
 demo: $(BIN)/nightwarden
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)/etc
+	@printf '# the demo scanner comes from 127.x addresses\n[firewall]\nprotect_loopback = false\n' > $(DEMO)/etc/nightwarden.toml
 	@echo "== sandbox: $(DEMO)/ (dry-run firewall, mail into an mbox file)"
 	$(BIN)/nightwarden --sandbox $(DEMO) firewall start
 	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 203.0.113.23 --ttl 6h --reason "demo: ssh brute force"
@@ -41,12 +42,19 @@ demo: $(BIN)/nightwarden
 	@mkdir -p $(DEMO)/var/log && $(BIN)/python bench/sample_authlog.py $(DEMO)/var/log/auth.log --lines 20000 > /dev/null
 	@echo "== a day of a server's auth.log ($(DEMO)/var/log/auth.log: sshd brute force, sudo, cron) for the login-failure job"
 	$(BIN)/nightwarden --sandbox $(DEMO) login-failures --no-mail || [ $$? -lt 64 ]   # 1: it blocked
+	@echo "== a simulated port scanner against the listener (in a private network namespace when root)"
+	@if [ "$$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then \
+	  fw=$$(command -v nft >/dev/null && echo nftables || echo dryrun); \
+	  unshare -n sh -c "ip link set lo up && NIGHTWARDEN_SANDBOX_FIREWALL=$$fw $(BIN)/python bench/demo_listener.py $(DEMO)"; \
+	else $(BIN)/python bench/demo_listener.py $(DEMO); fi
 	@$(BIN)/python bench/sample_history.py $(DEMO)/portsentry.history
 	@echo "== a PortSentry history of the last day ($(DEMO)/portsentry.history) for the scan-history analysis"
 	$(BIN)/nightwarden --sandbox $(DEMO) scan-history --import $(DEMO)/portsentry.history --no-mail > /dev/null
 	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-7: findings, not failures
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
+	@echo "== what ran (nightwarden runs -n 1):"
+	@$(BIN)/nightwarden --sandbox $(DEMO) runs -n 1
 	@echo "== done. report: $$(ls $(DEMO)/reports/report-*.txt); integrity: $$(ls $(DEMO)/reports/integrity-*.txt)"
 	@echo "   quarantine: $(DEMO)/state/quarantine/ (tar -tvf to list, nightwarden quarantine restore ID)"
 	@echo "   mail:   $(DEMO)/state/mail/mbox ($$(grep -c '^From ' $(DEMO)/state/mail/mbox) message(s))"

@@ -412,7 +412,15 @@ class Config:
         return files
 
     def firewall_backend(self) -> str:
-        return "dryrun" if self.sandbox is not None else self.data["firewall"]["backend"]
+        """A sandbox uses the dry-run firewall; only inside a network namespace that has
+        nothing but loopback may $NIGHTWARDEN_SANDBOX_FIREWALL ask for a real one (make demo
+        does, as root)."""
+        if self.sandbox is None:
+            return self.data["firewall"]["backend"]
+        wanted = os.environ.get("NIGHTWARDEN_SANDBOX_FIREWALL", "")
+        if wanted in ("nftables", "ipset") and private_netns():
+            return wanted
+        return "dryrun"
 
     def watched_dirs(self) -> list[Path]:
         """The quarantine job's directories; under a sandbox they move into it too."""
@@ -448,6 +456,17 @@ class Config:
         configured = self.data["mail"][kind]
         return Path(configured) if configured else self.state_dir / "mail" / (
             "mbox" if kind == "mbox" else "Maildir")
+
+
+def private_netns() -> bool:
+    """True in a network namespace with no interface but loopback: nothing done to its
+    firewall can reach the host's network."""
+    try:
+        with open("/proc/self/net/dev") as f:
+            names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    except OSError:
+        return False
+    return names == ["lo"]
 
 
 def config_candidates(explicit: str | None, sandbox: Path | None) -> tuple[Path | None, bool]:
