@@ -56,6 +56,27 @@ def _known(service: str, prog: bytes, *tags: str) -> list[Rule]:
     return [Rule(service, "known", prog, _lit(t) + rb".*", tag=t.encode()) for t in tags]
 
 
+def _vsftpd(kind: str, word: bytes, native: bool) -> Rule:
+    pid = rb"\[pid \d+\] " if native else b""
+    return Rule("ftpd", kind, None if native else rb"vsftpd",
+                pid + rb"\[(?P<user>[^\]\n]*)\] " + word + rb" LOGIN: Client \"(?:::ffff:)?" + IP
+                + rb"\"(?:, \".*\")?", tag_rx=pid + rb"\[[^\]\n]*\] " + word + rb" LOGIN",
+                formats=("vsftpd",) if native else ())
+
+
+def _dovecot(service: str, protocols: bytes) -> Rule:
+    return Rule(service, "fail", rb"dovecot",
+                protocols + rb"-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in \d+ secs?\)"
+                rb"(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
+                + rb", lip=[^,\n]+(?:, .*)?", tag_rx=protocols + rb"-login: [A-Z]")
+
+
+def _courier(service: str, prog: bytes) -> Rule:
+    return Rule(service, "fail", prog,
+                rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP
+                + rb"\].*", tag=b"LOGIN FAILED, ")
+
+
 RULES: list[Rule] = [
     # OpenSSH 9.2p1 (Debian 12), 8.4p1, 6.6p1 (no port on "Invalid user"); 9.8+ logs as sshd-session
     Rule("sshd", "failed", SSHD,
@@ -127,34 +148,13 @@ RULES: list[Rule] = [
          rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[INFO\] (?P<user>\S+) is now logged in",
          tag_rx=rb"\([^)\n]*\) \[INFO\] \S+ is now logged in"),
     # vsftpd 3.0.3: with syslog_enable=YES, or its own vsftpd.log
-    Rule("ftpd", "fail", rb"vsftpd",
-         rb"\[(?P<user>[^\]\n]*)\] FAIL LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
-         tag_rx=rb"\[[^\]\n]*\] FAIL LOGIN"),
-    Rule("ftpd", "success", rb"vsftpd",
-         rb"\[(?P<user>[^\]\n]*)\] OK LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
-         tag_rx=rb"\[[^\]\n]*\] OK LOGIN"),
-    Rule("ftpd", "fail", None,
-         rb"\[pid \d+\] \[(?P<user>[^\]\n]*)\] FAIL LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
-         tag_rx=rb"\[pid \d+\] \[[^\]\n]*\] FAIL LOGIN", formats=("vsftpd",)),
-    Rule("ftpd", "success", None,
-         rb"\[pid \d+\] \[(?P<user>[^\]\n]*)\] OK LOGIN: Client \"(?:::ffff:)?" + IP + rb"\"(?:, \".*\")?",
-         tag_rx=rb"\[pid \d+\] \[[^\]\n]*\] OK LOGIN", formats=("vsftpd",)),
+    _vsftpd("fail", b"FAIL", native=False), _vsftpd("success", b"OK", native=False),
+    _vsftpd("fail", b"FAIL", native=True), _vsftpd("success", b"OK", native=True),
     # dovecot 2.3.19: "N attempts" is N failures
-    Rule("imapd", "fail", rb"dovecot",
-         rb"(?:imap|managesieve|submission)-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in "
-         rb"\d+ secs?\)(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
-         + rb", lip=[^,\n]+(?:, .*)?", tag_rx=rb"(?:imap|managesieve|submission)-login: [A-Z]"),
-    Rule("pop3d", "fail", rb"dovecot",
-         rb"pop3-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in \d+ secs?\)"
-         rb"(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
-         + rb", lip=[^,\n]+(?:, .*)?", tag_rx=rb"pop3-login: [A-Z]"),
+    _dovecot("imapd", rb"(?:imap|managesieve|submission)"), _dovecot("pop3d", rb"pop3"),
     # courier-imap 5.x
-    Rule("imapd", "fail", rb"imapd(?:-ssl)?|courier-imapd",
-         rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP + rb"\].*",
-         tag=b"LOGIN FAILED, "),
-    Rule("pop3d", "fail", rb"pop3d(?:-ssl)?|courier-pop3d",
-         rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP + rb"\].*",
-         tag=b"LOGIN FAILED, "),
+    _courier("imapd", rb"imapd(?:-ssl)?|courier-imapd"),
+    _courier("pop3d", rb"pop3d(?:-ssl)?|courier-pop3d"),
     # postfix 3.7
     Rule("smtpauth", "fail", rb"postfix/(?:[\w-]+/)*smtpd",
          rb"warning: [^\[\n]*\[" + IP + rb"\]: SASL [A-Z0-9-]+ authentication failed: .*",

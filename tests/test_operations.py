@@ -33,24 +33,33 @@ def probe(source: str, port: int = 31337) -> None:
             pass
 
 
+def start_listener(box: Path, config: str) -> subprocess.Popen:
+    (box / "etc").mkdir(parents=True)
+    (box / "etc" / "nightwarden.toml").write_text(config)
+    return subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "listen", "--no-mail"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return -9
+
+
 @pytest.fixture
 def listener(tmp_path, netns):
     box = tmp_path / "sb"
-    (box / "etc").mkdir(parents=True)
     # test attackers are 127.x addresses: loopback may be acted on here
-    (box / "etc" / "nightwarden.toml").write_text("[firewall]\nprotect_loopback = false\n")
-    proc = subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "listen", "--no-mail"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_listener(box, "[firewall]\nprotect_loopback = false\n")
     log = box / "log" / "nightwarden.log"
     try:
         wait_for(log, "listening (connect mode)")
         yield box, log
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_logrotate_keeps_the_listener_and_jobs_writing_and_loses_nothing(listener, tmp_path):
@@ -85,10 +94,7 @@ def test_logrotate_keeps_the_listener_and_jobs_writing_and_loses_nothing(listene
 
 def test_the_listener_can_host_the_schedule(tmp_path, netns):
     box = tmp_path / "sb"
-    (box / "etc").mkdir(parents=True)
-    (box / "etc" / "nightwarden.toml").write_text("[schedule]\nin_listener = true\n")
-    proc = subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "listen", "--no-mail"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_listener(box, "[schedule]\nin_listener = true\n")
     log = box / "log" / "nightwarden.log"
     try:
         wait_for(log, "scheduler in the listener: 7 jobs")
@@ -96,8 +102,7 @@ def test_the_listener_can_host_the_schedule(tmp_path, netns):
         # the schedule's first per-minute job runs as its own process within a minute
         wait_for(log, "login-failures exited 0", timeout=75)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert stop(proc) == 0
 
 
 def test_a_sandbox_uses_a_real_firewall_only_in_a_loopback_only_namespace(tmp_path, netns, monkeypatch):
