@@ -32,7 +32,8 @@ def run(ctx) -> Result:
 
     cfg = ctx.config["logins"]
     now = time.time()
-    since = now - cfg["interval"]
+    windows = {svc: cfg["intervals"].get(svc) or cfg["interval"] for svc in cfg["limits"]}
+    since = now - max([cfg["interval"], *windows.values()])
     sources = logins.configured(ctx.config)
     if not sources:
         ctx.say("no log source present (see logins.sources)")
@@ -51,11 +52,11 @@ def run(ctx) -> Result:
 
     # counts in the window: what state holds plus what this run found
     window: dict = {}
-    for r in ctx.state.db.execute("SELECT service, address, SUM(count), MIN(time), MAX(time)"
-                                  " FROM login_attempts WHERE time >= ? GROUP BY service, address",
-                                  (since,)):
-        window[(r[0], r[1])] = [r[2], r[3], r[4]]
-    for service, addr, t, n in rows:
+    stored = ctx.state.db.execute("SELECT service, address, time, count FROM login_attempts"
+                                  " WHERE time >= ?", (since,)).fetchall()
+    for service, addr, t, n in [tuple(r) for r in stored] + rows:
+        if t < now - windows.get(service, cfg["interval"]):
+            continue
         w = window.setdefault((service, addr), [0, t, t])
         w[0] += n
         w[1], w[2] = min(w[1], t), max(w[2], t)
@@ -66,7 +67,7 @@ def run(ctx) -> Result:
     if not ctx.dry_run:
         with ctx.state:
             ctx.state.add_attempts(rows)
-            ctx.state.prune_attempts(now - cfg["interval"])
+            ctx.state.prune_attempts(since)
             for s in scans:
                 if not s.error and s.cursor is not None:
                     ctx.state.set_cursor(s.source.key, s.cursor)
@@ -114,7 +115,7 @@ def run(ctx) -> Result:
                 "ip": addr, "service": service, "count": failures,
                 "text": f"{failures} failures from {time.strftime('%H:%M:%S', time.localtime(first))}"
                         f" to {time.strftime('%H:%M:%S', time.localtime(last))}",
-                "interval": cfg["interval"],
+                "interval": windows.get(service, cfg["interval"]),
                 "block": f"temporary, {cfg['block_ttl']} s (escalates after "
                          f"{ctx.config['blocks']['perm_block_count']} blocks)"
                          if cfg["block_ttl"] else "until purged",

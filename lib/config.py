@@ -208,6 +208,9 @@ DEFAULTS: dict = {
         "limits": {"sshd": 5, "ftpd": 10, "smtpauth": 5, "pop3d": 10, "imapd": 10,
                    "htaccess": 5, "modsec": 5},
         "interval": 3600,            # csf's LF_INTERVAL
+        # a window of its own for a service (seconds); 0 = `interval`
+        "intervals": {"sshd": 0, "ftpd": 0, "smtpauth": 0, "pop3d": 0, "imapd": 0,
+                      "htaccess": 0, "modsec": 0},
         "block": True,
         "block_ttl": 3600,           # temporary; repeated blocks escalate (blocks.perm_block_count)
         "alert": True,               # csf's LF_EMAIL_ALERT

@@ -345,14 +345,6 @@ class State:
         self.db.executemany("INSERT INTO login_attempts(service, address, time, count)"
                             " VALUES (?,?,?,?)", rows)
 
-    def attempts_over(self, limits: dict[str, int], since: float) -> list[sqlite3.Row]:
-        """(service, address, failures, first, last) at or over the service's limit."""
-        rows = self.db.execute(
-            "SELECT service, address, SUM(count) AS failures, MIN(time) AS first,"
-            " MAX(time) AS last FROM login_attempts WHERE time >= ?"
-            " GROUP BY service, address", (since,)).fetchall()
-        return [r for r in rows if limits.get(r["service"]) and r["failures"] >= limits[r["service"]]]
-
     def clear_attempts(self, service: str, address: str) -> None:
         self.db.execute("DELETE FROM login_attempts WHERE service = ? AND address = ?",
                         (service, address))

@@ -171,3 +171,18 @@ journal_command = ["{script}"]
     assert "192.0.2.99" in sec["Log sources"]["note"]
     text = next((tmp_path / "reports").glob("report-*.txt")).read_text()
     assert "Auth failures by address" in text and "203.0.113.60" in text
+
+
+@pytest.mark.parametrize("intervals,blocked", [("", 1), ("intervals = {sshd = 600}", 0)])
+def test_a_service_can_have_a_window_of_its_own(tmp_path, intervals, blocked):
+    log = tmp_path / "auth.log"
+    brute_force(log, "203.0.113.70", 6, time.time() - 1500)      # 25 minutes ago
+    cfg = write_config(tmp_path, f"""backend = "dryrun"
+
+[logins]
+sources = [{{path = "{log}", services = ["sshd"]}}]
+journal = "no"
+{intervals}
+""")
+    done = run_cli("--config", str(cfg), "login-failures", "--no-mail", check=blocked)
+    assert f"{blocked} blocked" in done.stdout
