@@ -17,6 +17,12 @@ from .logformats import YearGuess
 
 CONN_TTL = 600          # sshd connection state is kept this long (LoginGraceTime is 120 s)
 
+try:                    # the compiled sshd scan; the regular expressions do the same without it
+    from . import _sshscan
+except ImportError:     # pragma: no cover - a build without a compiler
+    _sshscan = None
+FAST_FORMATS = {"rfc3164": 0, "rfc3339": 1}
+
 
 @dataclass
 class Tally:
@@ -152,7 +158,8 @@ class Scanner:
     """Scans chunks of one source with its compiled rules into a Tally."""
 
     def __init__(self, compiled: Compiled, tally: Tally, reference: float,
-                 resolution: float = 60.0, name: str = "", trusted: bool = False):
+                 resolution: float = 60.0, name: str = "", trusted: bool = False,
+                 fast: bool = True):
         self.c = compiled
         self.tally = tally
         self.years = YearGuess(reference)
@@ -162,6 +169,10 @@ class Scanner:
         stamp_fn = compiled.fmt.stamp
         years = self.years
         self.stamp = lambda line: stamp_fn(line, years)
+        # sshd lines through the compiled scan (same rules), everything else through the regex
+        self.fast = (FAST_FORMATS.get(compiled.fmt.name) if _sshscan is not None and fast
+                     and any(r.service == "sshd" for r in compiled.rules) else None)
+        self.known = any(r.kind == "known" for r in compiled.rules)
         self.since: float | None = None          # lines before this time are skipped
         self.until: float | None = None          # and from this time on
         self.last_time: float | None = None
@@ -182,14 +193,32 @@ class Scanner:
 
     def _segment(self, buf: bytes, a: int, b: int, t: float, ref: tuple) -> None:
         tally, c = self.tally, self.c
-        found = c.regex.findall(buf, a - 1, b)
-        if not found:
+        failed_lines: list = []     # one (pid, address) per Failed line
+        failed_extra: list = []     # (key, n - 1) for "message repeated n times"
+        pre: set = set()
+        seen: set = set()
+        if self.fast is not None:
+            (failed_lines, failed_extra, pre_list, noaddr, ok, users, others,
+             understood) = _sshscan.sshd(buf, a, b, self.fast, tally.want_users, self.known)
+            found = c.regex.findall(others) if others else []
+            pre.update(pre_list)
+            if noaddr:
+                pre.update(self._resolve(noaddr))
+            for user, raw in ok:
+                tally.successes.append((t, "sshd", _text(user), address(raw) or ""))
+            for raw, user, n in users:
+                tally.users[("sshd", raw, user)] += n
+            matched = understood + len(found)
+        else:
+            found = c.regex.findall(buf, a - 1, b)
+            matched = len(found)
+        if not matched:
             return
         if tally.first is None or t < tally.first:
             tally.first = t
         if tally.last is None or t > tally.last:
             tally.last = t
-        tally.understood += len(found)
+        tally.understood += matched
         by_tag: dict = defaultdict(list)
         tp = c.tag_pos
         for tup in found:                       # the one per-line Python step
@@ -204,10 +233,6 @@ class Scanner:
                 rule = c.rule_of(tup)
                 if rule is not None:
                     buckets.setdefault(rule.index, []).append(tup)
-        seen: set = set()
-        failed_lines: list = []     # one (pid, address) per Failed line
-        failed_extra: list = []     # (key, n - 1) for "message repeated n times"
-        pre: set = set()
         for idx, tuples in buckets.items():
             rule = c.rules[idx]
             kind = rule.kind

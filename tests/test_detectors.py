@@ -11,6 +11,17 @@ from nightwarden.lib import detectors, logscan
 from nightwarden.lib.logformats import YearGuess
 
 REF = time.mktime((2026, 11, 21, 12, 0, 0, 0, 0, -1))
+ENGINE = {"fast": True}
+
+
+@pytest.fixture(autouse=True, params=["compiled", "regex"])
+def engine(request):
+    """Every test here runs twice: sshd's lines through the compiled scan, and through the
+    regular expressions alone (the reference)."""
+    if request.param == "compiled" and logscan._sshscan is None:
+        pytest.skip("the compiled sshd scan was not built (no compiler)")
+    ENGINE["fast"] = request.param == "compiled"
+    yield request.param
 
 
 def scan(text: str, fmt: str = "rfc3164", services=None, full: bool = False,
@@ -18,7 +29,7 @@ def scan(text: str, fmt: str = "rfc3164", services=None, full: bool = False,
     compiled = detectors.compile_rules(fmt, services or detectors.SERVICES + ["su", "sudo"],
                                        known=full, users=full)
     tally = logscan.Tally(want_users=full)
-    logscan.Scanner(compiled, tally, reference).scan(b"\n" + text.encode())
+    logscan.Scanner(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
     return tally
 
 
