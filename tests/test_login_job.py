@@ -186,3 +186,23 @@ journal = "no"
 """)
     done = run_cli("--config", str(cfg), "login-failures", "--no-mail", check=blocked)
     assert f"{blocked} blocked" in done.stdout
+
+
+def test_the_per_minute_job_loads_no_heavy_module(tmp_path):
+    """It runs every minute: no pandas, matplotlib, pyarrow, python-iptables or APScheduler."""
+    import sys
+    log = tmp_path / "auth.log"
+    brute_force(log, "203.0.113.80", 2, time.time() - 60)
+    cfg = write_config(tmp_path, f"""backend = "dryrun"
+
+[logins]
+sources = [{{path = "{log}", services = ["sshd"]}}]
+journal = "no"
+""")
+    code = ("import sys; from nightwarden.lib.cli import main\n"
+            f"rc = main(['--config', {str(cfg)!r}, '-q', 'login-failures'])\n"
+            "heavy = [m for m in ('pandas', 'matplotlib', 'pyarrow', 'iptc', 'apscheduler')"
+            " if m in sys.modules]\n"
+            "print(rc, heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,7 @@ def logrotate(tmp_path: Path, log: Path, options: str) -> None:
     "create\ncompress\ndelaycompress",
     "copytruncate",
     "copytruncate\ncompress\ndelaycompress",
+    "create\ncompress\ndateext\ndateformat -%Y%m%d%H%M%S",
 ])
 @pytest.mark.parametrize("rotations", [1, 2])
 def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotations):
@@ -102,6 +104,8 @@ def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotat
     for cycle in range(3):
         writer.write(20)
         for _ in range(rotations):
+            if "dateext" in options:
+                time.sleep(1.1)         # a date suffix to the second: one rotation a second
             logrotate(tmp_path, log, options)
             if not log.exists():        # a daemon re-opening its log after `create`
                 log.touch()
@@ -112,7 +116,9 @@ def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotat
     assert reader.lost == []
     assert set(reader.counts) == writer.expected()
     assert set(reader.counts.values()) == {1}
-    assert len(list(log.parent.glob("auth.log.*.gz"))) > 0 or "compress" not in options
+    assert len(list(log.parent.glob("auth.log[.-]*.gz"))) > 0 or "compress" not in options
+    if "dateext" in options:
+        assert len(list(log.parent.glob("auth.log-2*"))) == 3 * rotations
 
 
 def test_a_last_line_without_newline_waits_and_is_read_once_rotated(tmp_path):
