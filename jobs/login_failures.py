@@ -39,7 +39,26 @@ def run(ctx) -> Result:
         ctx.say("no log source present (see logins.sources)")
         return Result(0, "no log source present")
     scans = [logins.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
+    _log_problems(ctx, scans)
+    rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
+    due = _over_limits(ctx, rows, windows, since, now)
+    if not ctx.dry_run:
+        _record(ctx, scans, rows, since)
+    blocked, skipped = _block(ctx, due)
+    if blocked and cfg["alert"] and not getattr(ctx.args, "no_mail", False):
+        for item in blocked:
+            _alert(ctx, scans, windows, *item)
     problems = [s.error for s in scans if s.error]
+    lines = sum(s.tally.lines for s in scans)
+    summary = (f"{lines:,} lines from {len(sources)} source(s); {len(due)} address(es) over a limit"
+               f", {len(blocked)} blocked" + (f", {len(skipped)} allowed/ignored" if skipped else "")
+               + (f"; {len(problems)} source problem(s)" if problems else ""))
+    ctx.say(summary)
+    return Result(1 if blocked else 0, summary,
+                  {"blocked": [b[1] for b in blocked], "problems": problems})
+
+
+def _log_problems(ctx, scans) -> None:
     for s in scans:
         if s.error:
             ctx.log.error("%s", s.error)
@@ -47,10 +66,12 @@ def run(ctx) -> Result:
             ctx.log.warning("%s", s.lost)
         for line in s.forged[:20]:
             ctx.log.warning("journal: forged entry: %s", line)
-    rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
-    lines = sum(s.tally.lines for s in scans)
 
-    # counts in the window: what state holds plus what this run found
+
+def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> list:
+    """(service, address, [failures, first, last]) at or over the service's limit, counting
+    what state holds and what this run found, each service within its own window."""
+    cfg = ctx.config["logins"]
     window: dict = {}
     stored = ctx.state.db.execute("SELECT service, address, time, count FROM login_attempts"
                                   " WHERE time >= ?", (since,)).fetchall()
@@ -61,22 +82,28 @@ def run(ctx) -> Result:
         w[0] += n
         w[1], w[2] = min(w[1], t), max(w[2], t)
     limits = cfg["limits"]
-    due = sorted(((svc, addr, w) for (svc, addr), w in window.items()
-                  if limits.get(svc) and w[0] >= limits[svc]), key=lambda x: -x[2][0])
+    return sorted(((svc, addr, w) for (svc, addr), w in window.items()
+                   if limits.get(svc) and w[0] >= limits[svc]), key=lambda x: -x[2][0])
 
-    if not ctx.dry_run:
-        with ctx.state:
-            ctx.state.add_attempts(rows)
-            ctx.state.prune_attempts(since)
-            for s in scans:
-                if not s.error and s.cursor is not None:
-                    ctx.state.set_cursor(s.source.key, s.cursor)
-                if s.lost:
-                    ctx.state.add_event("log_gap", source=s.source.name, why=s.lost)
-                if s.forged:
-                    ctx.state.add_event("log_forged", source=s.source.name, count=len(s.forged),
-                                        sample=s.forged[:5])
 
+def _record(ctx, scans, rows: list, since: float) -> None:
+    """The attempts and the new cursors in one transaction: a crash before it reads the same
+    lines again, after it nothing is counted twice."""
+    with ctx.state:
+        ctx.state.add_attempts(rows)
+        ctx.state.prune_attempts(since)
+        for s in scans:
+            if not s.error and s.cursor is not None:
+                ctx.state.set_cursor(s.source.key, s.cursor)
+            if s.lost:
+                ctx.state.add_event("log_gap", source=s.source.name, why=s.lost)
+            if s.forged:
+                ctx.state.add_event("log_forged", source=s.source.name, count=len(s.forged),
+                                    sample=s.forged[:5])
+
+
+def _block(ctx, due: list) -> tuple[list, list]:
+    cfg = ctx.config["logins"]
     blocked, skipped = [], []
     if due and cfg["block"] and not ctx.dry_run:
         ctx.blocks.ensure_ready()
@@ -102,30 +129,29 @@ def run(ctx) -> Result:
                 continue
             ctx.state.add_event("login_block", addr, source=service, failures=failures,
                                 first=first, last=last)
-        blocked.append((service, addr, failures, first, last, reason))
+        blocked.append((service, addr, failures, first, last))
         ctx.log.warning("blocked %s: %s", addr, reason)
-
-    if blocked and cfg["alert"] and not getattr(ctx.args, "no_mail", False):
-        for service, addr, failures, first, last, reason in blocked:
-            text = []
-            for s in scans:
-                for raw in (addr.encode(), f"::ffff:{addr}".encode()):
-                    text += logins.sample_lines(s, raw, cfg["alert_lines"])
-            ctx.mailer.alert("alert", {
-                "ip": addr, "service": service, "count": failures,
-                "text": f"{failures} failures from {time.strftime('%H:%M:%S', time.localtime(first))}"
-                        f" to {time.strftime('%H:%M:%S', time.localtime(last))}",
-                "interval": windows.get(service, cfg["interval"]),
-                "block": f"temporary, {cfg['block_ttl']} s (escalates after "
-                         f"{ctx.config['blocks']['perm_block_count']} blocks)"
-                         if cfg["block_ttl"] else "until purged",
-                "loglines": "\n".join(text[-cfg["alert_lines"]:]) or "(not available)"})
     for addr, why in skipped:
         ctx.log.info("not blocking %s: %s", addr, why)
+    return blocked, skipped
 
-    summary = (f"{lines:,} lines from {len(sources)} source(s); {len(due)} address(es) over a limit"
-               f", {len(blocked)} blocked" + (f", {len(skipped)} allowed/ignored" if skipped else "")
-               + (f"; {len(problems)} source problem(s)" if problems else ""))
-    ctx.say(summary)
-    return Result(1 if blocked else 0, summary,
-                  {"blocked": [b[1] for b in blocked], "problems": problems})
+
+def _alert(ctx, scans, windows: dict, service: str, addr: str, failures: int, first: float,
+           last: float) -> None:
+    """lfd's alert: IP, service, failures, interval, how it is blocked, the log lines."""
+    from nightwarden.lib import logins
+
+    cfg = ctx.config["logins"]
+    text = []
+    for s in scans:
+        for raw in (addr.encode(), f"::ffff:{addr}".encode()):
+            text += logins.sample_lines(s, raw, cfg["alert_lines"])
+    clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))   # noqa: E731
+    ctx.mailer.alert("alert", {
+        "ip": addr, "service": service, "count": failures,
+        "text": f"{failures} failures from {clock(first)} to {clock(last)}",
+        "interval": windows.get(service, cfg["interval"]),
+        "block": (f"temporary, {cfg['block_ttl']} s (escalates after "
+                  f"{ctx.config['blocks']['perm_block_count']} blocks)"
+                  if cfg["block_ttl"] else "until purged"),
+        "loglines": "\n".join(text[-cfg["alert_lines"]:]) or "(not available)"})
