@@ -109,20 +109,25 @@ def cmd_schedule(ctx) -> int:
 
 def _run_schedule(ctx) -> int:
     import signal
+    import threading
 
     from . import schedule
-    sch = schedule.scheduler(ctx.config)
+    stop = threading.Event()
 
-    def stop(signum, frame):
+    def on_signal(signum, frame):
         ctx.log.info("signal %d: stopping the scheduler", signum)
-        sch.shutdown(wait=False)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sch = schedule.scheduler(ctx.config)
+    sch.start()
     jobs = schedule.entries(ctx.config)
     ctx.log.info("scheduler: %d jobs (%s)", len(jobs),
                  ", ".join(f"{e.job} '{' '.join(e.cron.fields)}'" for e in jobs))
     ctx.say(f"running {len(jobs)} jobs on their schedule; SIGTERM or Ctrl-C stops")
-    sch.start()
+    while not stop.wait(1.0):
+        pass
+    sch.shutdown(wait=False)
     return EXIT_OK
 
 
@@ -417,7 +422,7 @@ def cmd_listen(ctx) -> int:
         scheduler = None
         if cfg["schedule"]["in_listener"]:           # the only resident process runs the jobs too
             from . import schedule
-            scheduler = schedule.scheduler(cfg, background=True)
+            scheduler = schedule.scheduler(cfg)
             scheduler.start()
             ctx.log.info("scheduler in the listener: %d jobs", len(scheduler.get_jobs()))
         try:

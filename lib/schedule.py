@@ -152,12 +152,11 @@ def run_job(argv: list[str], job: str) -> int:
     return done.returncode
 
 
-def scheduler(config, background: bool = False):
-    """An APScheduler 3.x scheduler with every entry; not started."""
+def scheduler(config):
+    """An APScheduler 3.x scheduler (in a thread of its own) with every entry; not started."""
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    cls = BackgroundScheduler if background else BlockingScheduler
-    sch = cls(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+    sch = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                            "misfire_grace_time": 300})
     for e in entries(config):
         sch.add_job(run_job, trigger(e), args=[job_argv(config, e.job), e.job], id=e.job,
                     name=f"nightwarden {e.job}")

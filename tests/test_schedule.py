@@ -251,6 +251,19 @@ def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
             time.sleep(0.2)
         assert "purge '30 3 * * sun'" in log.read_text()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
     finally:
         proc.kill()
+
+
+def test_schedule_run_stops_cleanly_even_at_once(tmp_path):
+    """SIGTERM right after start (before the scheduler runs) still ends it with 0."""
+    from helpers import NIGHTWARDEN
+    box = tmp_path / "sb"
+    for delay in (0.05, 0.3, 0.8):
+        proc = subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "schedule", "run"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        assert code in (0, -signal.SIGTERM), (delay, code, proc.stderr.read())
