@@ -3,7 +3,7 @@
  * both on the same corpus and on generated lines and compare). Lines of other programs,
  * or in another shape, are handed back for the regular expressions.
  *
- * sshd(buf, start, end, fmt, want_users, want_known) scans the whole lines of
+ * sshd(buf, start, end, fmt, want_users, known) scans the whole lines of
  * buf[start:end] (buf[start-1] is a newline) and returns
  *   (failed, extra, pre, pre_noaddr, success, users, others, understood)
  * failed:      [(pid, ip)] one per Failed line (a "message repeated n times" line too)
@@ -14,7 +14,8 @@
  * users:       [(ip, user, n)] per Failed line, when want_users
  * others:      bytes: every line of another program (or another shape), each after a
  *              newline; an sshd line no rule knows is neither counted nor handed back
- * understood:  lines matched here (with the known harmless wordings when want_known)
+ * understood:  lines matched here, and sshd lines that start with one of `known` (a
+ *              tuple of bytes: detectors.py's harmless wordings, empty for the job)
  * Every read is bounded by the line's end: no byte outside buf[start:end] is looked at.
  */
 #define PY_SSIZE_T_CLEAN
@@ -112,201 +113,150 @@ static P method_for(P s, P e) {
 
 typedef struct { P user, user_end, ip, ip_end; } Cap;
 
-/* (?:invalid user )?(?P<user>.*?) from IP port \d+ ssh2 KEYINFO <tail> $ */
-static int user_from_ip_port_ssh2(P s, P e, const char *tail, Cap *c) {
-    for (int pass = 0; pass < 2; pass++) {
-        P u = s;
-        if (pass == 0) {
-            u = lit(s, e, "invalid user ");
-            if (u == NULL) continue;
+/* what must follow the address, to the line's end */
+typedef int (*Rest)(P after_ip, P e, const char *arg);
+
+/* (?P<user>.*?)<sep>IP<rest>$ with a lazy user: the first separator after u whose address
+ * and rest fit, as the regular expression's backtracking finds it */
+static int lazy_user_ip(P u, P e, const char *sep, Rest rest, const char *arg, Cap *c) {
+    size_t k = strlen(sep);
+    P f = u;
+    while ((f = find(f, e, sep)) != NULL) {
+        P ie, q = ip(f + k, e, &ie);
+        if (q && rest(q, e, arg)) {
+            c->user = u; c->user_end = f; c->ip = f + k; c->ip_end = ie;
+            return 1;
         }
-        P f = u;
-        while ((f = find(f, e, " from ")) != NULL) {
-            P ie, q = ip(f + 6, e, &ie);
-            q = q ? lit(q, e, " port ") : NULL;
-            q = q ? digits(q, e) : NULL;
-            q = q ? lit(q, e, " ssh2") : NULL;
-            if (q && keyinfo_tail(q, e, tail)) {
-                c->user = u; c->user_end = f; c->ip = f + 6; c->ip_end = ie;
-                return 1;
-            }
-            f++;
-        }
+        f++;
     }
     return 0;
 }
 
-enum { NONE, FAILED, REPEATED, PRE, PRE_NOADDR, SUCCESS, KNOWN };
+/* (?:invalid user )?(?P<user>.*?) from IP<rest>: with the prefix first, as the regex tries it */
+static int maybe_invalid(P s, P e, Rest rest, const char *arg, Cap *c) {
+    P u = lit(s, e, "invalid user ");
+    return (u && lazy_user_ip(u, e, " from ", rest, arg, c)) ||
+           lazy_user_ip(s, e, " from ", rest, arg, c);
+}
 
-static const char *KNOWN_SSHD[] = {
-    "Received disconnect from ", "Disconnected from ", "Connection closed by ",
-    "Connection reset by ", "pam_unix(sshd:session): ", "pam_unix(sshd:auth): check pass;",
-    "Did not receive identification string", "banner exchange: ", "Unable to negotiate ",
-    "Server listening on ", "Received signal ", "input_userauth_request: ",
-    "PAM ", "error: kex_exchange_identification: ", "fatal: Timeout before authentication",
-    "Timeout before authentication", "Postponed ", "Starting session: ", "Close session: ",
-    "pam_systemd(sshd:session): ", "error: Received disconnect from ",
-    "Connection from ", "Accepted key ", "userauth_pubkey: ", "drop connection #",
-    "error: PAM: ", "error: beginning MaxStartups", "exited MaxStartups", NULL};
+/* " port \d+ ssh2" KEYINFO <tail> */
+static int port_ssh2_key(P q, P e, const char *tail) {
+    q = lit(q, e, " port ");
+    q = q ? digits(q, e) : NULL;
+    q = q ? lit(q, e, " ssh2") : NULL;
+    return q && keyinfo_tail(q, e, tail);
+}
+
+/* (?: port \d+)? */
+static int opt_port(P q, P e, const char *unused) {
+    if (q == e) return 1;
+    q = lit(q, e, " port ");
+    q = q ? digits(q, e) : NULL;
+    return q == e;
+}
+
+/* " port \d+" <then> */
+static int port_then(P q, P e, const char *then) {
+    q = lit(q, e, " port ");
+    q = q ? digits(q, e) : NULL;
+    q = q ? lit(q, e, then) : NULL;
+    return q == e;
+}
 
 static const char *NOT_ALLOWED[] = {"not listed in", "listed in", "none of user's groups are listed in",
                                     "a group is listed in", NULL};
 static const char *LISTS[] = {"AllowUsers", "DenyUsers", "AllowGroups", "DenyGroups", NULL};
 
+/* " not allowed because (not listed in|...) (AllowUsers|...)" */
+static int not_allowed(P q, P e, const char *unused) {
+    q = lit(q, e, " not allowed because ");
+    for (int i = 0; q && NOT_ALLOWED[i]; i++) {
+        P a = lit(q, e, NOT_ALLOWED[i]);
+        a = a ? lit(a, e, " ") : NULL;
+        for (int j = 0; a && LISTS[j]; j++)
+            if (lit(a, e, LISTS[j]) == e) return 1;
+    }
+    return 0;
+}
+
+static P skip_nonspace(P q, P e) {
+    while (q && q < e && !is_space(*q)) q++;
+    return q;
+}
+
+enum { NONE, FAILED, REPEATED, PRE, PRE_NOADDR, SUCCESS, KNOWN };
+
 /* one sshd message m..e: its kind and captures (the rules' order in detectors.py) */
-static int classify(P m, P e, Cap *c, long *n, int want_known) {
+static int classify(P m, P e, Cap *c, long *n, PyObject *known) {
     P q;
     memset(c, 0, sizeof(*c));
-    if ((q = lit(m, e, "Failed ")) && (q = method_for(q, e)) && user_from_ip_port_ssh2(q, e, "", c))
+    if ((q = lit(m, e, "Failed ")) && (q = method_for(q, e)) && maybe_invalid(q, e, port_ssh2_key, "", c))
         return FAILED;
     if ((q = lit(m, e, "message repeated "))) {
         P d = digits(q, e);
         P r = d ? lit(d, e, " times: [ Failed ") : NULL;
         r = r ? method_for(r, e) : NULL;
-        if (r && user_from_ip_port_ssh2(r, e, "]", c)) {
-            /* the count: at most 9 digits, anything larger is clamped */
-            long v = 0;
+        if (r && maybe_invalid(r, e, port_ssh2_key, "]", c)) {
+            long v = 0;            /* the count: anything over 10^9 is taken as that */
             for (P x = q; x < d && v < 1000000000L; x++) v = v * 10 + (*x - '0');
             *n = v;
             return REPEATED;
         }
     }
-    if ((q = lit(m, e, "Invalid user "))) {
-        P f = q;
-        while ((f = find(f, e, " from ")) != NULL) {
-            P ie, r = ip(f + 6, e, &ie);
-            if (r) {
-                P t = lit(r, e, " port ");
-                P dd = t ? digits(t, e) : NULL;
-                if (r == e || (dd && dd == e)) {
-                    c->user = q; c->user_end = f; c->ip = f + 6; c->ip_end = ie;
-                    return PRE;
-                }
-            }
-            f++;
-        }
-    }
-    if ((q = lit(m, e, "User "))) {
-        P f = q;
-        while ((f = find(f, e, " from ")) != NULL) {
-            P ie, r = ip(f + 6, e, &ie);
-            r = r ? lit(r, e, " not allowed because ") : NULL;
-            if (r) {
-                for (int i = 0; NOT_ALLOWED[i]; i++) {
-                    P a = lit(r, e, NOT_ALLOWED[i]);
-                    a = a ? lit(a, e, " ") : NULL;
-                    if (a == NULL) continue;
-                    for (int j = 0; LISTS[j]; j++) {
-                        P b = lit(a, e, LISTS[j]);
-                        if (b && b == e) {
-                            c->user = q; c->user_end = f; c->ip = f + 6; c->ip_end = ie;
-                            return PRE;
-                        }
-                    }
-                }
-            }
-            f++;
-        }
-    }
+    if ((q = lit(m, e, "Invalid user ")) && lazy_user_ip(q, e, " from ", opt_port, NULL, c))
+        return PRE;
+    if ((q = lit(m, e, "User ")) && lazy_user_ip(q, e, " from ", not_allowed, NULL, c))
+        return PRE;
     if ((q = lit(m, e, "pam_unix(sshd:auth): authentication failure; logname="))) {
-        /* logname=\S* uid=\d+ euid=\d+ tty=\S* ruser=\S* rhost=IP(?:  user=\S*)?$ */
-        P r = q;
-        while (r < e && !is_space(*r)) r++;
+        /* logname=\S* uid=\d+ euid=\d+ tty=\S* ruser=\S* rhost=IP(?:  user=(?P<user>\S*))?$ */
+        P r = skip_nonspace(q, e);
         r = lit(r, e, " uid=");  r = r ? digits(r, e) : NULL;
         r = r ? lit(r, e, " euid=") : NULL;  r = r ? digits(r, e) : NULL;
-        r = r ? lit(r, e, " tty=") : NULL;
-        if (r) { while (r < e && !is_space(*r)) r++; }
-        r = r ? lit(r, e, " ruser=") : NULL;
-        if (r) { while (r < e && !is_space(*r)) r++; }
+        r = r ? lit(r, e, " tty=") : NULL;  r = skip_nonspace(r, e);
+        r = r ? lit(r, e, " ruser=") : NULL;  r = skip_nonspace(r, e);
         r = r ? lit(r, e, " rhost=") : NULL;
-        P ie;
-        P a = r ? ip(r, e, &ie) : NULL;
+        P ie, a = r ? ip(r, e, &ie) : NULL;
         if (a) {
-            int ok = (a == e);
             P u = lit(a, e, "  user=");
-            P ue = u;
-            if (!ok && u) {
-                while (ue < e && !is_space(*ue)) ue++;
-                ok = (ue == e);
-            }
-            if (ok) {
-                if (u && a != e) { c->user = u; c->user_end = ue; }
+            if (a == e || (u && skip_nonspace(u, e) == e)) {
+                if (u) { c->user = u; c->user_end = e; }
                 c->ip = r; c->ip_end = ie;
                 return PRE;
             }
         }
     }
-    if ((q = lit(m, e, "error: maximum authentication attempts exceeded for "))) {
-        for (int pass = 0; pass < 2; pass++) {
-            P u = pass == 0 ? lit(q, e, "invalid user ") : q;
-            if (u == NULL) continue;
-            P f = u;
-            while ((f = find(f, e, " from ")) != NULL) {
-                P ie, r = ip(f + 6, e, &ie);
-                r = r ? lit(r, e, " port ") : NULL;
-                r = r ? digits(r, e) : NULL;
-                r = r ? lit(r, e, " ssh2 [preauth]") : NULL;
-                if (r && r == e) {
-                    c->user = u; c->user_end = f; c->ip = f + 6; c->ip_end = ie;
-                    return PRE;
-                }
-                f++;
-            }
-        }
-    }
+    if ((q = lit(m, e, "error: maximum authentication attempts exceeded for ")) &&
+        maybe_invalid(q, e, port_then, " ssh2 [preauth]", c))
+        return PRE;
     if ((q = lit(m, e, "Disconnecting "))) {
         P u = lit(q, e, "authenticating user ");
         if (u == NULL) u = lit(q, e, "invalid user ");
-        if (u) {
-            /* (?P<user>.*?) IP port \d+: Too many authentication failures \[preauth\]$ */
-            for (P f = u; f < e; f++) {
-                if (*f != ' ') continue;
-                P ie, r = ip(f + 1, e, &ie);
-                r = r ? lit(r, e, " port ") : NULL;
-                r = r ? digits(r, e) : NULL;
-                r = r ? lit(r, e, ": Too many authentication failures [preauth]") : NULL;
-                if (r && r == e) {
-                    c->user = u; c->user_end = f; c->ip = f + 1; c->ip_end = ie;
-                    return PRE;
-                }
-            }
-        }
+        if (u && lazy_user_ip(u, e, " ", port_then, ": Too many authentication failures [preauth]", c))
+            return PRE;
     }
     if ((q = lit(m, e, "Disconnecting: Too many authentication failures"))) {
         /* (?: for (?:invalid user )?(?P<user>.*?))?(?: \[preauth\])?$ */
-        if (q == e) return PRE_NOADDR;
-        P p = lit(q, e, " [preauth]");
-        if (p && p == e) return PRE_NOADDR;
+        if (q == e || lit(q, e, " [preauth]") == e) return PRE_NOADDR;
         P f = lit(q, e, " for ");
         if (f) {
             P u = lit(f, e, "invalid user ");
             c->user = u ? u : f;
-            P pre = (e - c->user >= 10 && memcmp(e - 10, " [preauth]", 10) == 0) ? e - 10 : e;
-            c->user_end = pre;
+            c->user_end = (e - c->user >= 10 && memcmp(e - 10, " [preauth]", 10) == 0) ? e - 10 : e;
             return PRE_NOADDR;
         }
     }
     if ((q = lit(m, e, "Accepted "))) {
-        P r = q;
-        while (r < e && !is_space(*r)) r++;
-        if (r > q && (r = lit(r, e, " for ")) != NULL) {
-            P f = r;
-            while ((f = find(f, e, " from ")) != NULL) {
-                P ie, a = ip(f + 6, e, &ie);
-                a = a ? lit(a, e, " port ") : NULL;
-                a = a ? digits(a, e) : NULL;
-                a = a ? lit(a, e, " ssh2") : NULL;
-                if (a && keyinfo_tail(a, e, "")) {
-                    c->user = r; c->user_end = f; c->ip = f + 6; c->ip_end = ie;
-                    return SUCCESS;
-                }
-                f++;
-            }
-        }
+        P r = skip_nonspace(q, e);
+        if (r > q && (r = lit(r, e, " for ")) != NULL &&
+            lazy_user_ip(r, e, " from ", port_ssh2_key, "", c))
+            return SUCCESS;
     }
-    if (want_known) {
-        for (int i = 0; KNOWN_SSHD[i]; i++)
-            if (lit(m, e, KNOWN_SSHD[i])) return KNOWN;
+    /* the harmless wordings (the report's mode): detectors.py's list, passed in */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(known); i++) {
+        PyObject *k = PyTuple_GET_ITEM(known, i);
+        if (!PyBytes_Check(k)) continue;
+        Py_ssize_t len = PyBytes_GET_SIZE(k);
+        if (e - m >= len && memcmp(m, PyBytes_AS_STRING(k), (size_t)len) == 0) return KNOWN;
     }
     return NONE;
 }
@@ -382,8 +332,10 @@ static int append_pair(PyObject *list, PyObject *a, PyObject *b) {
 static PyObject *sshd(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t start, end;
-    int fmt, want_users, want_known;
-    if (!PyArg_ParseTuple(args, "y*nnipp", &view, &start, &end, &fmt, &want_users, &want_known))
+    int fmt, want_users;
+    PyObject *known;
+    if (!PyArg_ParseTuple(args, "y*nnipO!", &view, &start, &end, &fmt, &want_users,
+                          &PyTuple_Type, &known))
         return NULL;
     PyObject *failed = PyList_New(0), *extra = PyList_New(0), *pre = PyList_New(0),
              *noaddr = PyList_New(0), *success = PyList_New(0), *users = PyList_New(0);
@@ -407,7 +359,7 @@ static PyObject *sshd(PyObject *self, PyObject *args) {
         int kind = NONE;
         Cap c;
         long n = 1;
-        if (m != NULL) kind = classify(m, e, &c, &n, want_known);
+        if (m != NULL) kind = classify(m, e, &c, &n, known);
         if (m != NULL && kind == NONE) {
             /* an sshd line no sshd rule knows: no other rule applies to sshd's lines */
         } else if (kind == NONE) {
@@ -465,18 +417,4 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sshscan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__sshscan(void) {
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
-    Py_ssize_t k = 0;
-    while (KNOWN_SSHD[k]) k++;
-    PyObject *known = PyTuple_New(k);
-    if (known == NULL) { Py_DECREF(m); return NULL; }
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *b = PyBytes_FromString(KNOWN_SSHD[i]);
-        if (b == NULL) { Py_DECREF(known); Py_DECREF(m); return NULL; }
-        PyTuple_SET_ITEM(known, i, b);
-    }
-    if (PyModule_AddObject(m, "KNOWN", known) < 0) { Py_DECREF(known); Py_DECREF(m); return NULL; }
-    return m;
-}
+PyMODINIT_FUNC PyInit__sshscan(void) { return PyModule_Create(&module); }

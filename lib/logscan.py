@@ -172,7 +172,7 @@ class Scanner:
         # sshd lines through the compiled scan (same rules), everything else through the regex
         self.fast = (FAST_FORMATS.get(compiled.fmt.name) if _sshscan is not None and fast
                      and any(r.service == "sshd" for r in compiled.rules) else None)
-        self.known = any(r.kind == "known" for r in compiled.rules)
+        self.known = tuple(r.tag for r in compiled.rules if r.kind == "known" and r.service == "sshd")
         self.since: float | None = None          # lines before this time are skipped
         self.until: float | None = None          # and from this time on
         self.last_time: float | None = None
