@@ -219,6 +219,20 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     listener = (root / "etc/systemd/system/nightwarden-listener.service").read_text()
     assert "Type=notify" in listener and "WatchdogSec=" in listener
     assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE" in listener
+    # back to cron: the timers go, the cron file comes, the listener's unit stays
+    done = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
+    assert f"installed {root}/etc/cron.d/nightwarden" in done
+    assert done.count("removed ") == 14
+    assert [u.name for u in (root / "etc/systemd/system").glob("nightwarden-*")] == [
+        "nightwarden-listener.service"]
+
+
+def test_install_dry_run_writes_nothing(tmp_path):
+    cfg = write_config(tmp_path)
+    root = tmp_path / "root"
+    done = run_cli("--config", str(cfg), "install", "--root", str(root), "--dry-run", check=0)
+    assert f"would be installed {root}/etc/cron.d/nightwarden" in done.stdout
+    assert not (root / "etc").exists()
 
 
 # -- running the schedule -----------------------------------------------------------------------
