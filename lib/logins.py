@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,93 +73,77 @@ def _format(source: Source) -> str:
     return logformats.detect(first)
 
 
-def _scanner(source: Source, fmt: str, tally, reference: float, resolution: float,
-             full: bool) -> logscan.Scanner:
-    services = [s for s in source.services]
-    compiled = detectors.compile_rules(fmt, services, known=full, users=full)
-    return logscan.Scanner(compiled, tally, reference, resolution, source.name, source.trusted)
+def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float, full: bool,
+                since: float | None = None, until: float | None = None) -> None:
+    """Read and scan each file part in turn (each with its own year reference)."""
+    compiled = detectors.compile_rules(out.fmt, source.services, known=full, users=full)
+    for i, part in enumerate(parts):
+        scanner = logscan.Scanner(compiled, out.tally, part.mtime, resolution)
+        scanner.since, scanner.until = since, until
+        for text, offset in logsource.read_part(part):
+            scanner.scan(b"\n" + text, i, offset)
+        out.parts.append(part)
 
 
-def scan_new(source: Source, cursor: dict | None, config, full: bool = False) -> SourceScan:
-    """Everything the source gained since `cursor`. The new cursor is in the result; the
-    caller stores it once what was found is safely recorded."""
-    cfg = config["logins"]
-    tally = logscan.Tally(want_users=full)
-    out = SourceScan(source, tally)
-    if source.path is None:
-        return _scan_journal(source, cursor, config, out, full)
-    saved = (cursor or {}).get("conns")
-    tally.restore(saved)
-    try:
-        plan = logsource.plan(source.path, {k: v for k, v in (cursor or {}).items() if k != "conns"})
-        out.fmt = fmt = _format(source)
-        out.lost = plan.lost
-        for i, part in enumerate(plan.parts):
-            scanner = _scanner(source, fmt, tally, part.mtime, cfg["resolution"], full)
-            for text, offset in logsource.read_part(part):
-                scanner.scan(b"\n" + text, i, offset)
-            out.parts.append(part)
-        out.cursor = logsource.cursor_after(source.path, plan.parts[-1])
-        out.cursor["conns"] = tally.state()
-    except (NightwardenError, OSError) as e:
-        out.error = getattr(e, "message", None) or f"{source.path}: {e}"
-    return out
-
-
-def _scan_journal(source: Source, cursor: dict | None, config, out: SourceScan,
-                  full: bool) -> SourceScan:
-    cfg = config["logins"]
-    after = (cursor or {}).get("cursor")
-    command = list(cfg["journal_command"])
-    if after is None:
-        command.append(f"--since=-{cfg['interval']}s")
+def _scan_journal(source: Source, out: SourceScan, command: list[str], after: str | None,
+                  config, reference: float, full: bool):
+    """Run the journal command, scan what it gave; the batch, or None after an error."""
     try:
         batch = logsource.read_journal(command, after, config.hostname)
     except NightwardenError as e:
         out.error = e.message
-        return out
-    out.tally.restore((cursor or {}).get("conns"))
-    out.fmt = "rfc3339"
-    out.forged = batch.forged
+        return None
+    out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
-        import time
-        scanner = _scanner(source, "rfc3339", out.tally, time.time(), cfg["resolution"], full)
-        scanner.scan(b"\n" + batch.text, 0, 0)
+        compiled = detectors.compile_rules("rfc3339", source.services, known=full, users=full)
+        logscan.Scanner(compiled, out.tally, reference,
+                        config["logins"]["resolution"]).scan(b"\n" + batch.text)
         out.parts.append(batch.text)
-    out.cursor = {"cursor": batch.cursor, "conns": out.tally.state()}
+    return batch
+
+
+def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
+    """Everything the source gained since `cursor`. The new cursor is in the result; the
+    caller stores it once what was found is safely recorded."""
+    cfg = config["logins"]
+    cursor = cursor or {}
+    out = SourceScan(source, logscan.Tally())
+    out.tally.restore(cursor.get("conns"))
+    if source.path is None:
+        command = list(cfg["journal_command"])
+        if cursor.get("cursor") is None:
+            command.append(f"--since=-{cfg['interval']}s")
+        batch = _scan_journal(source, out, command, cursor.get("cursor"), config, time.time(), False)
+        if batch is not None:
+            out.cursor = {"cursor": batch.cursor, "conns": out.tally.state()}
+        return out
+    try:
+        plan = logsource.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
+        out.fmt = _format(source)
+        out.lost = plan.lost
+        _scan_parts(source, out, plan.parts, cfg["resolution"], False)
+        out.cursor = logsource.cursor_after(source.path, plan.parts[-1])
+        out.cursor["conns"] = out.tally.state()
+    except (NightwardenError, OSError) as e:
+        out.error = getattr(e, "message", None) or f"{source.path}: {e}"
     return out
 
 
 def scan_period(source: Source, since: float, until: float, config) -> SourceScan:
     """The report's read: the current file and the rotated copies changed since `since`,
     oldest first, lines from `since` to `until`, with the understood-line count."""
-    tally = logscan.Tally(want_users=True)
-    out = SourceScan(source, tally)
+    out = SourceScan(source, logscan.Tally(want_users=True))
     if source.path is None:
-        cmd = list(config["logins"]["journal_command"]) + [f"--since=@{int(since)}",
-                                                            f"--until=@{int(until)}"]
-        try:
-            batch = logsource.read_journal(cmd, None, config.hostname)
-        except NightwardenError as e:
-            out.error = e.message
-            return out
-        out.forged = batch.forged
-        out.fmt = "rfc3339"
-        if batch.text:
-            scanner = _scanner(source, "rfc3339", tally, until, config["logins"]["resolution"], True)
-            scanner.scan(b"\n" + batch.text)
+        command = list(config["logins"]["journal_command"]) + [f"--since=@{int(since)}",
+                                                                f"--until=@{int(until)}"]
+        _scan_journal(source, out, command, None, config, until, True)
         return out
     try:
-        out.fmt = fmt = _format(source)
+        out.fmt = _format(source)
         files = [p for p in reversed(logsource.siblings(source.path))
                  if p.stat().st_mtime >= since] + [source.path]
-        for i, path in enumerate(files):
-            part = logsource.Part(path, 0, path == source.path, path.stat().st_mtime)
-            scanner = _scanner(source, fmt, tally, part.mtime, config["logins"]["resolution"], True)
-            scanner.since, scanner.until = since, until
-            for text, offset in logsource.read_part(part):
-                scanner.scan(b"\n" + text, i, offset)
-            out.parts.append(part)
+        parts = [logsource.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
+        _scan_parts(source, out, parts, config["logins"]["resolution"], True, since, until)
     except (NightwardenError, OSError) as e:
         out.error = getattr(e, "message", None) or f"{source.path}: {e}"
     return out
@@ -169,7 +154,7 @@ def sample_lines(scan: SourceScan, raw: bytes, limit: int) -> list[str]:
     ref = scan.tally.where.get(raw)
     if ref is None:
         return []
-    _, part_index, start, end = ref
+    part_index, start, end = ref
     try:
         part = scan.parts[part_index]
         if isinstance(part, bytes):
@@ -186,6 +171,5 @@ def sample_lines(scan: SourceScan, raw: bytes, limit: int) -> list[str]:
                 os.close(fd)
     except (OSError, IndexError, EOFError):
         return []
-    needle = raw
-    lines = [ln for ln in data.split(b"\n") if needle in ln]
+    lines = [ln for ln in data.split(b"\n") if raw in ln]
     return [ln.decode("utf-8", "backslashreplace") for ln in lines[-limit:]]

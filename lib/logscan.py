@@ -44,7 +44,7 @@ class Tally:
     understood: int = 0
     first: float | None = None
     last: float | None = None
-    # raw address -> (source name, part index, start, end) of the last segment it was in
+    # raw address -> (part index, start, end) of the last segment it was in
     where: dict = field(default_factory=dict)
     want_users: bool = False
 
@@ -158,14 +158,11 @@ class Scanner:
     """Scans chunks of one source with its compiled rules into a Tally."""
 
     def __init__(self, compiled: Compiled, tally: Tally, reference: float,
-                 resolution: float = 60.0, name: str = "", trusted: bool = False,
-                 fast: bool = True):
+                 resolution: float = 60.0, fast: bool = True):
         self.c = compiled
         self.tally = tally
         self.years = YearGuess(reference)
         self.resolution = resolution
-        self.name = name
-        self.trusted = trusted
         stamp_fn = compiled.fmt.stamp
         years = self.years
         self.stamp = lambda line: stamp_fn(line, years)
@@ -189,7 +186,7 @@ class Scanner:
                     self.until is not None and t >= self.until):
                 continue
             self.tally.lines += buf.count(b"\n", a, b)
-            self._segment(buf, a, b, t, (self.name, part, base + a - 1, base + b - 1))
+            self._segment(buf, a, b, t, (part, base + a - 1, base + b - 1))
 
     def _segment(self, buf: bytes, a: int, b: int, t: float, ref: tuple) -> None:
         tally, c = self.tally, self.c
@@ -301,10 +298,8 @@ class Scanner:
         for k, extra in failed_extra:
             failed[k] += extra
         touched = failed.keys() | pre
-        old = set()
-        for known in (tally.conns, tally.conns_pre, tally.conns_old, tally.conns_old_pre):
-            if known:
-                old |= touched & (known.keys() if isinstance(known, dict) else known)
+        old = ((touched & tally.conns.keys()) | (touched & tally.conns_pre)
+               | (touched & tally.conns_old.keys()) | (touched & tally.conns_old_pre))
         delta: Counter = Counter()
         totals = {}
         for key in old:
@@ -315,18 +310,12 @@ class Scanner:
             totals[key] = f1
             if p1:
                 tally.conns_pre.add(key)
-        if old:
-            new = touched - old
-            delta.update([k[1] for k in failed_lines if k in new])
-            for k, extra in failed_extra:
-                if k in new:
-                    delta[k[1]] += extra
-        else:
-            new = touched
-            delta.update([k[1] for k in failed_lines])
-            for k, extra in failed_extra:
+        # connections new here: their Failed lines count, and one for those with only pre lines
+        delta.update([k[1] for k in failed_lines if k not in old])
+        for k, extra in failed_extra:
+            if k not in old:
                 delta[k[1]] += extra
-        delta.update([k[1] for k in pre - failed.keys() - old])   # pre lines only: one each
+        delta.update([k[1] for k in pre - failed.keys() - old])
         tally.conns.update(failed)
         if totals:
             tally.conns.update(totals)

@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -34,19 +34,20 @@ HEAD = 1024
 
 @dataclass
 class Part:
-    """One file read in this run: where it starts and whether it is still being written."""
+    """One file read in this run: where it starts, whether it is still being written, and
+    (once read) the offset after its last whole line."""
 
     path: Path
     start: int
     current: bool
     mtime: float = 0.0
+    end: int | None = None
 
 
 @dataclass
 class Plan:
     parts: list[Part]
     lost: str = ""          # why lines may be missing (the old file was not found)
-    cursor: dict = field(default_factory=dict)
 
 
 def _open(path: Path) -> int:
@@ -109,7 +110,7 @@ def siblings(path: Path) -> list[Path]:
 
 
 def plan(path: Path, cursor: dict | None) -> Plan:
-    """What to read this run, and the cursor to store once it has been read."""
+    """What to read this run: the old file's rest, newer rotated copies, the current file."""
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
@@ -181,13 +182,14 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
                 pos += len(rest)
         except (OSError, EOFError) as e:
             raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
-    part.end = pos  # type: ignore[attr-defined]
+    part.end = pos
 
 
 def cursor_after(path: Path, part: Part) -> dict:
     """The cursor for the current file once `part` (its current part) was read."""
     st = os.stat(path, follow_symlinks=False)
-    return {"dev": st.st_dev, "ino": st.st_ino, "offset": getattr(part, "end", part.start),
+    return {"dev": st.st_dev, "ino": st.st_ino,
+            "offset": part.end if part.end is not None else part.start,
             "head": head_hash(path), "time": time.time()}
 
 
