@@ -47,6 +47,10 @@ class Rule:
     pos: dict = field(default_factory=dict)
     key: int | None = None    # a group that is set whenever this rule matched
 
+    def has_tag(self, tag: bytes) -> bool:
+        """Whether a message starting with `tag` (as the look-ahead captured it) is this rule's."""
+        return self.tag == tag or bool(self.tag_rx and re.fullmatch(self.tag_rx, tag))
+
 
 def _lit(text: str) -> bytes:
     return re.escape(text.encode())
@@ -189,7 +193,6 @@ RULES: list[Rule] = [
 ]
 
 SERVICES = sorted({r.service for r in RULES if r.kind in ("failed", "pre", "fail")})
-ALL_SERVICES = sorted({r.service for r in RULES})
 
 
 @dataclass
@@ -202,7 +205,7 @@ class Compiled:
     tag_pos: int
     prog_pos: int | None
     pid_pos: int | None
-    by_tag: dict[tuple, list[Rule]]
+    by_tag: dict[tuple, list[Rule]] = field(default_factory=dict)
     single: dict = field(default_factory=dict)
 
     def candidates(self, tag: bytes, prog: bytes = b"") -> list[Rule]:
@@ -211,8 +214,7 @@ class Compiled:
         cands = self.by_tag.get(key)
         if cands is None:
             cands = [r for r in self.rules
-                     if ((r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag)))
-                     and (r.prog is None or re.fullmatch(r.prog, prog))]
+                     if r.has_tag(tag) and (r.prog is None or re.fullmatch(r.prog, prog))]
             if len(self.by_tag) < 100_000:
                 self.by_tag[key] = cands
         return cands
@@ -223,7 +225,7 @@ class Compiled:
         it); None when lines must be told apart one by one."""
         if tag in self.single:
             return self.single[tag]
-        cands = [r for r in self.rules if (r.tag == tag) or (r.tag_rx and re.fullmatch(r.tag_rx, tag))]
+        cands = [r for r in self.rules if r.has_tag(tag)]
         ambiguous = any(r.tag_rx for r in cands) or any(
             o.tag != tag and o.tag.startswith(tag) for o in self.rules if o.tag)
         rule = cands[0] if len(cands) == 1 and not ambiguous else None
@@ -297,9 +299,8 @@ def compile_rules(fmt_name: str, services: list[str], known: bool = False,
                  if n.startswith(f"r{r.index}_")}
         r.key = (r.pos[r.key_group] if r.key_group else
                  next((r.pos[g] for g in ("ip", "user", "n") if g in r.pos), None))
-    by_tag: dict[tuple, list[Rule]] = {}
     compiled = Compiled(fmt, regex, rules, names["tag"] - 1,
                         names["prog"] - 1 if "prog" in names else None,
-                        names["pid"] - 1 if "pid" in names else None, by_tag)
+                        names["pid"] - 1 if "pid" in names else None)
     _cache[key] = compiled
     return compiled
