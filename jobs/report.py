@@ -152,7 +152,7 @@ def auth_sections(ctx, since: float, until: float) -> list[Section]:
     from nightwarden.lib import authreport
 
     return [Section(d["title"], d["headers"], d["rows"], d["note"])
-            for d in authreport.sections(ctx.config, since, until)]
+            for d in authreport.sections(ctx.config, since, until, fmt_time)]
 
 
 def problems_section(lists, outbox_pending: int) -> Section:

@@ -4,27 +4,22 @@ failures, the lines no detector understood, and which sources were trusted."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 
 from . import logins, logscan
-
-
-def _t(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 def _top(counter: Counter, n: int = 3) -> str:
     return ", ".join(f"{k} ({v})" for k, v in counter.most_common(n))
 
 
-def sections(config, since: float, until: float, top: int = 20) -> list[dict]:
-    """Tables as dicts (title, headers, rows, note)."""
+def sections(config, since: float, until: float, when, top: int = 20) -> list[dict]:
+    """Tables as dicts (title, headers, rows, note); `when` writes a time as the report does."""
     scans = [logins.scan_period(src, since, until, config) for src in logins.configured(config)]
     out = [_sources(scans)]
     by_addr: dict = defaultdict(lambda: {"n": 0, "svc": Counter(), "users": Counter(),
                                          "first": None, "last": None})
-    by_user: dict = defaultdict(lambda: {"n": 0, "addrs": set(), "svc": Counter()})
+    by_user: dict = defaultdict(lambda: {"n": 0, "addrs": set()})
     by_svc: dict = defaultdict(lambda: {"n": 0, "addrs": set()})
     successes, local = [], []
     for scan in scans:
@@ -44,14 +39,13 @@ def sections(config, since: float, until: float, top: int = 20) -> list[dict]:
                 by_addr[addr]["users"][name] += n
             u = by_user[(service, name)]
             u["n"] += n
-            u["svc"][service] += n
             if addr:
                 u["addrs"].add(addr)
         successes += tally.successes
         local += tally.local
     out.append({"title": "Auth failures by address",
                 "headers": ["address", "failures", "services", "users tried", "first", "last"],
-                "rows": [[addr, a["n"], _top(a["svc"]), _top(a["users"]), _t(a["first"]), _t(a["last"])]
+                "rows": [[addr, a["n"], _top(a["svc"]), _top(a["users"]), when(a["first"]), when(a["last"])]
                          for addr, a in sorted(by_addr.items(), key=lambda kv: -kv[1]["n"])[:top]],
                 "note": (f"{len(by_addr)} addresses in all" if len(by_addr) > top else "")})
     out.append({"title": "Auth failures by user",
@@ -70,7 +64,7 @@ def sections(config, since: float, until: float, top: int = 20) -> list[dict]:
         last_seen[(svc, user, addr)] = max(t, last_seen.get((svc, user, addr), 0))
     out.append({"title": "Successful logins",
                 "headers": ["service", "user", "from", "logins", "last"],
-                "rows": [[svc, user, addr or "(local)", n, _t(last_seen[(svc, user, addr)])]
+                "rows": [[svc, user, addr or "(local)", n, when(last_seen[(svc, user, addr)])]
                          for (svc, user, addr), n in logins_seen.most_common(top * 2)],
                 "note": ""})
     local_sum = Counter()
