@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import SYSTEM_CONFIG
 from .cronexpr import Cron, parse
 from .logsetup import get
 
@@ -57,13 +58,19 @@ def config_args(config) -> list[str]:
     """Arguments that make a child read the same configuration as this process."""
     if config.sandbox is not None:
         return ["--sandbox", str(config.sandbox)]
-    if config.files and config.files[0] != Path("/etc/nightwarden/nightwarden.toml"):
+    if config.files and config.files[0] != SYSTEM_CONFIG:
         return ["--config", str(config.files[0])]
     return []
 
 
 def job_argv(config, job: str) -> list[str]:
+    """argv of a quiet nightwarden command (a job, or `listen`) on this configuration."""
     return [command(config), *config_args(config), "-q", job]
+
+
+def command_line(config, job: str) -> str:
+    """job_argv as one shell-quoted line, for cron.d and unit files."""
+    return " ".join(_sh(a) for a in job_argv(config, job))
 
 
 def lock_dir(config) -> Path:
@@ -86,7 +93,7 @@ def render_cron(config) -> str:
     ]
     locks = lock_dir(config)
     for e in entries(config):
-        argv = " ".join(_sh(a) for a in job_argv(config, e.job))
+        argv = command_line(config, e.job)
         lines.append(f"# {e.job}: {e.summary}")
         lines.append(f"{' '.join(e.cron.fields):<14} {sch['user']}  flock -n -o "
                      f"{_sh(str(locks / (e.job + '.lock')))} {argv}")
@@ -103,7 +110,7 @@ def render_timers(config) -> dict[str, str]:
     """systemd units: nightwarden-<job>.service (oneshot) and .timer for every scheduled job."""
     out = {}
     for e in entries(config):
-        argv = " ".join(_sh(a) for a in job_argv(config, e.job))
+        argv = command_line(config, e.job)
         frequent = e.cron.fields[0] in ("*", "*/1", "*/2", "*/5", "*/10", "*/15")
         out[f"nightwarden-{e.job}.service"] = (
             f"[Unit]\nDescription=nightwarden {e.job}: {e.summary}\n"
@@ -120,7 +127,7 @@ def render_timers(config) -> dict[str, str]:
 
 def render_listener_unit(config) -> str:
     template = (Path(__file__).parent / "systemd" / "nightwarden-listener.service").read_text()
-    argv = " ".join(_sh(a) for a in [command(config), *config_args(config), "-q", "listen"])
+    argv = command_line(config, "listen")
     return "\n".join(f"ExecStart={argv}" if line.startswith("ExecStart=") else line
                      for line in template.splitlines()) + "\n"
 
