@@ -57,10 +57,10 @@ def build(root: Path) -> int:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/quarantine.py needs root (it plants files owned by another user)")
-    from nightwarden.lib import fignore
-    from nightwarden.lib.qarchive import Quarantine
+    from nightwarden.jobs.quarantine import ignore
+    from nightwarden.jobs.quarantine.archive import Quarantine
     from nightwarden.lib.state import State
-    from nightwarden.lib.sweep import Sweep
+    from nightwarden.jobs.quarantine.sweep import Sweep
 
     tmp = Path(tempfile.mkdtemp(prefix="nw-bench-q-"))
     try:
@@ -76,7 +76,7 @@ def main() -> None:
         for mode in ("report", "quarantine"):
             handler = Quarantine(cfg, state, report_only=(mode == "report"))
             start = time.perf_counter()
-            stats = Sweep(cfg["quarantine"], fignore.IgnoreRules(), handler).run([watched])
+            stats = Sweep(cfg["quarantine"], ignore.IgnoreRules(), handler).run([watched])
             handler.close()
             took = time.perf_counter() - start
             print(f"  {mode:<10} {stats.entries:,} entries, {stats.examined:,} files read, "

@@ -311,7 +311,7 @@ def _check_source(path: str, name: str, i: int, source: dict) -> None:
 
 
 def _check_schedule(path: str, name: str, value) -> None:
-    from .cronexpr import CronError, parse
+    from .schedule.cron import CronError, parse
     if not isinstance(value, str):
         raise ConfigError(f"{path}: key '{name}' must be a string (a cron schedule)")
     if value.strip() in ("", "off"):

@@ -23,7 +23,7 @@ def test_help_imports_no_heavy_module():
     code = ("import sys; from nightwarden.lib.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('pandas', 'iptc', 'sh', 'tabulate', 'sqlite3', 'apscheduler',"
-            " 'cryptography', 'nightwarden.jobs.report') if m in sys.modules]\n"
+            " 'cryptography', 'nightwarden.jobs.report.job') if m in sys.modules]\n"
             "print(heavy, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip() == "[]"

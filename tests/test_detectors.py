@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from nightwarden.lib import detectors, logscan
-from nightwarden.lib.logformats import YearGuess
+from nightwarden.jobs.login_failures import rules
+
+from nightwarden.jobs.login_failures import counting
+from nightwarden.jobs.login_failures.formats import YearGuess
 
 REF = time.mktime((2026, 11, 21, 12, 0, 0, 0, 0, -1))
 ENGINE = {"fast": True}
@@ -18,18 +20,18 @@ ENGINE = {"fast": True}
 def engine(request):
     """Every test here runs twice: sshd's lines through the compiled scan, and through the
     regular expressions alone (the reference)."""
-    if request.param == "compiled" and logscan._sshscan is None:
+    if request.param == "compiled" and counting._sshscan is None:
         pytest.skip("the compiled sshd scan was not built (no compiler)")
     ENGINE["fast"] = request.param == "compiled"
     yield request.param
 
 
 def scan(text: str, fmt: str = "rfc3164", services=None, full: bool = False,
-         reference: float = REF) -> logscan.Tally:
-    compiled = detectors.compile_rules(fmt, services or detectors.SERVICES + ["su", "sudo"],
+         reference: float = REF) -> counting.Tally:
+    compiled = rules.compile_rules(fmt, services or rules.SERVICES + ["su", "sudo"],
                                        known=full, users=full)
-    tally = logscan.Tally(want_users=full)
-    logscan.Scanner(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
+    tally = counting.Tally(want_users=full)
+    counting.Scanner(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
     return tally
 
 

@@ -224,8 +224,8 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
     """The scanner runs as an unprivileged user in a forked child (root reads everything):
     the file it cannot read is reported with its reason, and the rest is recorded."""
     from helpers import load_config
-    from nightwarden.lib.integrity.policy import Policy
-    from nightwarden.lib.integrity.scan import Scanner
+    from nightwarden.jobs.integrity.policy import Policy
+    from nightwarden.jobs.integrity.scan import Scanner
     tree = open_tmp / "tree"
     tree.mkdir()
     (tree / "readable").write_text("ok\n")

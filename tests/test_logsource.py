@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from helpers import load_config, need, write_config
-from nightwarden.lib import logins, logsource
+from nightwarden.jobs.login_failures import reading
+from nightwarden.jobs.login_failures import sources
 
 
 class Writer:
@@ -55,13 +56,13 @@ sources = [{{path = "{log}", format = "rfc3164", services = ["sshd"]}}]
 journal = "no"
 """)
         self.config = load_config(cfg_path)
-        self.source = logins.configured(self.config)[0]
+        self.source = reading.configured(self.config)[0]
         self.cursor = None
         self.counts: dict[str, int] = {}
         self.lost: list[str] = []
 
     def run(self) -> None:
-        scan = logins.scan_new(self.source, self.cursor, self.config)
+        scan = reading.scan_new(self.source, self.cursor, self.config)
         assert not scan.error, scan.error
         if scan.lost:
             self.lost.append(scan.lost)
@@ -157,7 +158,7 @@ def test_a_symlink_in_place_of_the_log_is_refused(tmp_path):
     log = tmp_path / "auth.log"
     log.symlink_to(tmp_path / "real.log")
     reader = Reader(tmp_path, log)
-    scan = logins.scan_new(reader.source, None, reader.config)
+    scan = reading.scan_new(reader.source, None, reader.config)
     assert "symlink" in scan.error and str(log) in scan.error
 
 
@@ -189,12 +190,13 @@ def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
                       "root from 192.0.2.98 port 1 ssh2", unit="ssh.service", pid=4244),
     ]
     raw = "\n".join(json.dumps(e) for e in entries).encode()
-    batch = logsource.journal_lines(raw, None, "web1")
+    batch = sources.journal_lines(raw, None, "web1")
     assert batch.cursor == "c4" and batch.entries == 4
     assert len(batch.forged) == 1 and "logger" in batch.forged[0] and "192.0.2.99" in batch.forged[0]
-    from nightwarden.lib import detectors, logscan
-    tally = logscan.Tally()
-    logscan.Scanner(detectors.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
+    from nightwarden.jobs.login_failures import rules
+    from nightwarden.jobs.login_failures import counting
+    tally = counting.Tally()
+    counting.Scanner(rules.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
     assert tally.total() == {"203.0.113.70": 2}
 
 
@@ -215,14 +217,14 @@ sources = []
 journal = "yes"
 journal_command = ["{script}"]
 """))
-    (source,) = logins.configured(cfg)
+    (source,) = reading.configured(cfg)
     assert source.trusted and source.name == "journal"
-    first = logins.scan_new(source, None, cfg)
+    first = reading.scan_new(source, None, cfg)
     assert first.tally.total() == {"203.0.113.80": 3} and first.cursor["cursor"] == "c3"
     entries.append(journal_entry("c4", "sshd", "sshd", "Failed password for root from "
                                  "203.0.113.80 port 4 ssh2", unit="ssh.service", pid=104))
     data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
-    second = logins.scan_new(source, first.cursor, cfg)
+    second = reading.scan_new(source, first.cursor, cfg)
     assert second.tally.total() == {"203.0.113.80": 1} and second.cursor["cursor"] == "c4"
 
 
@@ -233,6 +235,6 @@ sources = []
 journal = "yes"
 journal_command = ["/bin/false"]
 """))
-    (source,) = logins.configured(cfg)
-    scan = logins.scan_new(source, None, cfg)
+    (source,) = reading.configured(cfg)
+    scan = reading.scan_new(source, None, cfg)
     assert scan.error.startswith("journal: /bin/false exited 1")

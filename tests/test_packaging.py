@@ -37,7 +37,7 @@ def test_wheel_holds_every_module_and_template(tmp_path):
             rel = src.relative_to(ROOT / top)
             assert "/".join([*dotted.split("."), *rel.parts]) in names, f"{src} missing from wheel"
     assert "nightwarden/reports/templates/report.html" in names
-    assert "nightwarden/lib/systemd/nightwarden-listener.service" in names
+    assert "nightwarden/lib/schedule/systemd/nightwarden-listener.service" in names
     assert not any(n.startswith(("lib/", "jobs/")) for n in names)
     entry = [n for n in names if n.endswith("entry_points.txt")][0]
     assert "nightwarden = nightwarden.lib.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

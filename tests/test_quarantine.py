@@ -249,16 +249,16 @@ def test_racing_attacker_cannot_make_the_sweep_touch_anything_outside(open_tmp):
     cfgobj = load_config(cfg)
     sweeps = 0
     deadline = time.monotonic() + 10.5
-    from nightwarden.lib import fignore
-    from nightwarden.lib.qarchive import Quarantine
+    from nightwarden.jobs.quarantine import ignore
+    from nightwarden.jobs.quarantine.archive import Quarantine
     from nightwarden.lib.state import State
-    from nightwarden.lib.sweep import Sweep
+    from nightwarden.jobs.quarantine.sweep import Sweep
     state = State(cfgobj.db_path)
     try:
         while time.monotonic() < deadline:
             handler = Quarantine(cfgobj, state, report_only=False)
             try:
-                Sweep(cfgobj["quarantine"], fignore.IgnoreRules(), handler).run([watched])
+                Sweep(cfgobj["quarantine"], ignore.IgnoreRules(), handler).run([watched])
             finally:
                 handler.close()
             sweeps += 1

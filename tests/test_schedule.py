@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, load_config, need, run_cli, write_config
-from nightwarden.lib import cronexpr, schedule
+from nightwarden.lib import schedule
+from nightwarden.lib.schedule import cron as cronexpr
 
 CRON_DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 

@@ -9,9 +9,11 @@ import random
 
 import pytest
 
-from nightwarden.lib import detectors, logscan
+from nightwarden.jobs.login_failures import rules
 
-pytestmark = pytest.mark.skipif(logscan._sshscan is None,
+from nightwarden.jobs.login_failures import counting
+
+pytestmark = pytest.mark.skipif(counting._sshscan is None,
                                 reason="the compiled sshd scan was not built (no compiler)")
 
 USERS = ["root", "admin", "", "a b", "x from 10.0.0.1 port 22 ssh2", "invalid user y",
@@ -68,10 +70,10 @@ def line(rnd: random.Random, i: int, rfc3339: bool) -> str:
     return f"{stamp} {host} {prog}{pid}: {msg}"
 
 
-def run(text: bytes, fmt: str, full: bool, fast: bool) -> logscan.Tally:
-    compiled = detectors.compile_rules(fmt, ["sshd", "su", "sudo"], known=full, users=full)
-    tally = logscan.Tally(want_users=full)
-    logscan.Scanner(compiled, tally, 1795239080.0, fast=fast).scan(text)
+def run(text: bytes, fmt: str, full: bool, fast: bool) -> counting.Tally:
+    compiled = rules.compile_rules(fmt, ["sshd", "su", "sudo"], known=full, users=full)
+    tally = counting.Tally(want_users=full)
+    counting.Scanner(compiled, tally, 1795239080.0, fast=fast).scan(text)
     return tally
 
 
@@ -92,9 +94,9 @@ def test_compiled_scan_equals_the_regular_expressions(fmt, full):
 def test_the_compiled_scan_stays_inside_its_range():
     buf = b"\nNov 21 05:20:01 web1 sshd[1]: Failed password for root from 203.0.113.9 port 1 ssh2\n"
     with pytest.raises(ValueError):
-        logscan._sshscan.sshd(buf, 0, len(buf), 0, False, ())
+        counting._sshscan.sshd(buf, 0, len(buf), 0, False, ())
     with pytest.raises(ValueError):
-        logscan._sshscan.sshd(buf, 1, len(buf) + 1, 0, False, ())
+        counting._sshscan.sshd(buf, 1, len(buf) + 1, 0, False, ())
     # a range that ends inside the line sees only that much of it
-    got = logscan._sshscan.sshd(buf, 1, len(buf) - 10, 0, False, ())
+    got = counting._sshscan.sshd(buf, 1, len(buf) - 10, 0, False, ())
     assert got[0] == []

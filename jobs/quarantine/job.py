@@ -34,13 +34,14 @@ def run(ctx) -> Result:
 
 
 def sweep(ctx) -> Result:
-    from nightwarden.lib import fignore
-    from nightwarden.lib.qarchive import Quarantine, shown
-    from nightwarden.lib.sweep import Sweep
+    from . import ignore
+    from .archive import Quarantine
+    from .archive import shown
+    from .sweep import Sweep
 
     qcfg = ctx.config["quarantine"]
     report_only = qcfg["mode"] == "report" or getattr(ctx.args, "report_only", False)
-    ignore = fignore.load(ctx.config.fignore_files())
+    ignore = ignore.load(ctx.config.fignore_files())
     for error in ignore.errors:
         ctx.log.warning("%s", error)
     handler = Quarantine(ctx.config, ctx.state, report_only, ctx.dry_run)
@@ -78,7 +79,7 @@ def sweep(ctx) -> Result:
 def list_entries(ctx) -> Result:
     from tabulate import tabulate
 
-    from nightwarden.lib.qarchive import shown
+    from .archive import shown
     rows = ctx.state.db.execute("SELECT * FROM quarantine ORDER BY id").fetchall()
     table = [[r["id"], _when(r["time"]), shown(bytes(r["path"]))[:60], r["owner"], r["action"][:30],
               r["reason"][:40], "yes" if r["restored"] else ""] for r in rows]
@@ -88,7 +89,8 @@ def list_entries(ctx) -> Result:
 
 
 def show(ctx) -> Result:
-    from nightwarden.lib.qarchive import get_row, shown
+    from .archive import get_row
+    from .archive import shown
     r = get_row(ctx.state, ctx.args.id)
     fields = [("id", r["id"]), ("time", _when(r["time"])), ("path", shown(bytes(r["path"]))),
               ("kind", r["kind"]), ("reason", r["reason"]), ("action", r["action"]),
@@ -105,7 +107,8 @@ def show(ctx) -> Result:
 
 
 def restore(ctx) -> Result:
-    from nightwarden.lib.qarchive import restore as do_restore, shown
+    from .archive import restore as do_restore
+    from .archive import shown
     to = Path(ctx.args.to) if getattr(ctx.args, "to", None) else None
     if ctx.dry_run:
         ctx.say(f"dry run: would restore entry {ctx.args.id}" + (f" under {to}" if to else ""))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from . import logins, logscan
+from . import reading
+
+from . import counting
 
 
 def _top(counter: Counter, n: int = 3) -> str:
@@ -15,7 +17,7 @@ def _top(counter: Counter, n: int = 3) -> str:
 
 def sections(config, since: float, until: float, when, top: int = 20) -> list[dict]:
     """Tables as dicts (title, headers, rows, note); `when` writes a time as the report does."""
-    scans = [logins.scan_period(src, since, until, config) for src in logins.configured(config)]
+    scans = [reading.scan_period(src, since, until, config) for src in reading.configured(config)]
     out = [_sources(scans)]
     by_addr: dict = defaultdict(lambda: {"n": 0, "svc": Counter(), "users": Counter(),
                                          "first": None, "last": None})
@@ -33,7 +35,7 @@ def sections(config, since: float, until: float, when, top: int = 20) -> list[di
             by_svc[service]["n"] += n
             by_svc[service]["addrs"].add(addr)
         for (service, raw, user), n in tally.users.items():
-            addr = logscan.address(raw) if raw else None
+            addr = counting.address(raw) if raw else None
             name = user.decode("utf-8", "backslashreplace")
             if addr:
                 by_addr[addr]["users"][name] += n
@@ -89,7 +91,7 @@ def _sources(scans) -> dict:
         for line in s.forged[:5]:
             notes.append(f"forged: {line}")
     if not scans:
-        notes.append("no log source present (see logins.sources)")
+        notes.append("no log source present (see reading.sources)")
     return {"title": "Log sources", "headers": ["source", "format", "trust", "lines", "understood",
                                                 "not understood", "problem"],
             "rows": rows, "note": "\n".join(notes)}

@@ -55,19 +55,19 @@ SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "
 
 
 def build(ctx, since: float, until: float):
-    from nightwarden.lib import history
+    from . import analysis
     state = ctx.state
-    df = history.load(state, since, until)
-    previous = history.load(state, since - (until - since), since)
+    df = analysis.load(state, since, until)
+    previous = analysis.load(state, since - (until - since), since)
     blocks: dict = {}
     for address, count, permanent in state.db.execute(
             "SELECT address, COUNT(*), MAX(permanent * active) FROM blocks GROUP BY address"):
         blocks[address] = (count, bool(permanent))
-    return history.analyse(df, previous, blocks, ctx.config["history"])
+    return analysis.analyse(df, previous, blocks, ctx.config["history"])
 
 
 def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
-    from nightwarden.lib.history import change
+    from .analysis import change
     s = analysis.summary
     period = f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(until):%Y-%m-%d %H:%M}"
     head = (f"Scan history {period}: {s['hits']} probes from {s['sources']} sources to {s['ports']} ports; "
@@ -96,8 +96,8 @@ def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str
 
 
 def run(ctx) -> Result:
-    from nightwarden.jobs.report import parse_when
-    from nightwarden.lib import history
+    from nightwarden.jobs.report.job import parse_when
+    from . import analysis
     from nightwarden.lib.fsutil import atomic_write
 
     args = ctx.args
@@ -105,11 +105,11 @@ def run(ctx) -> Result:
     errors: list[str] = []
     for path in [*hcfg["import_files"], *(getattr(args, "imports", None) or [])]:
         if ctx.dry_run:
-            found = history.read_history(Path(path))
+            found = analysis.read_history(Path(path))
             ctx.say(f"dry run: {path}: {len(found.rows)} rows would be imported")
             errors += found.errors
             continue
-        count, errs = history.import_file(ctx.state, Path(path))
+        count, errs = analysis.import_file(ctx.state, Path(path))
         errors += errs
         ctx.say(f"imported {count} row(s) from {path}")
     for error in errors[:50]:
@@ -118,12 +118,12 @@ def run(ctx) -> Result:
     until = parse_when(args.until, now) if args is not None and getattr(args, "until", None) else now
     since = parse_when(args.since, now) if args is not None and getattr(args, "since", None) \
         else until - hcfg["period_hours"] * 3600
-    analysis = build(ctx, since, until)
+    seen = build(ctx, since, until)
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     stem = f"scan-history-{stamp}"
-    pngs = history.charts(analysis, ctx.config.report_dir, stem) if hcfg["charts"] and not ctx.dry_run else {}
+    pngs = analysis.charts(seen, ctx.config.report_dir, stem) if hcfg["charts"] and not ctx.dry_run else {}
     cids = {name: f"{stem}-{name}" for name in pngs}
-    text, body_html, data = render(analysis, since, until, cids)
+    text, body_html, data = render(seen, since, until, cids)
     if not ctx.dry_run:
         base = ctx.config.report_dir / stem
         atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
@@ -135,18 +135,18 @@ def run(ctx) -> Result:
                                                  "</body></html>").encode(), 0o640)
     ctx.say(text)
     applied = ""
-    if getattr(args, "apply", False) and (analysis.candidates or analysis.subnets):
+    if getattr(args, "apply", False) and (seen.candidates or seen.subnets):
         mgr = ctx.blocks
         mgr.ensure_ready()
-        done = mgr.block(analysis.candidates + analysis.subnets, source="scan-history",
-                         reason="recommended by the scan-history analysis", permanent=True, strict=False)
+        done = mgr.block(seen.candidates + seen.subnets, source="scan-history",
+                         reason="recommended by the scan-history seen", permanent=True, strict=False)
         applied = f"; applied: {len(done.added)} blocked, {len(done.refused)} refused"
         ctx.say(f"applied: blocked {', '.join(str(n) for n in done.added) or 'nothing'}"
                 + (f"; refused {', '.join(a for a, _ in done.refused)}" if done.refused else ""))
-    if not getattr(args, "no_mail", False) and analysis.summary["hits"]:
+    if not getattr(args, "no_mail", False) and seen.summary["hits"]:
         images = {cids[name]: path.read_bytes() for name, path in pngs.items()}
         ctx.mailer.alert("history", {"summary": text.split("\n", 1)[0], "body": text,
                                      "body_html": body_html}, images=images)
-    s = analysis.summary
-    return Result(0, f"{s['hits']} probes from {s['sources']} sources; {len(analysis.candidates)} "
-                     f"candidates, {len(analysis.subnets)} subnets{applied}; {len(errors)} bad lines")
+    s = seen.summary
+    return Result(0, f"{s['hits']} probes from {s['sources']} sources; {len(seen.candidates)} "
+                     f"candidates, {len(seen.subnets)} subnets{applied}; {len(errors)} bad lines")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXIT_CODES, EXIT_USAGE, NightwardenError
+from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE, NightwardenError
 
 COMMANDS = {
     "jobs": "list the jobs and their schedules",

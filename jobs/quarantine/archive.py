@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CantCreateError, DataError, NoInputError
-from .fsutil import ensure_dir
-from .sweep import Finding, Handler
+from nightwarden.lib.errors import CantCreateError, DataError, NoInputError
+from nightwarden.lib.fsutil import ensure_dir
+from .sweep import Finding
+from .sweep import Handler
 
 CHUNK = 1 << 20
 

@@ -12,8 +12,8 @@ import ipaddress
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .detectors import Compiled
-from .logformats import YearGuess
+from .rules import Compiled
+from .formats import YearGuess
 
 CONN_TTL = 600          # sshd connection state is kept this long (LoginGraceTime is 120 s)
 

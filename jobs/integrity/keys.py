@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, NoInputError
-from ..fsutil import atomic_write
+from nightwarden.lib.errors import ConfigError, DataError, NoInputError
+from nightwarden.lib.fsutil import atomic_write
 
 
 def passphrase(cfg: dict, confirm: bool = False) -> bytes:

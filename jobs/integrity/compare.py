@@ -7,9 +7,33 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from .attrs import ACL_ACCESS, ACL_DEFAULT, CAPABILITY, acl_text, caps_text, flag_names, flags_text
+from .attrs import ACL_ACCESS
+
+from .attrs import ACL_DEFAULT
+
+from .attrs import CAPABILITY
+
+from .attrs import acl_text
+
+from .attrs import caps_text
+
+from .attrs import flag_names
+
+from .attrs import flags_text
 from .policy import GROWING_IGNORES
-from .scan import CTIME, FLAGS, GID, INODE, MODE, MTIME, NLINK, SHA256, SIZE, TARGET, TYPE, UID, XATTRS
+from .scan import CTIME
+from .scan import FLAGS
+from .scan import GID
+from .scan import INODE
+from .scan import MODE
+from .scan import MTIME
+from .scan import NLINK
+from .scan import SHA256
+from .scan import SIZE
+from .scan import TARGET
+from .scan import TYPE
+from .scan import UID
+from .scan import XATTRS
 
 SPECIAL_XATTRS = (ACL_ACCESS, ACL_DEFAULT, CAPABILITY)
 TYPES = {"f": "regular file", "d": "directory", "l": "symbolic link", "p": "FIFO",

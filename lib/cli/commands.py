@@ -7,16 +7,16 @@ import json
 import time
 from pathlib import Path
 
-from . import config as configmod
-from .errors import EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE, UsageError
-from .netaddr import display, parse_network
-from .runner import Context, run_job
+from nightwarden.lib import config as configmod
+from nightwarden.lib.errors import EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE, UsageError
+from nightwarden.lib.netaddr import display, parse_network
+from nightwarden.lib.runner import Context, run_job
 
 READ_ONLY = {"jobs", "config", "blocks", "grep", "runs"}
 
 
 def dispatch(args) -> int:
-    from . import logsetup
+    from nightwarden.lib import logsetup
 
     cfg = configmod.load(getattr(args, "config", None), getattr(args, "sandbox", None))
     job = args.command
@@ -72,8 +72,8 @@ def cmd_jobs(ctx) -> int:
 
 # -- schedule, runs, install -----------------------------------------------------
 def cmd_schedule(ctx) -> int:
-    from . import schedule
-    from .fsutil import atomic_write
+    from nightwarden.lib import schedule
+    from nightwarden.lib.fsutil import atomic_write
     action, out = ctx.args.action, ctx.args.output
     if action == "show":
         import datetime
@@ -111,7 +111,7 @@ def _run_schedule(ctx) -> int:
     import signal
     import threading
 
-    from . import schedule
+    from nightwarden.lib import schedule
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -157,7 +157,7 @@ def cmd_runs(ctx) -> int:
 
 
 def cmd_install(ctx) -> int:
-    from . import install
+    from nightwarden.lib.schedule import install
     for line in install.install(ctx.config, Path(ctx.args.root), timers=ctx.args.timers,
                                 force=ctx.args.force, dry_run=ctx.dry_run):
         print(line)
@@ -165,7 +165,7 @@ def cmd_install(ctx) -> int:
 
 
 def cmd_uninstall(ctx) -> int:
-    from . import install
+    from nightwarden.lib.schedule import install
     for line in install.uninstall(ctx.config, Path(ctx.args.root), dry_run=ctx.dry_run):
         print(line)
     return EXIT_OK
@@ -198,7 +198,7 @@ def cmd_config(ctx) -> int:
               f"locks {cfg.run_dir}, lists {cfg.config_dir}")
         print(configmod.to_toml(cfg.data))
         return EXIT_OK
-    from .lists import load_lists
+    from nightwarden.lib.lists import load_lists
     lists = load_lists(cfg)
     for error in lists.errors:
         print(error)
@@ -211,7 +211,7 @@ def cmd_config(ctx) -> int:
 
 # -- blocks --------------------------------------------------------------------
 def _ttl(text: str | None) -> int | None:
-    from .blocks import validate_ttl
+    from nightwarden.lib.blocks import validate_ttl
     return None if text is None else validate_ttl(text)
 
 
@@ -277,13 +277,13 @@ def cmd_deny(ctx) -> int:
 
 
 def cmd_blocks(ctx) -> int:
-    from .lists import load_lists
+    from nightwarden.lib.lists import load_lists
     now = time.time()
     state = ctx.state
     rows = []
     if ctx.args.all:
         blocks = state.db.execute("SELECT * FROM blocks ORDER BY created").fetchall()
-        from .state import BlockRow
+        from nightwarden.lib.state import BlockRow
         blocks = [BlockRow.from_row(r) for r in blocks]
     else:
         blocks = state.active_blocks(now)
@@ -309,10 +309,10 @@ def cmd_blocks(ctx) -> int:
 
 
 def cmd_grep(ctx) -> int:
-    from .errors import NightwardenError
+    from nightwarden.lib.errors import NightwardenError
     net = parse_network(ctx.args.address)
-    from .blocks import BlockManager
-    from .firewall.dryrun import DryRunBackend
+    from nightwarden.lib.blocks import BlockManager
+    from nightwarden.lib.firewall.dryrun import DryRunBackend
     mgr = BlockManager(ctx.config, ctx.state, DryRunBackend())
     lists = mgr.lists
     addr = display(net)
@@ -336,7 +336,7 @@ def cmd_grep(ctx) -> int:
     if len(events) > 20:
         print(f"  ({len(events) - 20} older events not shown)")
     try:
-        from .firewall import open_backend
+        from nightwarden.lib.firewall import open_backend
         kernel = [k for k in open_backend(ctx.config).list()
                   if k.network.version == net.version and k.network.overlaps(net)]
         for k in kernel:
@@ -377,7 +377,7 @@ def cmd_firewall(ctx) -> int:
 def cmd_mail(ctx) -> int:
     mailer = ctx.mailer
     if ctx.args.action == "flush":
-        from .errors import NightwardenError
+        from nightwarden.lib.errors import NightwardenError
         pending = len(mailer.outbox.pending())
         if ctx.dry_run:
             ctx.say(f"dry run: would deliver {pending} message(s) via {mailer.transport.describe()}")
@@ -399,11 +399,11 @@ def cmd_mail(ctx) -> int:
 
 # -- the listener ------------------------------------------------------------------
 def cmd_listen(ctx) -> int:
-    from .blocks import BlockManager
-    from .firewall import open_backend
-    from .listener import Listener
-    from .lock import LockFile
-    from .state import State
+    from nightwarden.lib.blocks import BlockManager
+    from nightwarden.lib.firewall import open_backend
+    from nightwarden.jobs.listener.loop import Listener
+    from nightwarden.lib.lock import LockFile
+    from nightwarden.lib.state import State
 
     cfg = ctx.config
     if ctx.args.mode:
@@ -421,7 +421,7 @@ def cmd_listen(ctx) -> int:
         listener.open()
         scheduler = None
         if cfg["schedule"]["in_listener"]:           # the only resident process runs the jobs too
-            from . import schedule
+            from nightwarden.lib import schedule
             scheduler = schedule.scheduler(cfg)
             scheduler.start()
             ctx.log.info("scheduler in the listener: %d jobs", len(scheduler.get_jobs()))

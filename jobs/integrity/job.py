@@ -45,7 +45,7 @@ def _icfg(ctx) -> dict:
 
 
 def _policy(ctx):
-    from nightwarden.lib.integrity.policy import Policy
+    from .policy import Policy
     policy = Policy(ctx.config)
     for missing in policy.missing_paths():
         ctx.log.warning("integrity policy path %s does not exist", missing)
@@ -53,7 +53,7 @@ def _policy(ctx):
 
 
 def _scan(ctx, policy, previous=None, should_stop=lambda: False, encode=False):
-    from nightwarden.lib.integrity.scan import Scanner
+    from .scan import Scanner
     result = Scanner(policy, _icfg(ctx)["workers"], previous, should_stop=should_stop,
                      encode=encode).run()
     for path, error in sorted(result.errors.items()):
@@ -74,7 +74,7 @@ def _set_seen(ctx, generation: int) -> None:
 
 
 def _private_key(ctx):
-    from nightwarden.lib.integrity import keys
+    from . import keys
     path = ctx.config.integrity_path("private_key")
     if not path.exists():
         keys.load_private(path, b"")                       # raises the clear "no key" error
@@ -87,7 +87,7 @@ class _KeyLoader:
 
     def __init__(self, ctx):
         import threading
-        from nightwarden.lib.integrity import keys
+        from . import keys
         path = ctx.config.integrity_path("private_key")
         if not path.exists():
             keys.load_private(path, b"")                   # the clear "no key" error, now
@@ -119,7 +119,8 @@ class _KeyLoader:
 
 def _verified(ctx, public_key=None):
     """The database, verified: signature, body, host, generation. Raises TamperedError."""
-    from nightwarden.lib.integrity import dbfile, keys
+    from . import dbfile
+    from . import keys
     path = ctx.config.integrity_path("database")
     public_key = public_key or keys.load_public(ctx.config.integrity_path("public_key"))
     header, body = dbfile.read_header(path, public_key)
@@ -133,7 +134,7 @@ def _verified(ctx, public_key=None):
 
 
 def keygen(ctx) -> Result:
-    from nightwarden.lib.integrity import keys
+    from . import keys
     private, public = ctx.config.integrity_path("private_key"), ctx.config.integrity_path("public_key")
     if ctx.dry_run:
         ctx.say(f"dry run: would write {private} and {public}")
@@ -145,7 +146,8 @@ def keygen(ctx) -> Result:
 
 
 def _write(ctx, records, generation: int, private_key, policy, note: str, scan=None) -> dict:
-    from nightwarden.lib.integrity import dbfile, keys
+    from . import dbfile
+    from . import keys
     header = {"host": ctx.config.hostname, "policy": policy.fingerprint(), "created": time.time(),
               "generation": generation, "key": keys.key_id(private_key.public_key()), "note": note}
     header = dbfile.write(ctx.config.integrity_path("database"), header, records, private_key,
@@ -175,8 +177,8 @@ def init(ctx) -> Result:
 
 
 def check(ctx) -> Result:
-    from nightwarden.lib.integrity import dpkg
-    from nightwarden.lib.integrity.compare import compare
+    from . import dpkg
+    from .compare import compare
     paths = [ctx.config.integrity_path(k) for k in ("database", "public_key", "private_key")]
     if not any(p.exists() for p in paths):
         ctx.log.warning("integrity checking is not set up yet: run `nightwarden integrity keygen`, "
@@ -265,7 +267,7 @@ def _mail(ctx, summary: str, database: str, generation, details: str) -> None:
 
 
 def update(ctx) -> Result:
-    from nightwarden.lib.integrity.compare import compare
+    from .compare import compare
     if not ctx.args.all and not ctx.args.paths:
         raise UsageError("integrity update needs --all or the paths whose changes you accept")
     key = _private_key(ctx)
@@ -302,8 +304,8 @@ def update(ctx) -> Result:
 def show(ctx) -> Result:
     from tabulate import tabulate
 
-    from nightwarden.lib.integrity.compare import describe
-    from nightwarden.lib.integrity.scan import SHA256
+    from .compare import describe
+    from .scan import SHA256
     header, records = _verified(ctx)
     paths = sorted(p for p in records if not ctx.args.paths or
                    any(p == q.rstrip("/") or p.startswith(q.rstrip("/") + "/") for q in ctx.args.paths))
@@ -315,7 +317,7 @@ def show(ctx) -> Result:
         if key == "created":
             value = f"{datetime.fromtimestamp(value):%Y-%m-%d %H:%M:%S}"
         ctx.say(f"{key:<11} {value}")
-    from nightwarden.lib.qarchive import shown
+    from nightwarden.jobs.quarantine.archive import shown
     rows = [[shown(p.encode("utf-8", "surrogateescape")), describe(records[p]),
              (records[p][SHA256] or "-")[:16]] for p in paths]
     ctx.say(tabulate(rows, ["path", "entry", "sha256"]))

@@ -19,8 +19,8 @@ import json
 import struct
 from pathlib import Path
 
-from ..errors import DataError, NoInputError, TamperedError
-from ..fsutil import atomic_write
+from nightwarden.lib.errors import DataError, NoInputError, TamperedError
+from nightwarden.lib.fsutil import atomic_write
 
 MAGIC = b"NWINTEGRITY\x01\n"
 SIG_LEN = 64

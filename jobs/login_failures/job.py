@@ -28,17 +28,17 @@ def _minutes(series, since: float):
 
 
 def run(ctx) -> Result:
-    from nightwarden.lib import logins
+    from . import reading
 
     cfg = ctx.config["logins"]
     now = time.time()
     windows = {svc: cfg["intervals"].get(svc) or cfg["interval"] for svc in cfg["limits"]}
     since = now - max([cfg["interval"], *windows.values()])
-    sources = logins.configured(ctx.config)
+    sources = reading.configured(ctx.config)
     if not sources:
-        ctx.say("no log source present (see logins.sources)")
+        ctx.say("no log source present (see reading.sources)")
         return Result(0, "no log source present")
-    scans = [logins.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
+    scans = [reading.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
     _log_problems(ctx, scans)
     rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
     due = _over_limits(ctx, rows, windows, since, now)
@@ -112,7 +112,7 @@ def _block(ctx, due: list) -> tuple[list, list]:
             continue
         reason = f"{service}: {failures} login failures in {int(last - first)} s"
         if not cfg["block"]:
-            skipped.append((addr, "blocking is off (logins.block)"))
+            skipped.append((addr, "blocking is off (reading.block)"))
             continue
         if ctx.dry_run:
             why = ctx.blocks.refusal(ctx.blocks.parse_all([addr])[0])
@@ -139,13 +139,13 @@ def _block(ctx, due: list) -> tuple[list, list]:
 def _alert(ctx, scans, windows: dict, service: str, addr: str, failures: int, first: float,
            last: float) -> None:
     """lfd's alert: IP, service, failures, interval, how it is blocked, the log lines."""
-    from nightwarden.lib import logins
+    from . import reading
 
     cfg = ctx.config["logins"]
     text = []
     for s in scans:
         for raw in (addr.encode(), f"::ffff:{addr}".encode()):
-            text += logins.sample_lines(s, raw, cfg["alert_lines"])
+            text += reading.sample_lines(s, raw, cfg["alert_lines"])
     clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))   # noqa: E731
     ctx.mailer.alert("alert", {
         "ip": addr, "service": service, "count": failures,

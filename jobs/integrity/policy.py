@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from nightwarden.lib.errors import ConfigError
 
 ATTRS = ("type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime", "target",
          "sha256", "xattrs", "acl", "caps", "flags")

@@ -10,9 +10,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import detectors, logformats, logscan, logsource
-from .errors import NightwardenError
-from .logsetup import get
+from . import rules
+
+from . import formats
+
+from . import counting
+
+from . import sources
+from nightwarden.lib.errors import NightwardenError
+from nightwarden.lib.logsetup import get
 
 log = get("logins")
 
@@ -33,7 +39,7 @@ class Source:
 @dataclass
 class SourceScan:
     source: Source
-    tally: logscan.Tally
+    tally: counting.Tally
     parts: list = field(default_factory=list)
     cursor: dict | None = None
     lost: str = ""
@@ -52,7 +58,7 @@ def configured(config) -> list[Source]:
             log.debug("%s: not present, skipped", path)
             continue
         out.append(Source(str(path), path, spec.get("format", "auto"),
-                          list(spec.get("services", detectors.SERVICES)), False))
+                          list(spec.get("services", rules.SERVICES)), False))
     use_journal = cfg["journal"] == "yes" or (
         cfg["journal"] == "auto" and config.sandbox is None
         and not any("sshd" in s.services for s in out) and shutil.which(cfg["journal_command"][0]))
@@ -65,22 +71,22 @@ def _format(source: Source) -> str:
     if source.fmt != "auto":
         return source.fmt
     try:
-        fd = logsource._open(source.path)
+        fd = sources._open(source.path)
         with os.fdopen(fd, "rb") as f:
             first = f.readline(4096)
     except OSError:
         return "rfc3164"
-    return logformats.detect(first)
+    return formats.detect(first)
 
 
 def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float, full: bool,
                 since: float | None = None, until: float | None = None) -> None:
     """Read and scan each file part in turn (each with its own year reference)."""
-    compiled = detectors.compile_rules(out.fmt, source.services, known=full, users=full)
+    compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full)
     for i, part in enumerate(parts):
-        scanner = logscan.Scanner(compiled, out.tally, part.mtime, resolution)
+        scanner = counting.Scanner(compiled, out.tally, part.mtime, resolution)
         scanner.since, scanner.until = since, until
-        for text, offset in logsource.read_part(part):
+        for text, offset in sources.read_part(part):
             scanner.scan(b"\n" + text, i, offset)
         out.parts.append(part)
 
@@ -89,14 +95,14 @@ def _scan_journal(source: Source, out: SourceScan, command: list[str], after: st
                   config, reference: float, full: bool):
     """Run the journal command, scan what it gave; the batch, or None after an error."""
     try:
-        batch = logsource.read_journal(command, after, config.hostname)
+        batch = sources.read_journal(command, after, config.hostname)
     except NightwardenError as e:
         out.error = e.message
         return None
     out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
-        compiled = detectors.compile_rules("rfc3339", source.services, known=full, users=full)
-        logscan.Scanner(compiled, out.tally, reference,
+        compiled = rules.compile_rules("rfc3339", source.services, known=full, users=full)
+        counting.Scanner(compiled, out.tally, reference,
                         config["logins"]["resolution"]).scan(b"\n" + batch.text)
         out.parts.append(batch.text)
     return batch
@@ -107,7 +113,7 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
     caller stores it once what was found is safely recorded."""
     cfg = config["logins"]
     cursor = cursor or {}
-    out = SourceScan(source, logscan.Tally())
+    out = SourceScan(source, counting.Tally())
     out.tally.restore(cursor.get("conns"))
     if source.path is None:
         command = list(cfg["journal_command"])
@@ -118,11 +124,11 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
             out.cursor = {"cursor": batch.cursor, "conns": out.tally.state()}
         return out
     try:
-        plan = logsource.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
+        plan = sources.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
         out.fmt = _format(source)
         out.lost = plan.lost
         _scan_parts(source, out, plan.parts, cfg["resolution"], False)
-        out.cursor = logsource.cursor_after(source.path, plan.parts[-1])
+        out.cursor = sources.cursor_after(source.path, plan.parts[-1])
         out.cursor["conns"] = out.tally.state()
     except (NightwardenError, OSError) as e:
         out.error = getattr(e, "message", None) or f"{source.path}: {e}"
@@ -132,7 +138,7 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
 def scan_period(source: Source, since: float, until: float, config) -> SourceScan:
     """The report's read: the current file and the rotated copies changed since `since`,
     oldest first, lines from `since` to `until`, with the understood-line count."""
-    out = SourceScan(source, logscan.Tally(want_users=True))
+    out = SourceScan(source, counting.Tally(want_users=True))
     if source.path is None:
         command = list(config["logins"]["journal_command"]) + [f"--since=@{int(since)}",
                                                                 f"--until=@{int(until)}"]
@@ -140,9 +146,9 @@ def scan_period(source: Source, since: float, until: float, config) -> SourceSca
         return out
     try:
         out.fmt = _format(source)
-        files = [p for p in reversed(logsource.siblings(source.path))
+        files = [p for p in reversed(sources.siblings(source.path))
                  if p.stat().st_mtime >= since] + [source.path]
-        parts = [logsource.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
+        parts = [sources.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
         _scan_parts(source, out, parts, config["logins"]["resolution"], True, since, until)
     except (NightwardenError, OSError) as e:
         out.error = getattr(e, "message", None) or f"{source.path}: {e}"
@@ -164,7 +170,7 @@ def sample_lines(scan: SourceScan, raw: bytes, limit: int) -> list[str]:
                 f.seek(start)
                 data = f.read(end - start)
         else:
-            fd = logsource._open(part.path)
+            fd = sources._open(part.path)
             try:
                 data = os.pread(fd, end - start, start)
             finally:

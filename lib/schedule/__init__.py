@@ -11,9 +11,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SYSTEM_CONFIG
-from .cronexpr import Cron, parse
-from .logsetup import get
+from nightwarden.lib.config import SYSTEM_CONFIG
+from .cron import Cron
+from .cron import parse
+from nightwarden.lib.logsetup import get
 
 log = get("schedule")
 

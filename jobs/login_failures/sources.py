@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DataError, NoInputError, UnavailableError
-from .logsetup import get
+from nightwarden.lib.errors import DataError, NoInputError, UnavailableError
+from nightwarden.lib.logsetup import get
 
 log = get("logs")
 

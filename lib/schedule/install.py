@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import schedule
-from .errors import CantCreateError
-from .fsutil import atomic_write
+from nightwarden.lib import schedule
+from nightwarden.lib.errors import CantCreateError
+from nightwarden.lib.fsutil import atomic_write
 
 UNIT_DIR = Path("/etc/systemd/system")
 

@@ -11,8 +11,8 @@ from collections import deque
 from datetime import datetime
 from pathlib import Path
 
-from .fsutil import atomic_write
-from .logsetup import get
+from nightwarden.lib.fsutil import atomic_write
+from nightwarden.lib.logsetup import get
 
 log = get("listener")
 
@@ -99,7 +99,7 @@ class Responder(threading.Thread):
                 self._digest(item[1])
 
     def _digest(self, lines: list[str]) -> None:
-        from .mail import Mailer
+        from nightwarden.lib.mail import Mailer
         sources = {line.split()[1] for line in lines}
         try:
             Mailer(self.config).alert("portscan", {

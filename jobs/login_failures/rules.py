@@ -23,7 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .logformats import FORMATS, Format
+from .formats import FORMATS
+
+from .formats import Format
 
 IP = rb"(?P<ip>[0-9A-Fa-f:.]{3,45})"
 SSH_METHODS = rb"(?:password|publickey|keyboard-interactive/pam|keyboard-interactive|hostbased|gssapi-with-mic|none)"

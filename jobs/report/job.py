@@ -108,7 +108,7 @@ def events_sections(state, since: float, until: float) -> list[Section]:
 
 
 def quarantine_section(state, since: float, until: float) -> Section:
-    from nightwarden.lib.qarchive import shown
+    from nightwarden.jobs.quarantine.archive import shown
 
     sec = Section("Suspicious files", ["time", "path", "owner", "reason", "action"])
     for r in state.db.execute("SELECT * FROM quarantine WHERE time >= ? AND time < ? ORDER BY id",
@@ -149,10 +149,10 @@ def scans_section(state, since: float, until: float) -> Section:
 
 
 def auth_sections(ctx, since: float, until: float) -> list[Section]:
-    from nightwarden.lib import authreport
+    from nightwarden.jobs.login_failures import report
 
     return [Section(d["title"], d["headers"], d["rows"], d["note"])
-            for d in authreport.sections(ctx.config, since, until, fmt_time)]
+            for d in report.sections(ctx.config, since, until, fmt_time)]
 
 
 def problems_section(lists, outbox_pending: int) -> Section:
@@ -214,9 +214,9 @@ def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]
                                  " AND time < ?", (since, until)).fetchone()[0]
     if not count:
         return {}
-    from nightwarden.jobs.scan_history import build
-    from nightwarden.lib import history
-    pngs = history.charts(build(ctx, since, until), ctx.config.report_dir, stem)
+    from nightwarden.jobs.scan_history.job import build
+    from nightwarden.jobs.scan_history import analysis
+    pngs = analysis.charts(build(ctx, since, until), ctx.config.report_dir, stem)
     return {f"{stem}-{name}": path.read_bytes() for name, path in pngs.items()}
 
 

@@ -13,11 +13,14 @@ import sys
 import time
 from collections import OrderedDict
 
-from . import sdnotify
-from .logsetup import get
-from .netaddr import parse_network
-from .rawscan import parse_ipv4, parse_ipv6, ports_in_use
-from .responder import MinuteCap, Responder
+from nightwarden.lib import sdnotify
+from nightwarden.lib.logsetup import get
+from nightwarden.lib.netaddr import parse_network
+from .packets import parse_ipv4
+from .packets import parse_ipv6
+from .packets import ports_in_use
+from .responder import MinuteCap
+from .responder import Responder
 
 log = get("listener")
 MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
@@ -245,7 +248,7 @@ class Listener:
             self.outbox.append(("block", now, src, port, proto, kind))
 
     def _fast_block(self) -> None:
-        from .firewall import libnft
+        from nightwarden.lib.firewall import libnft
         pending, self.fast_pending = self.fast_pending, []
         pending = pending[:self.fast_cap.take(len(pending))]
         if not pending:
@@ -326,8 +329,8 @@ class Listener:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
 
     def reload(self) -> None:
-        from . import config as configmod
-        from .netaddr import own_addresses
+        from nightwarden.lib import config as configmod
+        from nightwarden.lib.netaddr import own_addresses
         try:
             fresh = configmod.load(*self.reload_from)
             fresh.data["listener"]["mode"] = self.lcfg["mode"]     # sockets stay as they are
