@@ -35,13 +35,13 @@ def private_namespace():
 
 def bench_config(tmp: str, extra: str = ""):
     """A configuration with every path in tmp and the table/chain/sets named nwbench."""
-    from nightwarden.lib import config as configmod
+    from nightwarden.jobs import load_config
     path = Path(tmp) / "nw.toml"
     path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
                     f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
                     f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
                     f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra)
-    return configmod.load(str(path))
+    return load_config(str(path))
 
 
 # runs a command and prints the peak memory of its largest process on stderr's first line

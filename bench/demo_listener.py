@@ -66,8 +66,8 @@ def main() -> None:
                                        capture_output=True, text=True, check=True).stdout)
     mine = [b for b in blocks if b["source"] == "listener"]
     alerts = [ln for ln in log.read_text(errors="replace")[start:].splitlines() if "attackalert" in ln]
-    from nightwarden.lib import config
-    backend = config.load(sandbox=str(box)).firewall_backend()
+    from nightwarden.jobs import load_config
+    backend = load_config(sandbox=str(box)).firewall_backend()
     backend = "nftables, in a private network namespace," if backend == "nftables" else "dry-run"
     print(f"   scanner: 5 sources, {len(TCP)} TCP and {len(UDP)} UDP bait ports each; "
           f"ports answered before the block: {', '.join(f'{s} {n}' for s, n in answered.items())}")

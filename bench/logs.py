@@ -25,12 +25,12 @@ ONE_CORE = ["taskset", "-c", "0"] if shutil.which("taskset") else []
 def detect(log: str, truth_file: str, engine: str) -> None:
     """The job's own reading and counting (reading.scan_new), in this process; engine
     "regex" leaves the compiled sshd scan out (what a build without a compiler does)."""
-    from nightwarden.lib import config
+    from nightwarden.jobs import load_config
     from nightwarden.jobs.login_failures import reading
     from nightwarden.jobs.login_failures import counting
     if engine == "regex":
         counting._sshscan = None
-    cfg = config.load(sandbox=str(Path(log).parent.parent.parent))
+    cfg = load_config(sandbox=str(Path(log).parent.parent.parent))
     (source,) = [s for s in reading.configured(cfg) if s.name.endswith("auth.log")]
     start = time.perf_counter()
     scan = reading.scan_new(source, None, cfg)

@@ -76,7 +76,7 @@ def main() -> None:
         for mode in ("report", "quarantine"):
             handler = Quarantine(cfg, state, report_only=(mode == "report"))
             start = time.perf_counter()
-            stats = Sweep(cfg["quarantine"], ignore.IgnoreRules(), handler).run([watched])
+            stats = Sweep(cfg.quarantine, ignore.IgnoreRules(), handler).run([watched])
             handler.close()
             took = time.perf_counter() - start
             print(f"  {mode:<10} {stats.entries:,} entries, {stats.examined:,} files read, "

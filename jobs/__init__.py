@@ -1,6 +1,9 @@
-"""The job registry. A job module is imported only when that job runs.
+"""The job registry: every job's name, module, summary, default schedule, whether it is part
+of the daily run, whether it is resident, and its settings section. A job's module is imported
+only when that job runs; its settings schema when the configuration is loaded.
 
-A job module exposes NAME, add_arguments(parser) and run(ctx) -> Result.
+A job module exposes NAME, add_arguments(parser) and run(ctx) -> Result, and may declare
+EXIT_CODES: its own findings codes (1-63) and what they mean.
 Schedules are cron expressions with day names (never numbers: APScheduler 3.x reads a
 numeric day of week with 0 = Monday, cron with 0 = Sunday).
 """
@@ -17,8 +20,11 @@ class JobInfo:
     name: str
     module: str
     summary: str
-    schedule: str
-    daily: bool       # part of `nightwarden daily`
+    schedule: str                 # "off": not scheduled (the resident listener runs under systemd)
+    daily: bool                   # part of `nightwarden daily`
+    section: str = ""             # its settings section, if it has one
+    settings: str = ""            # "module:Class" of that section's schema
+    resident: bool = False
 
 
 JOBS: dict[str, JobInfo] = {j.name: j for j in [
@@ -27,22 +33,27 @@ JOBS: dict[str, JobInfo] = {j.name: j for j in [
             "*/5 * * * *", True),
     JobInfo("login-failures", "nightwarden.jobs.login_failures.job",
             "count login failures in the auth logs or the journal; block brute-force sources",
-            "* * * * *", True),
+            "* * * * *", True, "logins", "nightwarden.jobs.login_failures.settings:LoginSettings"),
     JobInfo("quarantine", "nightwarden.jobs.quarantine.job",
             "sweep /tmp, /dev/shm, /var/tmp for suspicious files into a restorable tar archive",
-            "*/5 * * * *", True),
+            "*/5 * * * *", True, "quarantine",
+            "nightwarden.jobs.quarantine.settings:QuarantineSettings"),
     JobInfo("integrity", "nightwarden.jobs.integrity.job",
             "compare the watched files with the signed database (init, check, update, show, keygen)",
-            "15 4 * * *", True),
+            "15 4 * * *", True, "integrity", "nightwarden.jobs.integrity.settings:IntegritySettings"),
     JobInfo("scan-history", "nightwarden.jobs.scan_history.job",
             "the scan history analysed: top sources, ports, subnets, trends, recommendations",
-            "10 6 * * *", True),
+            "10 6 * * *", True, "history", "nightwarden.jobs.scan_history.settings:HistorySettings"),
     JobInfo("purge", "nightwarden.jobs.purge",
             "weekly: remove dynamic blocks, keep permanent ones, reconcile kernel and state",
             "30 3 * * sun", False),
     JobInfo("report", "nightwarden.jobs.report.job",
             "the daily report: auth failures and logins, blocks, scans, integrity, files; mailed",
-            "0 6 * * *", True),
+            "0 6 * * *", True, "report", "nightwarden.jobs.report.settings:ReportSettings"),
+    JobInfo("listen", "nightwarden.jobs.listener.job",
+            "the resident port-scan listener (PortSentry's job), in the foreground",
+            "off", False, "listener", "nightwarden.jobs.listener.settings:ListenerSettings",
+            resident=True),
 ]}
 
 
@@ -54,3 +65,24 @@ def daily_order() -> list[str]:
     """Jobs of the daily run in order; the report comes last so it sees the others' results."""
     names = [j.name for j in JOBS.values() if j.daily and j.name != "report"]
     return names + (["report"] if "report" in JOBS else [])
+
+
+def schema():
+    """The whole configuration's schema: the shared sections and every job's."""
+    from nightwarden.lib.config import Schema
+    from nightwarden.lib.settings import SHARED
+
+    sections = dict(SHARED)
+    for job in JOBS.values():
+        if job.settings:
+            module, _, name = job.settings.partition(":")
+            sections[job.section] = getattr(importlib.import_module(module), name)
+    scheduled = [j for j in JOBS.values() if not j.resident]
+    return Schema(sections, {j.name: j.schedule for j in scheduled},
+                  {j.name: j.summary for j in scheduled})
+
+
+def load_config(explicit: str | None = None, sandbox=None):
+    """The configuration, validated against every section's schema."""
+    from nightwarden.lib import config
+    return config.load(explicit, sandbox, schema=schema())

@@ -29,7 +29,7 @@ def _age(ctx) -> int:
         return 0
     if args is not None and getattr(args, "older_than", None):
         return validate_ttl(args.older_than)
-    return ctx.config["blocks"]["purge_age"]
+    return ctx.config.blocks.purge_age
 
 
 def _kernel_or_none(ctx):

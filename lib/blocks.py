@@ -76,7 +76,7 @@ class BlockManager:
                 self._lock_depth -= 1
             return
         lock = LockFile(self.config.run_dir / "firewall.lock", "a firewall change").acquire(
-            wait=self.config["firewall"]["lock_timeout"])
+            wait=self.config.firewall.lock_timeout)
         self._lock_depth = 1
         try:
             yield
@@ -87,8 +87,8 @@ class BlockManager:
     # -- policy ---------------------------------------------------------------
     def refusal(self, net: Network) -> str | None:
         """Why net must not be blocked, or None."""
-        fw = self.config["firewall"]
-        why = protection_reason(net, fw["protect_loopback"], fw["protect_own_addresses"])
+        fw = self.config.firewall
+        why = protection_reason(net, fw.protect_loopback, fw.protect_own_addresses)
         if why:
             return why
         for kind in ("allow", "ignore"):
@@ -113,7 +113,7 @@ class BlockManager:
               source: str = "cli", permanent: bool = False, strict: bool = True) -> BlockResult:
         """Block addresses. strict: refuse the whole call if any address is refused."""
         nets = self.parse_all(targets)
-        ttl = self.config["firewall"]["default_ttl"] if ttl is None else ttl
+        ttl = self.config.firewall.default_ttl if ttl is None else ttl
         result = BlockResult()
         for net in nets:
             why = self.refusal(net)

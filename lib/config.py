@@ -1,5 +1,10 @@
 """Configuration: embedded defaults, TOML files, validation, derived paths.
 
+Each section is a typed schema beside the code that reads it (lib/settings.py for the
+shared ones, jobs/<job>/settings.py for a job's); the job registry hands the engine the
+whole `Schema`. Code reads attributes (`config.listener.block_ttl`); nothing changes the
+configuration once it is loaded.
+
 Search order: ``--config PATH``, else ``$NIGHTWARDEN_CONFIG``, else the system file
 (/etc/nightwarden/nightwarden.toml as root, ~/.config/nightwarden/nightwarden.toml
 otherwise). Every ``*.toml`` in a ``conf.d`` directory beside the main file is read
@@ -11,338 +16,132 @@ DIR and forces the dry-run firewall, so nothing outside DIR is touched.
 
 from __future__ import annotations
 
-import copy
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from .errors import ConfigError
-
-DEFAULTS: dict = {
-    "general": {
-        "hostname": "",          # "" = the machine's host name
-        "state_dir": "",         # "" = derived (see _default_dirs)
-        "log_dir": "",
-        "report_dir": "",
-        "run_dir": "",
-        "log_level": "info",
-        "log_file": True,
-        "syslog": True,
-    },
-    "lists": {
-        # Our own files: `nightwarden allow/deny` write here. "" = <config dir>/nightwarden.allow ...
-        "allow_file": "",
-        "deny_file": "",
-        "ignore_file": "",
-        # Extra files read as well, in csf/portsentry format. Missing files are skipped.
-        "extra_allow_files": ["/etc/csf/csf.allow"],
-        "extra_deny_files": ["/etc/csf/csf.deny"],
-        "extra_ignore_files": ["/etc/csf/csf.ignore", "/etc/portsentry/portsentry.ignore"],
-        "allow": [],
-        "deny": [],
-        "ignore": [],
-    },
-    "firewall": {
-        "backend": "auto",
-        "name": "nightwarden",   # nft table, iptables chain and ipset prefix
-        "default_ttl": 3600,     # seconds for `block` without --ttl; 0 = until purged
-        "ipv6": True,
-        "protect_loopback": True,
-        "protect_own_addresses": True,
-        "lock_timeout": 30,
-    },
-    "blocks": {
-        # csf's LF_PERMBLOCK: this many temporary blocks of one address within the interval
-        # make it permanent. 0 = off.
-        "perm_block_count": 4,
-        "perm_block_interval": 86400,
-        # csf's LF_NETBLOCK: this many blocked addresses in one network within the interval
-        # block the whole network (/24 for IPv4, /64 for IPv6 by default). 0 = off.
-        "net_block_count": 0,
-        "net_block_interval": 86400,
-        "net_block_prefix4": 24,
-        "net_block_prefix6": 64,
-        "net_block_permanent": True,
-        # csf's DENY_TEMP_IP_LIMIT and DENY_IP_LIMIT: the oldest are rotated out. Entries in
-        # the deny list files and blocks made by hand are never rotated out.
-        "temp_limit": 65536,
-        "perm_limit": 10000,
-        # `nightwarden purge` removes dynamic blocks older than this (seconds); 0 = all.
-        "purge_age": 0,
-    },
-    "quarantine": {
-        "dirs": ["/tmp", "/dev/shm", "/var/tmp"],
-        "mode": "quarantine",        # or "report": find and alert, touch nothing
-        "ignore_root": True,         # files owned by root are not examined (as lfd does)
-        "ignore_file": "",           # "" = <config dir>/nightwarden.fignore (csf.fignore format)
-        "extra_ignore_files": ["/etc/csf/csf.fignore"],
-        "rules": ["elf", "shebang", "extension", "exploit_name", "bad_name", "hidden_dir",
-                  "symlink", "core"],
-        "extensions": [".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml", ".py",
-                       ".sh", ".bash"],
-        "exploit_names": ["r00t", "rootkit", "xploit", "sploit", "ptrace", "vmsplice", "dirtycow",
-                          "dirtypipe", "pwnkit", "overlayfs", "xmrig", "kinsing", "kdevtmpfsi",
-                          "kaiten", "tsunami", "mirai", "psybnc", "eggdrop", "emech", "bindshell",
-                          "backconnect", "c99shell", "r57shell", "wso.php"],
-        "max_files": 1000,           # per sweep; the rest are reported
-        "max_size": 52428800,        # larger files are reported and made unreadable
-        "max_depth": 64,
-        "time_limit": 120,           # seconds per sweep
-        "archive_dir": "",           # "" = <state_dir>/quarantine
-        "archive_max_size": 1073741824,   # then a new archive is started
-    },
-    "listener": {
-        "mode": "connect",           # connect (bind the bait ports) or advanced (raw sockets)
-        # PortSentry's classic lists; a port something on the host really uses is skipped
-        "tcp_ports": [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080, 1524, 2000, 5742, 6667, 12345,
-                      12346, 20034, 27665, 31337, 32771, 32772, 32773, 32774, 40421, 49724, 54320],
-        "udp_ports": [1, 7, 9, 69, 161, 162, 513, 635, 640, 641, 700, 37444, 34555, 31335, 32770,
-                      32771, 32772, 32773, 32774, 31337, 54321],
-        "bind4": "0.0.0.0",
-        "bind6": "::",
-        "ipv6": True,
-        "banner": "",
-        # advanced mode (PortSentry's -atcp/-audp): every port below these, but the excluded
-        # ones and those in use
-        "advanced_tcp_below": 1024,
-        "advanced_udp_below": 1024,
-        "advanced_tcp_exclude": [113, 139],
-        "advanced_udp_exclude": [520, 138, 137, 67],
-        "scan_trigger": 0,           # hits from a source before acting (PortSentry's SCAN_TRIGGER)
-        "trigger_window": 60,
-        "block": True,
-        "block_ttl": 3600,
-        "max_blocks_per_minute": 20000,
-        "hosts_deny": "",            # e.g. /etc/hosts.deny: "ALL: <ip>" lines
-        "run_command": [],           # e.g. ["/usr/local/bin/notify", "$TARGET$", "$PORT$", "$MODE$"]
-        "history_file": "",          # "" = <state_dir>/portsentry.history (PortSentry's format)
-        "blocked_file": "",          # "" = <state_dir>/portsentry.blocked
-        "alert_digest_seconds": 300,
-        "log_lines_per_second": 20,
-    },
-    "history": {
-        "period_hours": 24,
-        "top": 20,                   # rows in the top tables
-        "import_files": [],          # PortSentry history files read at every run (1.2 or 2.x)
-        "subnet_min_sources": 5,     # a /24 with this many scanning sources is worth blocking
-        "repeat_blocks": 3,          # blocked this often (all time): a permanent-block candidate
-        "candidate_danger": 4,       # danger level from which a source is a candidate too
-        "charts": True,
-    },
-    "integrity": {
-        "paths": ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/usr/local/sbin",
-                  "/etc", "/boot"],
-        "excludes": ["/etc/mtab", "/etc/adjtime", "/etc/ld.so.cache", "/etc/resolv.conf",
-                     "/etc/nightwarden/*", "*/__pycache__", "*.pyc", "/usr/lib/locale/locale-archive"],
-        # The most specific rule (longest path) applies. attrs: "default" or a list of
-        # type mode uid gid size inode nlink mtime ctime target sha256 xattrs acl caps flags;
-        # growing = true: a log that may only grow (content and times may change).
-        "rules": [{"path": "/", "attrs": ["default"], "severity": "high", "growing": False},
-                  {"path": "/etc", "attrs": ["default"], "severity": "medium", "growing": False}],
-        "database": "",              # "" = <state_dir>/integrity.db
-        "private_key": "",           # "" = <config dir>/integrity.key (OpenSSH, encrypted)
-        "public_key": "",            # "" = <config dir>/integrity.pub
-        "passphrase_file": "",
-        "passphrase_env": "NIGHTWARDEN_INTEGRITY_PASSPHRASE",
-        "workers": 2,
-        "quick": False,              # skip re-hashing files whose inode, size, mtime, ctime are the same
-        "package_aware": True,
-        "dpkg_info": "/var/lib/dpkg/info",
-        "dpkg_log": "/var/log/dpkg.log",
-    },
-    "mail": {
-        "transport": "mbox",
-        "to": "root",
-        "from": "",              # "" = nightwarden@<hostname>
-        "mbox": "",              # "" = <state_dir>/mail/mbox
-        "maildir": "",           # "" = <state_dir>/mail/Maildir
-        "sendmail": "/usr/sbin/sendmail",
-        "smtp_host": "localhost",
-        "smtp_port": 25,
-        "smtp_security": "starttls",
-        "smtp_cafile": "",
-        "smtp_user": "",
-        "smtp_password_file": "",
-        "smtp_password_env": "NIGHTWARDEN_SMTP_PASSWORD",
-        "smtp_timeout": 30,
-        "templates_dir": "",     # "" = only the shipped templates
-        "html": True,
-    },
-    "report": {
-        "period_hours": 24,
-    },
-    "schedule": {
-        # one schedule for cron.d, `nightwarden schedule run` (APScheduler) and systemd timers;
-        # cron syntax with days of the week as names (filled in from each job's default)
-        "jobs": {},
-        "user": "root",              # the user field of cron.d lines
-        "mailto": "",                # "" = mail.to
-        "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "command": "",               # "" = this nightwarden program's absolute path
-        "in_listener": False,        # the listener runs the schedule too (no cron needed)
-    },
-    "logins": {
-        # Files read by `nightwarden login-failures` (a missing file is skipped). format: auto
-        # (rfc3164, rfc3339 or rfc5424, told from the first line), or apache, nginx, exim,
-        # vsftpd for those daemons' own files. services: which detectors run on the file.
-        "sources": [
-            {"path": "/var/log/auth.log", "format": "auto", "services": ["sshd", "su", "sudo"]},
-            {"path": "/var/log/secure", "format": "auto", "services": ["sshd", "su", "sudo"]},
-            {"path": "/var/log/mail.log", "format": "auto",
-             "services": ["imapd", "pop3d", "smtpauth"]},
-            {"path": "/var/log/syslog", "format": "auto", "services": ["ftpd"]},
-            {"path": "/var/log/vsftpd.log", "format": "vsftpd", "services": ["ftpd"]},
-            {"path": "/var/log/apache2/error.log", "format": "apache", "services": ["htaccess", "modsec"]},
-            {"path": "/var/log/nginx/error.log", "format": "nginx", "services": ["htaccess", "modsec"]},
-            {"path": "/var/log/exim4/mainlog", "format": "exim", "services": ["smtpauth"]},
-        ],
-        # The journal: "auto" = when no file source for sshd exists (Debian 12 without
-        # rsyslog), "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
-        "journal": "auto",
-        "journal_command": ["journalctl", "--output=json", "--no-pager", "--quiet"],
-        "journal_services": ["sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd"],
-        # csf's LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC:
-        # this many failures from one address within `interval` seconds block it. 0 = off.
-        "limits": {"sshd": 5, "ftpd": 10, "smtpauth": 5, "pop3d": 10, "imapd": 10,
-                   "htaccess": 5, "modsec": 5},
-        "interval": 3600,            # csf's LF_INTERVAL
-        # a window of its own for a service (seconds); 0 = `interval`
-        "intervals": {"sshd": 0, "ftpd": 0, "smtpauth": 0, "pop3d": 0, "imapd": 0,
-                      "htaccess": 0, "modsec": 0},
-        "block": True,
-        "block_ttl": 3600,           # temporary; repeated blocks escalate (blocks.perm_block_count)
-        "alert": True,               # csf's LF_EMAIL_ALERT
-        "alert_lines": 10,           # log lines quoted in an alert
-        "resolution": 60,            # counting windows are exact to this many seconds
-    },
-}
-
-def _job_schedules() -> dict:
-    from nightwarden.jobs import JOBS
-    return {name: job.schedule for name, job in JOBS.items()}
-
-
-DEFAULTS["schedule"]["jobs"] = _job_schedules()
-
-CHOICES = {
-    ("general", "log_level"): {"debug", "info", "warning", "error"},
-    ("firewall", "backend"): {"auto", "nftables", "ipset", "iptc", "dryrun"},
-    ("mail", "transport"): {"mbox", "maildir", "smtp", "sendmail", "none"},
-    ("mail", "smtp_security"): {"starttls", "tls", "none"},
-    ("logins", "journal"): {"auto", "yes", "no"},
-}
+from .settings import Section
 
 SYSTEM_CONFIG = Path("/etc/nightwarden/nightwarden.toml")
 
 
-def _type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list of strings", dict: "a table"}[type(value)]
+# -- the engine: merge the TOML files, validate every section through its schema ------------
+@dataclass(frozen=True)
+class Schema:
+    """What the engine validates: every section's settings type, and the jobs a schedule may
+    name with their default schedules (the job registry provides both)."""
+
+    sections: dict[str, type[Section]]
+    schedules: dict[str, str] = field(default_factory=dict)    # job -> its default schedule
+    summaries: dict[str, str] = field(default_factory=dict)    # job -> what it does
+
+    def settings_type(self) -> type:
+        return msgspec.defstruct("Settings", [(name, kind, msgspec.field(default_factory=kind))
+                                              for name, kind in self.sections.items()],
+                                 frozen=True, forbid_unknown_fields=True, kw_only=True)
 
 
-def _check_value(path: str, key: tuple, default, value) -> None:
-    name = ".".join(key)
-    if isinstance(default, list) and default and isinstance(default[0], int):
-        if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                and 0 < v < 65536 for v in value)):
-            raise ConfigError(f"{path}: key '{name}' must be a list of port numbers (1-65535)")
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, list):
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{path}: key '{name}' must be {_type_name(default)}, "
-                          f"not {type(value).__name__} {value!r}")
-    choices = CHOICES.get(key)
-    if choices and value not in choices:
-        raise ConfigError(f"{path}: key '{name}' must be one of {', '.join(sorted(choices))}, "
-                          f"not {value!r}")
-    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-        raise ConfigError(f"{path}: key '{name}' must not be negative")
+_KINDS = {"int": "an integer", "str": "a string", "bool": "a boolean", "float": "a number",
+          "array": "a list", "object": "a table", "null": "nothing"}
 
 
-TABLE_TYPES = {
-    "integrity.rules": {"path": str, "attrs": list, "severity": str, "growing": bool},
-    "logins.sources": {"path": str, "format": str, "services": list},
-}
-SEVERITIES = {"low", "medium", "high"}
-LOG_FORMATS = {"auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd"}
-LOGIN_SERVICES = {"sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"}
+def _key(location: str) -> str:
+    """msgspec's `$.logins.sources[0].format` as the user counts: logins.sources[1].format."""
+    key = location.removeprefix("$").removeprefix(".")
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{int(m[1]) + 1}]", key)
 
 
-def _check_rules(path: str, name: str, value) -> None:
-    """A list of tables such as [[integrity.rules]]: each with known keys of the right type."""
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ConfigError(f"{path}: key '{name}' must be a list of tables ([[{name}]])")
-    types = TABLE_TYPES[name]
-    for i, rule in enumerate(value, 1):
-        if name == "logins.sources":
-            _check_source(path, name, i, rule)
-        for key, item in rule.items():
-            want = types.get(key)
-            if want is None:
-                raise ConfigError(f"{path}: unknown key '{name}[{i}].{key}'")
-            if not isinstance(item, want) or (want is list and not all(isinstance(x, str) for x in item)):
-                raise ConfigError(f"{path}: key '{name}[{i}].{key}' must be {_type_name(want())}")
-        if "path" not in rule:
-            raise ConfigError(f"{path}: '{name}[{i}]' needs a path")
-        if name == "integrity.rules" and rule.get("severity", "high") not in SEVERITIES:
-            raise ConfigError(f"{path}: key '{name}[{i}].severity' must be one of high, low, medium")
-
-
-def _check_source(path: str, name: str, i: int, source: dict) -> None:
-    fmt = source.get("format", "auto")
-    if isinstance(fmt, str) and fmt not in LOG_FORMATS:
-        raise ConfigError(f"{path}: key '{name}[{i}].format' must be one of "
-                          f"{', '.join(sorted(LOG_FORMATS))}, not {fmt!r}")
-    services = source.get("services", [])
-    if isinstance(services, list):
-        bad = [s for s in services if s not in LOGIN_SERVICES]
-        if bad:
-            raise ConfigError(f"{path}: key '{name}[{i}].services': unknown service {bad[0]!r} "
-                              f"(known: {', '.join(sorted(LOGIN_SERVICES))})")
-
-
-def _check_schedule(path: str, name: str, value) -> None:
-    from .schedule.cron import CronError, parse
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}: key '{name}' must be a string (a cron schedule)")
-    if value.strip() in ("", "off"):
-        return
-    try:
-        parse(value)
-    except CronError as e:
-        raise ConfigError(f"{path}: key '{name}': {e}") from None
-
-
-def _merge(path: str, base: dict, new: dict, defaults: dict, prefix: tuple = ()) -> None:
-    for key, value in new.items():
-        full = prefix + (key,)
-        if prefix == ("schedule", "jobs"):
-            if key not in defaults:
-                raise ConfigError(f"{path}: unknown job '{key}' in [schedule.jobs]")
-            _check_schedule(path, ".".join(full), value)
-            base[key] = value
+def _choices(kind: type, key: str, of_key: bool = False) -> list | None:
+    """The allowed values of the setting at `key` when it is a choice (a Literal); with
+    `of_key`, the allowed keys of the table at `key`."""
+    info = msgspec.inspect.type_info(kind)
+    for part in re.findall(r"[^.\[\]]+", key):
+        while isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.DictType)):
+            info = info.item_type if isinstance(info, msgspec.inspect.ListType) else info.value_type
+        if not isinstance(info, msgspec.inspect.StructType):
+            return None
+        fields = {f.encode_name: f.type for f in info.fields}
+        if part.isdigit() or part not in fields:
             continue
-        if key not in defaults:
-            raise ConfigError(f"{path}: unknown key '{'.'.join(full)}'")
-        if isinstance(defaults[key], list) and defaults[key] and isinstance(defaults[key][0], dict):
-            _check_rules(path, ".".join(full), value)
-            base[key] = value
-        elif isinstance(defaults[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: '{'.'.join(full)}' must be a table ([{'.'.join(full)}])")
-            _merge(path, base[key], value, defaults[key], full)
+        info = fields[part]
+    while isinstance(info, msgspec.inspect.ListType):
+        info = info.item_type
+    if of_key and isinstance(info, msgspec.inspect.DictType):
+        info = info.key_type
+    return list(info.values) if isinstance(info, msgspec.inspect.LiteralType) else None
+
+
+def _explain(path: str, error: msgspec.ValidationError, kind: type) -> ConfigError:
+    """msgspec's message as one line that names the file and the key."""
+    text = str(error)
+    message, _, location = text.rpartition(" - at `")
+    if not message:
+        message, location = text, "$`"
+    location = location.rstrip("`")
+    of_key = location.startswith("key` in `")          # a table's key, not its value
+    key = _key(location.removeprefix("key` in `"))
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        return ConfigError(f"{path}: unknown key '{'.'.join(filter(None, [key, unknown[1]]))}'")
+    missing = re.fullmatch(r"Object missing required field `(.+)`", message)
+    if missing:
+        return ConfigError(f"{path}: '{key}' needs a key '{missing[1]}'")
+    wrong = re.fullmatch(r"Expected `(\w+)`(?:, got `(\w+)`)?(.*)", message)
+    if wrong:
+        want, got, bound = wrong.groups()
+        text = f"must be {_KINDS.get(want, want)}{bound}" + (f", not {_KINDS.get(got, got)}" if got else "")
+        return ConfigError(f"{path}: key '{key}' {text}")
+    if message.startswith("Invalid enum value"):
+        choices = _choices(kind, key, of_key)
+        shown = ", ".join(map(str, sorted(choices, key=str))) if choices else "?"
+        what = "a key of" if of_key else "key"
+        return ConfigError(f"{path}: {what} '{key}' must be one of {shown}, not {message.split(' ', 3)[3]}")
+    return ConfigError(f"{path}: {'key ' + repr(key) + ': ' if key else ''}{message}")
+
+
+def _merge(base: dict, new: dict) -> None:
+    """Tables merge key by key; everything else (lists of tables too) replaces."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
         else:
-            _check_value(path, full, defaults[key], value)
             base[key] = value
+
+
+def _check_schedules(path: str, jobs: dict, schema: Schema) -> None:
+    from .schedule.cron import CronError, parse
+    for job, text in jobs.items():
+        if job not in schema.schedules:
+            raise ConfigError(f"{path}: unknown job '{job}' in [schedule.jobs]")
+        if text.strip() in ("", "off"):
+            continue
+        try:
+            parse(text)
+        except CronError as e:
+            raise ConfigError(f"{path}: key 'schedule.jobs.{job}': {e}") from None
+
+
+def validate(files: list[Path], schema: Schema):
+    """The settings of the embedded defaults with each file merged over them in turn; the
+    first file that breaks a rule is named in the error."""
+    kind = schema.settings_type()
+    raw = msgspec.to_builtins(kind())
+    raw["schedule"]["jobs"] = dict(schema.schedules)
+    settings = msgspec.convert(raw, kind)
+    for path in files:
+        _merge(raw, read_toml(path))
+        try:
+            settings = msgspec.convert(raw, kind)
+        except msgspec.ValidationError as e:
+            raise _explain(str(path), e, kind) from None
+        _check_schedules(str(path), settings.schedule.jobs, schema)
+    return settings
 
 
 def read_toml(path: Path) -> dict:
@@ -378,22 +177,28 @@ def _default_dirs(sandbox: Path | None) -> dict:
             "config_dir": Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "nightwarden"}
 
 
-@dataclass
 class Config:
-    """The merged configuration plus the paths derived from it."""
+    """The validated settings (one read-only section per attribute: `config.firewall`,
+    `config.listener`, ...) plus the paths derived from them."""
 
-    data: dict
-    files: list[Path] = field(default_factory=list)
-    sandbox: Path | None = None
-    hostname: str = ""
-    state_dir: Path = Path()
-    log_dir: Path = Path()
-    report_dir: Path = Path()
-    run_dir: Path = Path()
-    config_dir: Path = Path()
+    def __init__(self, settings, schema: Schema, files: list[Path], sandbox: Path | None,
+                 dirs: dict):
+        self.settings = settings
+        self.schema = schema
+        self.files = files
+        self.sandbox = sandbox
+        self.hostname = settings.general.hostname or socket.gethostname()
+        self.state_dir: Path = dirs["state_dir"]
+        self.log_dir: Path = dirs["log_dir"]
+        self.report_dir: Path = dirs["report_dir"]
+        self.run_dir: Path = dirs["run_dir"]
+        self.config_dir: Path = dirs["config_dir"]
 
-    def __getitem__(self, section: str) -> dict:
-        return self.data[section]
+    def __getattr__(self, section: str):
+        try:
+            return getattr(self.__dict__["settings"], section)
+        except AttributeError:
+            raise AttributeError(f"no settings section {section!r}") from None
 
     @property
     def db_path(self) -> Path:
@@ -403,15 +208,18 @@ class Config:
     def outbox_dir(self) -> Path:
         return self.state_dir / "outbox"
 
+    def as_dict(self) -> dict:
+        return msgspec.to_builtins(self.settings)
+
     def list_file(self, kind: str) -> Path:
         """Our own allow/deny/ignore file (the one the CLI writes)."""
-        configured = self.data["lists"][f"{kind}_file"]
+        configured = getattr(self.lists, f"{kind}_file")
         return Path(configured) if configured else self.config_dir / f"nightwarden.{kind}"
 
     def list_files(self, kind: str) -> list[Path]:
         files = [self.list_file(kind)]
         if self.sandbox is None:
-            files += [Path(p) for p in self.data["lists"][f"extra_{kind}_files"]]
+            files += [Path(p) for p in getattr(self.lists, f"extra_{kind}_files")]
         return files
 
     def firewall_backend(self) -> str:
@@ -419,22 +227,11 @@ class Config:
         nothing but loopback may $NIGHTWARDEN_SANDBOX_FIREWALL ask for a real one (make demo
         does, as root)."""
         if self.sandbox is None:
-            return self.data["firewall"]["backend"]
+            return self.firewall.backend
         wanted = os.environ.get("NIGHTWARDEN_SANDBOX_FIREWALL", "")
         if wanted in ("nftables", "ipset") and private_netns():
             return wanted
         return "dryrun"
-
-    def watched_dirs(self) -> list[Path]:
-        """The quarantine job's directories; under a sandbox they move into it too."""
-        return [self.sandboxed(d) for d in self.data["quarantine"]["dirs"]]
-
-    def fignore_files(self) -> list[Path]:
-        q = self.data["quarantine"]
-        files = [Path(q["ignore_file"]) if q["ignore_file"] else self.config_dir / "nightwarden.fignore"]
-        if self.sandbox is None:
-            files += [Path(p) for p in q["extra_ignore_files"]]
-        return files
 
     def sandboxed(self, path: str | Path) -> Path:
         """A system path, moved under the sandbox when there is one."""
@@ -443,22 +240,9 @@ class Config:
             return path
         return self.sandbox / path.relative_to("/") if path.is_absolute() else self.sandbox / path
 
-    def integrity_path(self, key: str) -> Path:
-        configured = self.data["integrity"][key]
-        if configured:
-            return Path(configured)
-        return {"database": self.state_dir / "integrity.db",
-                "private_key": self.config_dir / "integrity.key",
-                "public_key": self.config_dir / "integrity.pub"}[key]
-
-    def quarantine_dir(self) -> Path:
-        configured = self.data["quarantine"]["archive_dir"]
-        return Path(configured) if configured else self.state_dir / "quarantine"
-
-    def mail_path(self, kind: str) -> Path:
-        configured = self.data["mail"][kind]
-        return Path(configured) if configured else self.state_dir / "mail" / (
-            "mbox" if kind == "mbox" else "Maildir")
+    def configured_path(self, value: str, default: Path) -> Path:
+        """A path setting: its value, or `default` when it is empty."""
+        return Path(value) if value else default
 
 
 def private_netns() -> bool:
@@ -486,12 +270,12 @@ def config_candidates(explicit: str | None, sandbox: Path | None) -> tuple[Path 
     return _default_dirs(None)["config_dir"] / "nightwarden.toml", False
 
 
-def load(explicit: str | None = None, sandbox: str | Path | None = None) -> Config:
+def load(explicit: str | None = None, sandbox: str | Path | None = None, *,
+         schema: Schema) -> Config:
     """Load, merge and validate the configuration. Raises ConfigError naming file and key."""
     if sandbox is None and os.environ.get("NIGHTWARDEN_SANDBOX"):
         sandbox = os.environ["NIGHTWARDEN_SANDBOX"]
     sandbox = Path(sandbox).absolute() if sandbox else None
-    data = copy.deepcopy(DEFAULTS)
     main, required = config_candidates(explicit, sandbox)
     files: list[Path] = []
     if main is not None and (required or main.exists()):
@@ -501,21 +285,15 @@ def load(explicit: str | None = None, sandbox: str | Path | None = None) -> Conf
         confd = main.parent / "conf.d"
         if confd.is_dir():
             files += sorted(p for p in confd.glob("*.toml") if p.is_file())
-    for path in files:
-        _merge(str(path), data, read_toml(path), DEFAULTS)
-
+    settings = validate(files, schema)
     dirs = _default_dirs(sandbox)
-    general = data["general"]
-    cfg = Config(data=data, files=files, sandbox=sandbox,
-                 hostname=general["hostname"] or socket.gethostname())
+    general = settings.general
     for key in ("state_dir", "log_dir", "report_dir", "run_dir"):
-        setattr(cfg, key, Path(general[key]) if general[key] else dirs[key])
-    cfg.config_dir = main.parent if (main is not None and main.exists()) else dirs["config_dir"]
-    if sandbox is not None:
-        cfg.config_dir = dirs["config_dir"]
-        # a sandboxed listener opens no port on the host's real interfaces
-        data["listener"]["bind4"], data["listener"]["bind6"] = "127.0.0.1", "::1"
-    return cfg
+        if getattr(general, key):
+            dirs[key] = Path(getattr(general, key))
+    if sandbox is None and main is not None and main.exists():
+        dirs["config_dir"] = main.parent
+    return Config(settings, schema, files, sandbox, dirs)
 
 
 def to_toml(data: dict) -> str:

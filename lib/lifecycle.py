@@ -44,8 +44,8 @@ class PurgeResult:
 
 def escalate(mgr, nets: list[Network], now: float) -> list[Escalation]:
     """Temporary blocks that reached perm_block_count within the interval become permanent."""
-    cfg = mgr.config["blocks"]
-    count, interval = cfg["perm_block_count"], cfg["perm_block_interval"]
+    cfg = mgr.config.blocks
+    count, interval = cfg.perm_block_count, cfg.perm_block_interval
     if not count:
         return []
     addresses = [display(n) for n in nets]
@@ -67,14 +67,14 @@ def escalate(mgr, nets: list[Network], now: float) -> list[Escalation]:
 
 
 def network_of(net: Network, cfg: dict) -> Network:
-    prefix = cfg["net_block_prefix4"] if net.version == 4 else cfg["net_block_prefix6"]
+    prefix = cfg.net_block_prefix4 if net.version == 4 else cfg.net_block_prefix6
     return ipaddress.ip_network(f"{net.network_address}/{prefix}", strict=False)
 
 
 def netblock(mgr, nets: list[Network], now: float) -> list[Escalation]:
     """Block a whole network once net_block_count of its addresses were blocked recently."""
-    cfg = mgr.config["blocks"]
-    count, interval = cfg["net_block_count"], cfg["net_block_interval"]
+    cfg = mgr.config.blocks
+    count, interval = cfg.net_block_count, cfg.net_block_interval
     if not count:
         return []
     candidates = {network_of(n, cfg) for n in nets if is_host(n)}
@@ -94,7 +94,7 @@ def netblock(mgr, nets: list[Network], now: float) -> list[Escalation]:
         if why:
             log.info("not blocking the network %s: %s", net, why)
             continue
-        permanent = cfg["net_block_permanent"]
+        permanent = cfg.net_block_permanent
         mgr.block([net], reason=f"{len(members)} addresses of {net} blocked within {interval} s",
                   source="netblock", permanent=permanent, strict=False)
         log.warning("network %s blocked%s: %d of its addresses blocked within %d s", net,
@@ -105,10 +105,10 @@ def netblock(mgr, nets: list[Network], now: float) -> list[Escalation]:
 
 def enforce_limits(mgr) -> dict[str, int]:
     """Rotate out the oldest automatic blocks beyond temp_limit / perm_limit."""
-    cfg = mgr.config["blocks"]
+    cfg = mgr.config.blocks
     rotated = {"temporary": 0, "permanent": 0}
-    for permanent, limit, label in ((False, cfg["temp_limit"], "temporary"),
-                                    (True, cfg["perm_limit"], "permanent")):
+    for permanent, limit, label in ((False, cfg.temp_limit, "temporary"),
+                                    (True, cfg.perm_limit, "permanent")):
         exclude = MANUAL_SOURCES if permanent else ()
         excess = mgr.state.count_active(permanent, exclude) - limit
         if excess <= 0:

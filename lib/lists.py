@@ -196,8 +196,8 @@ class Lists:
 
 def load_lists(config) -> Lists:
     name = str(config.files[0]) if config.files else "config"
-    lists = config["lists"]
-    return Lists(*(load_list(kind, config.list_files(kind), lists[kind], name)
+    lists = config.lists
+    return Lists(*(load_list(kind, config.list_files(kind), getattr(lists, kind), name)
                    for kind in ("allow", "deny", "ignore")))
 
 

@@ -1,7 +1,9 @@
 """The state database: one SQLite file in WAL mode, versioned, migrated forward.
 
-Tables: blocks (every block ever made, with its expiry and how it ended), events (scan
-hits, login failures, ...), runs (one row per job run), cursors (log positions), meta.
+The shared tables live here: blocks (every block ever made, with its expiry and how it
+ended), events (scan hits, login failures, ...), runs (one row per job run), cursors (log
+positions), meta. A job's own tables come with its store module, which migrates them
+through `State.migrate` (their version is kept in meta). No SQL outside these modules.
 """
 
 from __future__ import annotations
@@ -66,46 +68,10 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
-    # 2: the quarantine manifest and the archives' committed lengths
-    """
-    CREATE TABLE quarantine (
-        id INTEGER PRIMARY KEY,
-        time REAL NOT NULL,
-        path BLOB NOT NULL,
-        kind TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        action TEXT NOT NULL,
-        archive TEXT,
-        member BLOB,
-        member_offset INTEGER,
-        sha256 TEXT,
-        size INTEGER,
-        uid INTEGER,
-        gid INTEGER,
-        owner TEXT,
-        mode INTEGER,
-        mtime REAL,
-        link_target BLOB,
-        restored REAL
-    );
-    CREATE INDEX quarantine_time ON quarantine(time);
-    CREATE TABLE archives (
-        name TEXT PRIMARY KEY,
-        committed INTEGER NOT NULL,
-        created REAL NOT NULL
-    );
-    """,
-    # 3: login failures counted per service, address and minute, for the counting window
-    """
-    CREATE TABLE login_attempts (
-        service TEXT NOT NULL,
-        address TEXT NOT NULL,
-        time REAL NOT NULL,
-        count INTEGER NOT NULL
-    );
-    CREATE INDEX login_attempts_key ON login_attempts(service, address, time);
-    CREATE INDEX login_attempts_time ON login_attempts(time);
-    """,
+    # 2 and 3 made the quarantine's and the login-failure job's tables; those tables now
+    # come with their jobs' stores (jobs/quarantine/store.py, jobs/login_failures/store.py)
+    "",
+    "",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -164,6 +130,25 @@ class State:
                     if statement.strip():
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={number + 1}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def migrate(self, component: str, migrations: list[str]) -> None:
+        """Bring a job's own tables to the newest version (kept in meta as schema.<component>)."""
+        key = f"schema.{component}"
+        version = int(self.get_meta(key, "0"))
+        if version > len(migrations):
+            raise DataError(f"{self.path}: the {component} tables are newer ({version}) than this "
+                            f"nightwarden understands ({len(migrations)}); upgrade nightwarden")
+        for number in range(version, len(migrations)):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in migrations[number].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.set_meta(key, str(number + 1))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -284,6 +269,16 @@ class State:
                                " AND family = ? AND address NOT LIKE '%/%'", (since, family))
         return [r[0] for r in rows]
 
+    def all_blocks(self) -> list[BlockRow]:
+        rows = self.db.execute("SELECT * FROM blocks ORDER BY created").fetchall()
+        return [BlockRow.from_row(r) for r in rows]
+
+    def block_counts(self) -> dict[str, tuple[int, bool]]:
+        """address -> (how often it was ever blocked, whether a permanent block is active)."""
+        rows = self.db.execute("SELECT address, COUNT(*), MAX(permanent * active) FROM blocks"
+                               " GROUP BY address")
+        return {address: (count, bool(permanent)) for address, count, permanent in rows}
+
     def block_history(self, address: str) -> list[BlockRow]:
         rows = self.db.execute("SELECT * FROM blocks WHERE address = ? ORDER BY created",
                                (address,)).fetchall()
@@ -298,10 +293,29 @@ class State:
     def add_event(self, kind: str, address: str | None = None, port: int | None = None,
                   proto: str | None = None, source: str = "", when: float | None = None,
                   **detail) -> None:
-        self.db.execute("INSERT INTO events(time, kind, address, port, proto, source, detail)"
-                        " VALUES (?,?,?,?,?,?,?)",
-                        (time.time() if when is None else when, kind, address, port, proto,
-                         source, json.dumps(detail, sort_keys=True)))
+        self.add_events([(time.time() if when is None else when, kind, address, port, proto,
+                          source, detail)])
+
+    def add_events(self, rows) -> None:
+        """Many events at once: (time, kind, address, port, proto, source, detail dict)."""
+        self.db.executemany("INSERT INTO events(time, kind, address, port, proto, source, detail)"
+                            " VALUES (?,?,?,?,?,?,?)",
+                            [(*row[:6], json.dumps(row[6], sort_keys=True)) for row in rows])
+
+    def scan_sources(self, since: float, until: float, top: int) -> tuple[list[sqlite3.Row], int]:
+        """The scanning addresses with the most hits in the period, and how many there were."""
+        rows = self.db.execute(
+            "SELECT address, COUNT(*) AS hits, COUNT(DISTINCT port) AS ports,"
+            " GROUP_CONCAT(DISTINCT proto) AS protos, MIN(time) AS first, MAX(time) AS last"
+            " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?"
+            " GROUP BY address ORDER BY hits DESC LIMIT ?", (since, until, top)).fetchall()
+        total = self.db.execute("SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan'"
+                                " AND time >= ? AND time < ?", (since, until)).fetchone()[0]
+        return rows, total
+
+    def count_events(self, kind: str, since: float, until: float) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ?"
+                               " AND time < ?", (kind, since, until)).fetchone()[0]
 
     def events(self, since: float = 0, until: float | None = None, address: str | None = None,
                kind: str | None = None) -> list[sqlite3.Row]:
@@ -334,23 +348,16 @@ class State:
             args.append(job)
         return self.db.execute(sql + " ORDER BY started", args).fetchall()
 
+    def last_runs(self, job: str, count: int) -> list[sqlite3.Row]:
+        """The job's last `count` runs, oldest first."""
+        rows = self.db.execute("SELECT * FROM runs WHERE job = ? ORDER BY started DESC LIMIT ?",
+                               (job, count)).fetchall()
+        return rows[::-1]
+
     def last_success(self, job: str) -> float | None:
         row = self.db.execute("SELECT MAX(ended) FROM runs WHERE job = ? AND exit_code < 64"
                               " AND dry_run = 0", (job,)).fetchone()
         return row[0]
-
-    # -- login attempts -------------------------------------------------------
-    def add_attempts(self, rows) -> None:
-        """rows: (service, address, time, count)."""
-        self.db.executemany("INSERT INTO login_attempts(service, address, time, count)"
-                            " VALUES (?,?,?,?)", rows)
-
-    def clear_attempts(self, service: str, address: str) -> None:
-        self.db.execute("DELETE FROM login_attempts WHERE service = ? AND address = ?",
-                        (service, address))
-
-    def prune_attempts(self, before: float) -> None:
-        self.db.execute("DELETE FROM login_attempts WHERE time < ?", (before,))
 
     # -- cursors and meta -----------------------------------------------------
     def get_cursor(self, key: str) -> dict | None:

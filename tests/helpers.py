@@ -49,8 +49,8 @@ name = "nwtest"
 
 
 def load_config(path: Path):
-    from nightwarden.lib import config
-    return config.load(str(path))
+    from nightwarden.jobs import load_config
+    return load_config(str(path))
 
 
 def run_cli(*args: str, env: dict | None = None, check: int | None = None, timeout: float = 60):

@@ -7,17 +7,18 @@ import os
 import pytest
 
 from helpers import run_cli, write_config
-from nightwarden.lib import config
+from nightwarden.jobs import load_config
 from nightwarden.lib.errors import EXIT_CONFIG, ConfigError
 
 
 def test_embedded_defaults_need_no_file(tmp_path):
-    cfg = config.load(sandbox=tmp_path)
+    cfg = load_config(sandbox=tmp_path)
     assert cfg.files == []
     assert cfg.state_dir == tmp_path / "state"
     assert cfg.firewall_backend() == "dryrun"
-    assert cfg["mail"]["transport"] == "mbox"
-    assert cfg.mail_path("mbox") == tmp_path / "state" / "mail" / "mbox"
+    assert cfg.mail.transport == "mbox"
+    from nightwarden.lib.mail.transports import mail_path
+    assert mail_path(cfg, "mbox") == tmp_path / "state" / "mail" / "mbox"
 
 
 def test_non_root_defaults_live_in_the_users_directories(monkeypatch, tmp_path):
@@ -27,7 +28,7 @@ def test_non_root_defaults_live_in_the_users_directories(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("NIGHTWARDEN_SANDBOX", raising=False)
     monkeypatch.delenv("NIGHTWARDEN_CONFIG", raising=False)
-    cfg = config.load()
+    cfg = load_config()
     assert cfg.state_dir == tmp_path / ".local/state/nightwarden"
     assert str(cfg.run_dir).startswith(str(tmp_path))
 
@@ -38,8 +39,8 @@ def test_conf_d_overrides_in_name_order(tmp_path):
     confd.mkdir()
     (confd / "10-a.toml").write_text("[firewall]\ndefault_ttl = 60\n")
     (confd / "20-b.toml").write_text("[firewall]\ndefault_ttl = 120\n")
-    cfg = config.load(str(main))
-    assert cfg["firewall"]["default_ttl"] == 120
+    cfg = load_config(str(main))
+    assert cfg.firewall.default_ttl == 120
     assert [p.name for p in cfg.files] == ["nightwarden.toml", "10-a.toml", "20-b.toml"]
 
 
@@ -49,16 +50,49 @@ def test_conf_d_overrides_in_name_order(tmp_path):
     ("[firewall]\ndefault_ttl = '1h'\n", "'firewall.default_ttl' must be an integer"),
     ("[firewall]\nbacknd = 'auto'\n", "unknown key 'firewall.backnd'"),
     ("[nosuch]\nx = 1\n", "unknown key 'nosuch'"),
-    ("[lists]\nallow = [1, 2]\n", "'lists.allow' must be a list of strings"),
+    ("[lists]\nallow = ['192.0.2.1', 2]\n", "'lists.allow[2]' must be a string, not an integer"),
+    ("[listener]\ntcp_ports = [22, 70000]\n", "'listener.tcp_ports[2]' must be an integer <= 65535"),
+    ("[firewall]\ndefault_ttl = -5\n", "'firewall.default_ttl' must be an integer >= 0"),
+    ("[logins.limits]\nsshd = 3\nsshdd = 3\n", "a key of 'logins.limits' must be one of ftpd, htaccess"),
+    ("[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n",
+     "'logins.sources[1]': format 'auto' has no rules for htaccess"),
+    ("[[logins.sources]]\nformat = 'auto'\n", "'logins.sources[1]' needs a key 'path'"),
+    ("[[integrity.rules]]\npath = '/etc'\nattrs = ['sha256', 'colour']\n",
+     "'integrity.rules[1].attrs[2]' must be one of"),
+    ("[schedule.jobs]\nintegrity = '15 4 * * 0'\n", "'schedule.jobs.integrity'"),
+    ("[schedule.jobs]\nnosuchjob = '15 4 * * *'\n", "unknown job 'nosuchjob'"),
     ("[general]\nsyslog = 'yes'\n", "'general.syslog' must be a boolean"),
 ])
 def test_bad_config_is_one_clear_error_naming_file_and_key(tmp_path, text, expected):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        config.load(str(path))
+        load_config(str(path))
     assert str(path) in str(err.value)
     assert expected in str(err.value)
+
+
+def test_a_section_merges_key_by_key_and_lists_of_tables_replace(tmp_path):
+    main = write_config(tmp_path, "\n[logins.limits]\nsshd = 3\n\n[[logins.sources]]\n"
+                                  "path = '/var/log/x.log'\nservices = ['sshd']\n")
+    cfg = load_config(str(main))
+    assert cfg.logins.limits["sshd"] == 3 and cfg.logins.limits["ftpd"] == 10
+    assert [s.path for s in cfg.logins.sources] == ["/var/log/x.log"]
+    assert cfg.schedule.jobs["purge"] == "30 3 * * sun"
+
+
+def test_the_configuration_cannot_be_changed_in_place(tmp_path):
+    cfg = load_config(sandbox=tmp_path)
+    with pytest.raises(AttributeError):
+        cfg.listener.block_ttl = 5
+
+
+def test_a_source_whose_services_have_no_rules_is_refused_by_config_check(tmp_path):
+    path = write_config(tmp_path, "\n[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\n"
+                                  "services = ['htaccess']\n")
+    done = run_cli("--config", str(path), "config", "check")
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert done.stderr.count("\n") == 1 and str(path) in done.stderr
 
 
 def test_bad_config_refuses_to_run_and_changes_nothing(tmp_path):
@@ -80,4 +114,4 @@ def test_config_show_round_trips(tmp_path):
     done = run_cli("--config", str(path), "config", "show", check=0)
     rendered = tmp_path / "shown.toml"
     rendered.write_text(done.stdout)
-    assert config.load(str(rendered))["firewall"]["name"] == "nwtest"
+    assert load_config(str(rendered)).firewall.name == "nwtest"

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from helpers import load_config, run_cli, write_config
-from nightwarden.jobs.scan_history import analysis
+from nightwarden.jobs.scan_history import analysis, importer, store
 from nightwarden.lib.state import State
 
 pytest.importorskip("pandas")
@@ -54,12 +54,12 @@ def known(tmp_path):
 def test_both_formats_import_and_bad_lines_name_file_and_line(known):
     cfg, f12, f2 = known
     state = State(load_config(cfg).db_path)
-    count, errors = analysis.import_file(state, f12)
+    count, errors = importer.import_file(state, f12)
     assert count == 213
     assert errors == [f"{f12}:204: not a PortSentry 1.2 or 2.x history line; line skipped",
                       f"{f12}:205: '999.1.1.1' does not appear to be an IPv4 or IPv6 address; line skipped"]
-    assert analysis.import_file(state, f12) == (0, []), "a second import adds nothing"
-    count, errors = analysis.import_file(state, f2)
+    assert importer.import_file(state, f12) == (0, []), "a second import adds nothing"
+    count, errors = importer.import_file(state, f2)
     assert (count, errors) == (6, [])
     kinds = {json.loads(r["detail"])["type"] for r in state.events(kind="scan")}
     assert kinds == {"connect", "SYN"}
@@ -68,12 +68,12 @@ def test_both_formats_import_and_bad_lines_name_file_and_line(known):
 def test_every_table_has_the_known_answer(known):
     cfg, f12, f2 = known
     state = State(load_config(cfg).db_path)
-    analysis.import_file(state, f12)
-    analysis.import_file(state, f2)
-    df = analysis.load(state, NOW - 86400, NOW)
-    prev = analysis.load(state, NOW - 2 * 86400, NOW - 86400)
+    importer.import_file(state, f12)
+    importer.import_file(state, f2)
+    df = store.load(state, NOW - 86400, NOW)
+    prev = store.load(state, NOW - 2 * 86400, NOW - 86400)
     blocks = {"192.0.2.9": (3, False)}
-    a = analysis.analyse(df, prev, blocks, load_config(cfg)["history"])
+    a = analysis.analyse(df, prev, blocks, load_config(cfg).history)
     top = a.tables["Top sources"]
     assert top.index[0] == "203.0.113.5"
     assert top.loc["203.0.113.5", ["hits", "ports", "danger"]].tolist() == [200, 50, 4]
@@ -122,11 +122,11 @@ def test_job_writes_text_html_json_charts_mails_and_applies(known, tmp_path):
 def test_the_loader_without_arrow_gives_the_same_frame(known, monkeypatch):
     cfg, f12, f2 = known
     state = State(load_config(cfg).db_path)
-    analysis.import_file(state, f12)
-    analysis.import_file(state, f2)
-    fast = analysis.load(state, 0, NOW + 1)                      # Arrow
-    monkeypatch.setattr(analysis, "_load_arrow", lambda *a: None)
-    slow = analysis.load(state, 0, NOW + 1)                      # Python rows
+    importer.import_file(state, f12)
+    importer.import_file(state, f2)
+    fast = store.load(state, 0, NOW + 1)                      # Arrow
+    monkeypatch.setattr(store, "_load_arrow", lambda *a: None)
+    slow = store.load(state, 0, NOW + 1)                      # Python rows
     key = ["time", "address", "port"]
     frames = [f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
               for f in (fast, slow)]

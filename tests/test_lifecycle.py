@@ -204,12 +204,12 @@ def test_purge_dry_run_changes_nothing(name, netns, tmp_path):
 
 CRASHER = textwrap.dedent("""
     import sys, time
-    from nightwarden.lib import config
+    from nightwarden.jobs import load_config
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.state import State
     sys.path.insert(0, {tests!r})
     from test_lifecycle import backend
-    cfg = config.load({cfg!r})
+    cfg = load_config({cfg!r})
     mgr = BlockManager(cfg, State(cfg.db_path), backend({name!r}))
     print("ready", flush=True)
     for batch in range(100):

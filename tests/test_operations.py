@@ -107,9 +107,9 @@ def test_the_listener_can_host_the_schedule(tmp_path, netns):
 
 def test_a_sandbox_uses_a_real_firewall_only_in_a_loopback_only_namespace(tmp_path, netns, monkeypatch):
     need("ip")
-    from nightwarden.lib import config
+    from nightwarden.jobs import load_config
     monkeypatch.setenv("NIGHTWARDEN_SANDBOX_FIREWALL", "nftables")
-    cfg = config.load(sandbox=str(tmp_path / "sb"))
+    cfg = load_config(sandbox=str(tmp_path / "sb"))
     assert cfg.firewall_backend() == "nftables"          # this namespace has only lo
     subprocess.run(["ip", "link", "add", "nwv0", "type", "veth", "peer", "name", "nwv1"], check=True)
     assert cfg.firewall_backend() == "dryrun"            # an interface: it could be the host's

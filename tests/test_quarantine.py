@@ -258,7 +258,7 @@ def test_racing_attacker_cannot_make_the_sweep_touch_anything_outside(open_tmp):
         while time.monotonic() < deadline:
             handler = Quarantine(cfgobj, state, report_only=False)
             try:
-                Sweep(cfgobj["quarantine"], ignore.IgnoreRules(), handler).run([watched])
+                Sweep(cfgobj.quarantine, ignore.IgnoreRules(), handler).run([watched])
             finally:
                 handler.close()
             sweeps += 1

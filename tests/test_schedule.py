@@ -250,8 +250,8 @@ def test_a_scheduled_run_is_its_own_process_and_recorded(tmp_path):
 
 
 def load_config_sandbox(box: Path):
-    from nightwarden.lib import config
-    return config.load(sandbox=str(box))
+    from nightwarden.jobs import load_config
+    return load_config(sandbox=str(box))
 
 
 def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):

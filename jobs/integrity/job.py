@@ -17,6 +17,8 @@ from pathlib import Path
 from nightwarden.lib.errors import TamperedError, UsageError
 from nightwarden.lib.runner import Result
 
+from .settings import integrity_file
+
 NAME = "integrity"
 
 
@@ -40,8 +42,8 @@ def run(ctx) -> Result:
     return {"check": check, "init": init, "update": update, "show": show, "keygen": keygen}[action](ctx)
 
 
-def _icfg(ctx) -> dict:
-    return ctx.config["integrity"]
+def _icfg(ctx):
+    return ctx.config.integrity
 
 
 def _policy(ctx):
@@ -54,7 +56,7 @@ def _policy(ctx):
 
 def _scan(ctx, policy, previous=None, should_stop=lambda: False, encode=False):
     from .scan import Scanner
-    result = Scanner(policy, _icfg(ctx)["workers"], previous, should_stop=should_stop,
+    result = Scanner(policy, _icfg(ctx).workers, previous, should_stop=should_stop,
                      encode=encode).run()
     for path, error in sorted(result.errors.items()):
         ctx.log.warning("%s: %s", path, error)
@@ -75,7 +77,7 @@ def _set_seen(ctx, generation: int) -> None:
 
 def _private_key(ctx):
     from . import keys
-    path = ctx.config.integrity_path("private_key")
+    path = integrity_file(ctx.config, "private_key")
     if not path.exists():
         keys.load_private(path, b"")                       # raises the clear "no key" error
     return keys.load_private(path, keys.passphrase(_icfg(ctx)))
@@ -88,7 +90,7 @@ class _KeyLoader:
     def __init__(self, ctx):
         import threading
         from . import keys
-        path = ctx.config.integrity_path("private_key")
+        path = integrity_file(ctx.config, "private_key")
         if not path.exists():
             keys.load_private(path, b"")                   # the clear "no key" error, now
         secret = keys.passphrase(_icfg(ctx))               # asked before the scan starts
@@ -121,8 +123,8 @@ def _verified(ctx, public_key=None):
     """The database, verified: signature, body, host, generation. Raises TamperedError."""
     from . import dbfile
     from . import keys
-    path = ctx.config.integrity_path("database")
-    public_key = public_key or keys.load_public(ctx.config.integrity_path("public_key"))
+    path = integrity_file(ctx.config, "database")
+    public_key = public_key or keys.load_public(integrity_file(ctx.config, "public_key"))
     header, body = dbfile.read_header(path, public_key)
     if header.get("host") != ctx.config.hostname:
         raise TamperedError(f"{path}: made for host {header.get('host')!r}, this is "
@@ -135,7 +137,7 @@ def _verified(ctx, public_key=None):
 
 def keygen(ctx) -> Result:
     from . import keys
-    private, public = ctx.config.integrity_path("private_key"), ctx.config.integrity_path("public_key")
+    private, public = integrity_file(ctx.config, "private_key"), integrity_file(ctx.config, "public_key")
     if ctx.dry_run:
         ctx.say(f"dry run: would write {private} and {public}")
         return Result(0, "dry run")
@@ -150,14 +152,14 @@ def _write(ctx, records, generation: int, private_key, policy, note: str, scan=N
     from . import keys
     header = {"host": ctx.config.hostname, "policy": policy.fingerprint(), "created": time.time(),
               "generation": generation, "key": keys.key_id(private_key.public_key()), "note": note}
-    header = dbfile.write(ctx.config.integrity_path("database"), header, records, private_key,
+    header = dbfile.write(integrity_file(ctx.config, "database"), header, records, private_key,
                           scan.encoded if scan else (), scan.encoded_count if scan else 0)
     _set_seen(ctx, generation)
     return header
 
 
 def init(ctx) -> Result:
-    path = ctx.config.integrity_path("database")
+    path = integrity_file(ctx.config, "database")
     if path.exists() and not ctx.args.force:
         raise UsageError(f"{path} exists: `integrity update` accepts changes; "
                          f"`integrity init --force` starts over")
@@ -179,7 +181,7 @@ def init(ctx) -> Result:
 def check(ctx) -> Result:
     from . import dpkg
     from .compare import compare
-    paths = [ctx.config.integrity_path(k) for k in ("database", "public_key", "private_key")]
+    paths = [integrity_file(ctx.config, k) for k in ("database", "public_key", "private_key")]
     if not any(p.exists() for p in paths):
         ctx.log.warning("integrity checking is not set up yet: run `nightwarden integrity keygen`, "
                         "then `nightwarden integrity init`")
@@ -193,13 +195,13 @@ def check(ctx) -> Result:
                         f"from it. Restore the database from a trusted copy or run `nightwarden "
                         f"integrity init --force` on a host you know to be clean.\n")
         raise
-    quick = _icfg(ctx)["quick"] or getattr(ctx.args, "quick", False)
+    quick = _icfg(ctx).quick or getattr(ctx.args, "quick", False)
     scan = _scan(ctx, policy, records if quick else None)
     result = compare(records, scan.records, policy)
     explained = 0
-    if _icfg(ctx)["package_aware"] and result.changed:
-        explained = dpkg.explain(result.changed, header["created"], Path(_icfg(ctx)["dpkg_info"]),
-                                 Path(_icfg(ctx)["dpkg_log"]))
+    if _icfg(ctx).package_aware and result.changed:
+        explained = dpkg.explain(result.changed, header["created"], Path(_icfg(ctx).dpkg_info),
+                                 Path(_icfg(ctx).dpkg_log))
     text, data = render(ctx, header, result, scan, quick, policy)
     code = result.exit_bits | (8 if scan.errors else 0)
     unexplained = [c for c in result.changed if not c.explained]
@@ -215,7 +217,7 @@ def check(ctx) -> Result:
                                 explained=explained, unreadable=len(scan.errors))
     ctx.say(text)
     if code and not getattr(ctx.args, "no_mail", False):
-        _mail(ctx, summary, str(ctx.config.integrity_path("database")), header["generation"], text)
+        _mail(ctx, summary, str(integrity_file(ctx.config, "database")), header["generation"], text)
     return Result(code, f"check: {summary} ({len(scan.records):,} entries, {scan.seconds:.1f} s"
                         f"{', quick' if quick else ''})")
 

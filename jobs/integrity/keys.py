@@ -13,14 +13,14 @@ from nightwarden.lib.errors import ConfigError, DataError, NoInputError
 from nightwarden.lib.fsutil import atomic_write
 
 
-def passphrase(cfg: dict, confirm: bool = False) -> bytes:
-    path = cfg["passphrase_file"]
+def passphrase(cfg, confirm: bool = False) -> bytes:
+    path = cfg.passphrase_file
     if path:
         try:
             return Path(path).read_bytes().rstrip(b"\n")
         except OSError as e:
             raise NoInputError(f"{path}: cannot read the passphrase file: {e.strerror}") from None
-    env = cfg["passphrase_env"]
+    env = cfg.passphrase_env
     if env and os.environ.get(env):
         return os.environ[env].encode()
     if not sys.stdin.isatty():

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nightwarden.lib.errors import ConfigError
 
 ATTRS = ("type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime", "target",
          "sha256", "xattrs", "acl", "caps", "flags")
@@ -28,23 +27,14 @@ class Rule:
 
 class Policy:
     def __init__(self, config):
-        icfg = config["integrity"]
-        self.paths = [config.sandboxed(p) for p in icfg["paths"]]
-        self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg["excludes"]]
+        icfg = config.integrity
+        self.paths = [config.sandboxed(p) for p in icfg.paths]
+        self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg.excludes]
         self.rules: list[Rule] = []
-        for raw in icfg["rules"]:
-            attrs = set()
-            for a in raw.get("attrs", ["default"]):
-                if a in ("default", "all"):
-                    attrs |= set(ATTRS)
-                elif a in ATTRS:
-                    attrs.add(a)
-                else:
-                    raise ConfigError(f"integrity rule for {raw['path']}: unknown attribute {a!r} "
-                                      f"(known: default, {', '.join(ATTRS)})")
-            self.rules.append(Rule(str(config.sandboxed(raw["path"])).rstrip("/") or "/",
-                                   frozenset(attrs), raw.get("severity", "high"),
-                                   raw.get("growing", False)))
+        for raw in icfg.rules:          # attribute names were checked at config load
+            attrs = set(ATTRS) if {"default", "all"} & set(raw.attrs) else set(raw.attrs)
+            self.rules.append(Rule(str(config.sandboxed(raw.path)).rstrip("/") or "/",
+                                   frozenset(attrs), raw.severity, raw.growing))
         self.rules.sort(key=lambda r: len(r.path), reverse=True)
         self.default = Rule("/", frozenset(ATTRS), "high", False)
         pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.excludes)

@@ -58,11 +58,14 @@ class RateLimitedLog:
 
 
 class Listener:
-    def __init__(self, config, make_blocks, mail: bool = True):
+    def __init__(self, config, make_blocks, mail: bool = True, mode: str = "connect",
+                 reload_from: tuple = (None, None)):
         self.config = config
         self.make_blocks = make_blocks
         self.mailer = mail
-        self.lcfg = config["listener"]
+        self.mode = mode                      # kept across reloads: the sockets stay as they are
+        self.reload_from = reload_from        # (--config, --sandbox) for SIGHUP
+        self.lcfg = config.listener
         self.sel = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
         self.running = True
@@ -73,21 +76,20 @@ class Listener:
         self.digest: list[str] = []
         self.hits = 0
         self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        self.rlog = RateLimitedLog(self.lcfg["log_lines_per_second"])
+        self.rlog = RateLimitedLog(self.lcfg.log_lines_per_second)
         self.responder = Responder(config, make_blocks, self.lcfg)
-        self.policy = make_blocks()                               # for ignore decisions in this thread
+        self.policy = make_blocks(config)                             # for ignore decisions in this thread
         # On nftables with libnftables, the kernel entry is added from this loop, once per pass
         # over the ready sockets for everything that pass found: one in-process transaction
         # (about 0.2 ms), so a sequential scan gets few answers. The responder then records the
         # block in state (and re-adds it, which only refreshes the timeout).
         backend = self.policy.backend
-        self.fast = bool(self.lcfg["block"] and getattr(backend, "in_process", False))
+        self.fast = bool(self.lcfg.block and getattr(backend, "in_process", False))
         self.fast_table = getattr(backend, "table", "")
         self.fast_pending: list[str] = []
-        self.fast_cap = MinuteCap(self.lcfg["max_blocks_per_minute"])
+        self.fast_cap = MinuteCap(self.lcfg.max_blocks_per_minute)
         self.outbox: list[tuple] = []        # for the responder, handed over after the fast path
         self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
-        self.reload_from: tuple = (None, None)                    # (--config, --sandbox) for SIGHUP
 
     # -- sockets -----------------------------------------------------------------------
     def _bind(self, family, kind, addr: str, port: int) -> None:
@@ -126,9 +128,11 @@ class Listener:
 
     def open(self) -> None:
         lcfg = self.lcfg
-        families = [(socket.AF_INET, lcfg["bind4"])] + \
-                   ([(socket.AF_INET6, lcfg["bind6"])] if lcfg["ipv6"] and socket.has_ipv6 else [])
-        if lcfg["mode"] == "advanced":
+        # a sandboxed listener opens no port on the host's real interfaces
+        bind4, bind6 = ("127.0.0.1", "::1") if self.config.sandbox else (lcfg.bind4, lcfg.bind6)
+        families = [(socket.AF_INET, bind4)] + \
+                   ([(socket.AF_INET6, bind6)] if lcfg.ipv6 and socket.has_ipv6 else [])
+        if self.mode == "advanced":
             self.refresh_ports()
             for family, _ in families:
                 self._raw(family, "tcp")
@@ -136,7 +140,7 @@ class Listener:
         else:
             used = {"tcp": ports_in_use("tcp"), "udp": ports_in_use("udp")}
             for proto, kind in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
-                for port in lcfg[f"{proto}_ports"]:
+                for port in getattr(lcfg, f"{proto}_ports"):
                     if port in used[proto]:
                         log.warning("port %d/%s is really in use here: not watched", port, proto)
                         continue
@@ -167,10 +171,10 @@ class Listener:
                     continue
                 return
             try:
-                if self.lcfg["banner"]:
+                if self.lcfg.banner:
                     conn.setblocking(False)
                     try:
-                        conn.send(self.lcfg["banner"].encode() + b"\r\n")
+                        conn.send(self.lcfg.banner.encode() + b"\r\n")
                     except OSError:
                         pass
             finally:
@@ -199,8 +203,8 @@ class Listener:
             self.hit(_plain(addr[0]), port, "udp", "UDP")
 
     def _raw_read(self, sock: socket.socket, family, proto: str) -> None:
-        below = self.lcfg[f"advanced_{proto}_below"]
-        exclude = set(self.lcfg[f"advanced_{proto}_exclude"])
+        below = getattr(self.lcfg, f"advanced_{proto}_below")
+        exclude = set(getattr(self.lcfg, f"advanced_{proto}_exclude"))
         for _ in range(5000):
             try:
                 packet, addr = sock.recvfrom(65535)
@@ -235,12 +239,12 @@ class Listener:
                 self._record(now, src, port, proto, kind)
             return
         entry = self.counts.get(src)
-        if entry is None or now - entry[0] > self.lcfg["trigger_window"]:
+        if entry is None or now - entry[0] > self.lcfg.trigger_window:
             entry = [now, 0]
             self._remember(self.counts, src, entry)
         entry[1] += 1
         self._record(now, src, port, proto, kind)
-        if entry[1] > self.lcfg["scan_trigger"]:
+        if entry[1] > self.lcfg.scan_trigger:
             self._remember(self.decided, src, "blocked")
             self.counts.pop(src, None)
             if self.fast:
@@ -253,7 +257,7 @@ class Listener:
         pending = pending[:self.fast_cap.take(len(pending))]
         if not pending:
             return
-        ttl = self.lcfg["block_ttl"]
+        ttl = self.lcfg.block_ttl
         lines = []
         for family, name in ((4, "temp4"), (6, "temp6")):
             mine = [a for a in pending if (":" in a) == (family == 6)]
@@ -329,11 +333,10 @@ class Listener:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
 
     def reload(self) -> None:
-        from nightwarden.lib import config as configmod
+        from nightwarden.jobs import load_config
         from nightwarden.lib.netaddr import own_addresses
         try:
-            fresh = configmod.load(*self.reload_from)
-            fresh.data["listener"]["mode"] = self.lcfg["mode"]     # sockets stay as they are
+            fresh = load_config(*self.reload_from)
         except Exception as e:
             log.error("reload refused, the old configuration stays: %s", e)
             return
@@ -350,7 +353,7 @@ class Listener:
         sdnotify.notify("READY=1\nSTATUS=watching")
         watchdog = sdnotify.watchdog_interval()
         last_dog = last_flush = last_retry = time.monotonic()
-        log.warning("listening (%s mode) on %d socket(s)", self.lcfg["mode"], len(self.sockets))
+        log.warning("listening (%s mode) on %d socket(s)", self.mode, len(self.sockets))
         while self.running and (until is None or time.monotonic() < until):
             for key, _ in self.sel.select(timeout=0.25):
                 action, arg = key.data
@@ -374,13 +377,13 @@ class Listener:
                 self.reload()
             if self.alerts:
                 self._flush_alerts()
-            if now - last_flush >= self.lcfg["alert_digest_seconds"]:
+            if now - last_flush >= self.lcfg.alert_digest_seconds:
                 last_flush = now
                 self._send_digest()
             if watchdog and now - last_dog >= watchdog:
                 sdnotify.notify("WATCHDOG=1")
                 last_dog = now
-            if self.lcfg["mode"] == "advanced" and now - self.ports_refreshed > 5:
+            if self.mode == "advanced" and now - self.ports_refreshed > 5:
                 self.refresh_ports()
             if self.unbound and now - last_retry > 30:
                 last_retry = now

@@ -8,19 +8,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from datetime import datetime
 from pathlib import Path
 
 from nightwarden.lib.fsutil import atomic_write
 from nightwarden.lib.logsetup import get
+from nightwarden.lib.portsentry import format_line
 
 log = get("listener")
-
-
-def portsentry_line(when: float, ip: str, port: int, proto: str, action: str = "Blocked") -> str:
-    """PortSentry 1.2's history format."""
-    stamp = datetime.fromtimestamp(when).strftime("%m/%d/%Y %H:%M:%S")
-    return f"{int(when)} - {stamp} Host: {ip}/{ip} Port: {port} {proto.upper()} {action}\n"
 
 
 class MinuteCap:
@@ -48,21 +42,21 @@ class Responder(threading.Thread):
         self.lcfg = lcfg
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.cap = MinuteCap(lcfg["max_blocks_per_minute"])
+        self.cap = MinuteCap(lcfg.max_blocks_per_minute)
         self.capped = 0
         self.blocked = 0
         self.applied: dict[str, float] = {}     # address -> when its block was in place (bench, tests)
         self.children: list[subprocess.Popen] = []
-        self.history = config.state_dir / "portsentry.history" if not lcfg["history_file"] \
-            else Path(lcfg["history_file"])
-        self.blocked_file = config.state_dir / "portsentry.blocked" if not lcfg["blocked_file"] \
-            else Path(lcfg["blocked_file"])
+        self.history = config.state_dir / "portsentry.history" if not lcfg.history_file \
+            else Path(lcfg.history_file)
+        self.blocked_file = config.state_dir / "portsentry.blocked" if not lcfg.blocked_file \
+            else Path(lcfg.blocked_file)
 
     def submit(self, item: tuple) -> None:
         self.queue.put(item)
 
     def run(self) -> None:
-        mgr = self.make_blocks()
+        mgr = self.make_blocks(self.config)
         while not (self.stopping.is_set() and self.queue.empty()):
             try:
                 first = self.queue.get(timeout=0.2)
@@ -88,10 +82,8 @@ class Responder(threading.Thread):
             self._block(mgr, blocks)
         if hits:
             with mgr.state:
-                mgr.state.db.executemany(
-                    "INSERT INTO events(time, kind, address, port, proto, source, detail)"
-                    " VALUES (?, 'scan', ?, ?, ?, 'listener', ?)",
-                    [(t, ip, port, proto, f'{{"type": "{kind}"}}') for _, t, ip, port, proto, kind in hits])
+                mgr.state.add_events([(t, "scan", ip, port, proto, "listener", {"type": kind})
+                                      for _, t, ip, port, proto, kind in hits])
         for item in items:
             if item[0] == "reload":
                 mgr._lists = None
@@ -105,7 +97,7 @@ class Responder(threading.Thread):
             Mailer(self.config).alert("portscan", {
                 "ip": f"{len(sources)} source(s)", "scantype": "see below", "ports": "see below",
                 "hits": len(lines), "hitlines": lines[:500],
-                "temp": f"for {self.lcfg['block_ttl']} s" if self.lcfg["block"] else "no (block = false)"})
+                "temp": f"for {self.lcfg.block_ttl} s" if self.lcfg.block else "no (block = false)"})
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
 
@@ -118,11 +110,11 @@ class Responder(threading.Thread):
         if len(unique) > room:
             self.capped += len(unique) - room
             log.warning("block cap of %d a minute reached: %d source(s) recorded, not blocked",
-                        self.lcfg["max_blocks_per_minute"], len(unique) - room)
+                        self.lcfg.max_blocks_per_minute, len(unique) - room)
         if not chosen:
             return
-        if self.lcfg["block"]:
-            result = mgr.block([ip for ip, _ in chosen], ttl=self.lcfg["block_ttl"],
+        if self.lcfg.block:
+            result = mgr.block([ip for ip, _ in chosen], ttl=self.lcfg.block_ttl,
                                reason="port scan", source="listener", strict=False)
             done = time.time()
             added = {str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
@@ -141,7 +133,7 @@ class Responder(threading.Thread):
         try:
             with open(self.history, "a") as hist, open(self.blocked_file, "a") as blk:
                 for ip, (when, port, proto, kind) in chosen:
-                    line = portsentry_line(when, ip, port, proto, "Blocked" if ip in added else "Detected")
+                    line = format_line(when, ip, port, proto, "Blocked" if ip in added else "Detected")
                     hist.write(line)
                     if ip in added:
                         blk.write(line)
@@ -149,7 +141,7 @@ class Responder(threading.Thread):
             log.warning("cannot write the history files: %s", e.strerror)
 
     def _hosts_deny(self, ips: list[str]) -> None:
-        path = self.lcfg["hosts_deny"]
+        path = self.lcfg.hosts_deny
         if not path or not ips:
             return
         path = Path(path)
@@ -165,7 +157,7 @@ class Responder(threading.Thread):
             atomic_write(path, text.encode(), 0o644)
 
     def _commands(self, chosen) -> None:
-        argv = self.lcfg["run_command"]
+        argv = self.lcfg.run_command
         if not argv:
             return
         for ip, (when, port, proto, kind) in chosen:

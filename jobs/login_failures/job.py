@@ -10,6 +10,8 @@ import time
 
 from nightwarden.lib.runner import Result
 
+from .store import AttemptStore
+
 NAME = "login-failures"
 
 
@@ -30,13 +32,13 @@ def _minutes(series, since: float):
 def run(ctx) -> Result:
     from . import reading
 
-    cfg = ctx.config["logins"]
+    cfg = ctx.config.logins
     now = time.time()
-    windows = {svc: cfg["intervals"].get(svc) or cfg["interval"] for svc in cfg["limits"]}
-    since = now - max([cfg["interval"], *windows.values()])
+    windows = {svc: cfg.intervals.get(svc) or cfg.interval for svc in cfg.limits}
+    since = now - max([cfg.interval, *windows.values()])
     sources = reading.configured(ctx.config)
     if not sources:
-        ctx.say("no log source present (see reading.sources)")
+        ctx.say("no log source present (see logins.sources)")
         return Result(0, "no log source present")
     scans = [reading.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
     _log_problems(ctx, scans)
@@ -45,7 +47,7 @@ def run(ctx) -> Result:
     if not ctx.dry_run:
         _record(ctx, scans, rows, since)
     blocked, skipped = _block(ctx, due)
-    if blocked and cfg["alert"] and not getattr(ctx.args, "no_mail", False):
+    if blocked and cfg.alert and not getattr(ctx.args, "no_mail", False):
         for item in blocked:
             _alert(ctx, scans, windows, *item)
     problems = [s.error for s in scans if s.error]
@@ -71,17 +73,15 @@ def _log_problems(ctx, scans) -> None:
 def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> list:
     """(service, address, [failures, first, last]) at or over the service's limit, counting
     what state holds and what this run found, each service within its own window."""
-    cfg = ctx.config["logins"]
+    cfg = ctx.config.logins
     window: dict = {}
-    stored = ctx.state.db.execute("SELECT service, address, time, count FROM login_attempts"
-                                  " WHERE time >= ?", (since,)).fetchall()
-    for service, addr, t, n in [tuple(r) for r in stored] + rows:
-        if t < now - windows.get(service, cfg["interval"]):
+    for service, addr, t, n in AttemptStore(ctx.state).since(since) + rows:
+        if t < now - windows.get(service, cfg.interval):
             continue
         w = window.setdefault((service, addr), [0, t, t])
         w[0] += n
         w[1], w[2] = min(w[1], t), max(w[2], t)
-    limits = cfg["limits"]
+    limits = cfg.limits
     return sorted(((svc, addr, w) for (svc, addr), w in window.items()
                    if limits.get(svc) and w[0] >= limits[svc]), key=lambda x: -x[2][0])
 
@@ -89,9 +89,10 @@ def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> li
 def _record(ctx, scans, rows: list, since: float) -> None:
     """The attempts and the new cursors in one transaction: a crash before it reads the same
     lines again, after it nothing is counted twice."""
+    attempts = AttemptStore(ctx.state)
     with ctx.state:
-        ctx.state.add_attempts(rows)
-        ctx.state.prune_attempts(since)
+        attempts.add(rows)
+        attempts.prune(since)
         for s in scans:
             if not s.error and s.cursor is not None:
                 ctx.state.set_cursor(s.source.key, s.cursor)
@@ -103,25 +104,25 @@ def _record(ctx, scans, rows: list, since: float) -> None:
 
 
 def _block(ctx, due: list) -> tuple[list, list]:
-    cfg = ctx.config["logins"]
+    cfg = ctx.config.logins
     blocked, skipped = [], []
-    if due and cfg["block"] and not ctx.dry_run:
+    if due and cfg.block and not ctx.dry_run:
         ctx.blocks.ensure_ready()
     for service, addr, (failures, first, last) in due:
         if ctx.state.active_block(addr) is not None:
             continue
         reason = f"{service}: {failures} login failures in {int(last - first)} s"
-        if not cfg["block"]:
-            skipped.append((addr, "blocking is off (reading.block)"))
+        if not cfg.block:
+            skipped.append((addr, "blocking is off (logins.block)"))
             continue
         if ctx.dry_run:
             why = ctx.blocks.refusal(ctx.blocks.parse_all([addr])[0])
             ctx.say(f"dry run: would block {addr} ({reason})" + (f"; refused: {why}" if why else ""))
             continue
-        result = ctx.blocks.block([addr], ttl=cfg["block_ttl"], reason=reason,
+        result = ctx.blocks.block([addr], ttl=cfg.block_ttl, reason=reason,
                                   source="login-failures", strict=False)
         with ctx.state:
-            ctx.state.clear_attempts(service, addr)
+            AttemptStore(ctx.state).clear(service, addr)
             if result.refused:
                 skipped.append((addr, result.refused[0][1]))
                 ctx.state.add_event("login_ignored", addr, source=service, failures=failures,
@@ -141,17 +142,17 @@ def _alert(ctx, scans, windows: dict, service: str, addr: str, failures: int, fi
     """lfd's alert: IP, service, failures, interval, how it is blocked, the log lines."""
     from . import reading
 
-    cfg = ctx.config["logins"]
+    cfg = ctx.config.logins
     text = []
     for s in scans:
         for raw in (addr.encode(), f"::ffff:{addr}".encode()):
-            text += reading.sample_lines(s, raw, cfg["alert_lines"])
+            text += reading.sample_lines(s, raw, cfg.alert_lines)
     clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))   # noqa: E731
     ctx.mailer.alert("alert", {
         "ip": addr, "service": service, "count": failures,
         "text": f"{failures} failures from {clock(first)} to {clock(last)}",
-        "interval": windows.get(service, cfg["interval"]),
-        "block": (f"temporary, {cfg['block_ttl']} s (escalates after "
-                  f"{ctx.config['blocks']['perm_block_count']} blocks)"
-                  if cfg["block_ttl"] else "until purged"),
-        "loglines": "\n".join(text[-cfg["alert_lines"]:]) or "(not available)"})
+        "interval": windows.get(service, cfg.interval),
+        "block": (f"temporary, {cfg.block_ttl} s (escalates after "
+                  f"{ctx.config.blocks.perm_block_count} blocks)"
+                  if cfg.block_ttl else "until purged"),
+        "loglines": "\n".join(text[-cfg.alert_lines:]) or "(not available)"})

@@ -50,20 +50,19 @@ class SourceScan:
 
 def configured(config) -> list[Source]:
     """The file sources that exist, then the journal when configured or needed."""
-    cfg = config["logins"]
+    cfg = config.logins
     out: list[Source] = []
-    for spec in cfg["sources"]:
-        path = config.sandboxed(spec["path"])
+    for spec in cfg.sources:
+        path = config.sandboxed(spec.path)
         if not os.path.lexists(path):
             log.debug("%s: not present, skipped", path)
             continue
-        out.append(Source(str(path), path, spec.get("format", "auto"),
-                          list(spec.get("services", rules.SERVICES)), False))
-    use_journal = cfg["journal"] == "yes" or (
-        cfg["journal"] == "auto" and config.sandbox is None
-        and not any("sshd" in s.services for s in out) and shutil.which(cfg["journal_command"][0]))
+        out.append(Source(str(path), path, spec.format, list(spec.services or rules.SERVICES), False))
+    use_journal = cfg.journal == "yes" or (
+        cfg.journal == "auto" and config.sandbox is None
+        and not any("sshd" in s.services for s in out) and shutil.which(cfg.journal_command[0]))
     if use_journal:
-        out.append(Source("journal", None, "rfc3339", list(cfg["journal_services"]), True))
+        out.append(Source("journal", None, "rfc3339", list(cfg.journal_services), True))
     return out
 
 
@@ -103,7 +102,7 @@ def _scan_journal(source: Source, out: SourceScan, command: list[str], after: st
     if batch.text:
         compiled = rules.compile_rules("rfc3339", source.services, known=full, users=full)
         counting.Scanner(compiled, out.tally, reference,
-                        config["logins"]["resolution"]).scan(b"\n" + batch.text)
+                        config.logins.resolution).scan(b"\n" + batch.text)
         out.parts.append(batch.text)
     return batch
 
@@ -111,14 +110,14 @@ def _scan_journal(source: Source, out: SourceScan, command: list[str], after: st
 def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
     """Everything the source gained since `cursor`. The new cursor is in the result; the
     caller stores it once what was found is safely recorded."""
-    cfg = config["logins"]
+    cfg = config.logins
     cursor = cursor or {}
     out = SourceScan(source, counting.Tally())
     out.tally.restore(cursor.get("conns"))
     if source.path is None:
-        command = list(cfg["journal_command"])
+        command = list(cfg.journal_command)
         if cursor.get("cursor") is None:
-            command.append(f"--since=-{cfg['interval']}s")
+            command.append(f"--since=-{cfg.interval}s")
         batch = _scan_journal(source, out, command, cursor.get("cursor"), config, time.time(), False)
         if batch is not None:
             out.cursor = {"cursor": batch.cursor, "conns": out.tally.state()}
@@ -127,7 +126,7 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
         plan = sources.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
         out.fmt = _format(source)
         out.lost = plan.lost
-        _scan_parts(source, out, plan.parts, cfg["resolution"], False)
+        _scan_parts(source, out, plan.parts, cfg.resolution, False)
         out.cursor = sources.cursor_after(source.path, plan.parts[-1])
         out.cursor["conns"] = out.tally.state()
     except (NightwardenError, OSError) as e:
@@ -140,7 +139,7 @@ def scan_period(source: Source, since: float, until: float, config) -> SourceSca
     oldest first, lines from `since` to `until`, with the understood-line count."""
     out = SourceScan(source, counting.Tally(want_users=True))
     if source.path is None:
-        command = list(config["logins"]["journal_command"]) + [f"--since=@{int(since)}",
+        command = list(config.logins.journal_command) + [f"--since=@{int(since)}",
                                                                 f"--until=@{int(until)}"]
         _scan_journal(source, out, command, None, config, until, True)
         return out
@@ -149,7 +148,7 @@ def scan_period(source: Source, since: float, until: float, config) -> SourceSca
         files = [p for p in reversed(sources.siblings(source.path))
                  if p.stat().st_mtime >= since] + [source.path]
         parts = [sources.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
-        _scan_parts(source, out, parts, config["logins"]["resolution"], True, since, until)
+        _scan_parts(source, out, parts, config.logins.resolution, True, since, until)
     except (NightwardenError, OSError) as e:
         out.error = getattr(e, "message", None) or f"{source.path}: {e}"
     return out

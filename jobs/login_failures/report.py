@@ -91,7 +91,7 @@ def _sources(scans) -> dict:
         for line in s.forged[:5]:
             notes.append(f"forged: {line}")
     if not scans:
-        notes.append("no log source present (see reading.sources)")
+        notes.append("no log source present (see logins.sources)")
     return {"title": "Log sources", "headers": ["source", "format", "trust", "lines", "understood",
                                                 "not understood", "problem"],
             "rows": rows, "note": "\n".join(notes)}

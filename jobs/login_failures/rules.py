@@ -245,6 +245,13 @@ class Compiled:
         return None
 
 
+def services_without_rules(fmt_name: str, services: list[str]) -> list[str]:
+    """The services that have no rule in this format ("auto" stands for the syslog
+    formats): a source configured with one of them would never match a line."""
+    name = "rfc3164" if fmt_name == "auto" else fmt_name
+    return [s for s in services if not select(name, [s], False)]
+
+
 def select(fmt_name: str, services: list[str], known: bool) -> list[Rule]:
     fmt = FORMATS[fmt_name]
     out = []

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from nightwarden.lib.errors import CantCreateError, DataError, NoInputError
 from nightwarden.lib.fsutil import ensure_dir
+
+from .settings import archive_dir
+from .store import QuarantineStore
 from .sweep import Finding
 from .sweep import Handler
 
@@ -80,24 +83,19 @@ class Quarantine(Handler):
         self.archive_file = None
         self.archive_name = ""
         # sweeps run every few minutes: say what is only reported once, not at every sweep
-        self.reported = {(bytes(r[0]), r[1], r[2]) for r in state.db.execute(
-            "SELECT path, size, mtime FROM quarantine WHERE action LIKE 'reported%'")}
+        self.store = QuarantineStore(state)
+        self.reported = self.store.reported()
 
     def _new(self, finding: Finding) -> bool:
         return (finding.path, finding.st.st_size, finding.st.st_mtime) not in self.reported
 
     # -- the archive -------------------------------------------------------------
     def _open_archive(self) -> None:
-        qdir = ensure_dir(self.config.quarantine_dir(), 0o700)
-        row = self.state.db.execute("SELECT name, committed FROM archives ORDER BY created DESC,"
-                                    " name DESC LIMIT 1").fetchone()
-        limit = self.config["quarantine"]["archive_max_size"]
+        qdir = ensure_dir(archive_dir(self.config), 0o700)
+        row = self.store.current_archive()
+        limit = self.config.quarantine.archive_max_size
         if row is None or row["committed"] >= limit:
-            number = 1 + self.state.db.execute("SELECT COUNT(*) FROM archives").fetchone()[0]
-            name, committed = f"quarantine-{number:04d}.tar", 0
-            with self.state:
-                self.state.db.execute("INSERT INTO archives(name, committed, created) VALUES (?,?,?)",
-                                      (name, 0, time.time()))
+            name, committed = self.store.new_archive(), 0
         else:
             name, committed = row["name"], row["committed"]
         path = qdir / name
@@ -141,7 +139,7 @@ class Quarantine(Handler):
             self.report(finding)
             return
         digest = hashlib.sha256()
-        with tempfile.SpooledTemporaryFile(max_size=CHUNK, dir=self.config.quarantine_dir()) as copy:
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK, dir=archive_dir(self.config)) as copy:
             offset = 0
             while True:                                 # read through the verified descriptor
                 chunk = os.pread(fd, CHUNK, offset)
@@ -195,8 +193,7 @@ class Quarantine(Handler):
                 for r in self.pending:
                     self._record(r, now)
                 if self.tar is not None:
-                    self.state.db.execute("UPDATE archives SET committed = ? WHERE name = ?",
-                                          (self.tar.offset, self.archive_name))
+                    self.store.set_committed(self.archive_name, self.tar.offset)
         for r in self.pending:
             if r.unlink is not None:
                 self._remove(r)
@@ -205,15 +202,12 @@ class Quarantine(Handler):
 
     def _record(self, r: Record, now: float) -> None:
         st = r.finding.st
-        self.state.db.execute(
-            "INSERT INTO quarantine(time, path, kind, reason, action, archive, member, member_offset,"
-            " sha256, size, uid, gid, owner, mode, mtime, link_target) VALUES"
-            " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (now, r.finding.path, r.finding.kind, "; ".join(r.finding.reasons), r.action,
-             self.archive_name if r.member else None,
-             os.fsencode(r.member) if r.member else None, r.member_offset, r.sha256, st.st_size,
-             st.st_uid, st.st_gid, _owner(st.st_uid), stat.S_IMODE(st.st_mode), st.st_mtime,
-             r.finding.link_target))
+        self.store.add(
+            time=now, path=r.finding.path, kind=r.finding.kind, reason="; ".join(r.finding.reasons),
+            action=r.action, archive=self.archive_name if r.member else None,
+            member=os.fsencode(r.member) if r.member else None, member_offset=r.member_offset,
+            sha256=r.sha256, size=st.st_size, uid=st.st_uid, gid=st.st_gid, owner=_owner(st.st_uid),
+            mode=stat.S_IMODE(st.st_mode), mtime=st.st_mtime, link_target=r.finding.link_target)
 
     @staticmethod
     def _remove(r: Record) -> None:
@@ -246,14 +240,14 @@ def shown(path: bytes) -> str:
 
 
 def get_row(state, ident: int):
-    row = state.db.execute("SELECT * FROM quarantine WHERE id = ?", (ident,)).fetchone()
+    row = QuarantineStore(state).get(ident)
     if row is None:
         raise NoInputError(f"no quarantine entry with id {ident}")
     return row
 
 
 def read_member(config, row) -> tuple[tarfile.TarInfo, bytes]:
-    path = config.quarantine_dir() / row["archive"]
+    path = archive_dir(config) / row["archive"]
     try:
         with tarfile.open(path, "r", format=tarfile.GNU_FORMAT, encoding="utf-8",
                           errors="surrogateescape") as tar:
@@ -335,6 +329,5 @@ def restore(config, state, ident: int, to: Path | None = None) -> bytes:
         raise CantCreateError(f"{shown(target)}: {e.strerror}") from None
     finally:
         os.close(dfd)
-    with state:
-        state.db.execute("UPDATE quarantine SET restored = ? WHERE id = ?", (time.time(), ident))
+    QuarantineStore(state).mark_restored(ident)
     return target

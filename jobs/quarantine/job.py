@@ -35,19 +35,19 @@ def run(ctx) -> Result:
 
 def sweep(ctx) -> Result:
     from . import ignore
-    from .archive import Quarantine
-    from .archive import shown
+    from .archive import Quarantine, shown
+    from .settings import ignore_files, watched_dirs
     from .sweep import Sweep
 
-    qcfg = ctx.config["quarantine"]
-    report_only = qcfg["mode"] == "report" or getattr(ctx.args, "report_only", False)
-    ignore = ignore.load(ctx.config.fignore_files())
-    for error in ignore.errors:
+    qcfg = ctx.config.quarantine
+    report_only = qcfg.mode == "report" or getattr(ctx.args, "report_only", False)
+    rules = ignore.load(ignore_files(ctx.config))
+    for error in rules.errors:
         ctx.log.warning("%s", error)
     handler = Quarantine(ctx.config, ctx.state, report_only, ctx.dry_run)
-    walker = Sweep(qcfg, ignore, handler)
+    walker = Sweep(qcfg, rules, handler)
     try:
-        stats = walker.run(ctx.config.watched_dirs())
+        stats = walker.run(watched_dirs(ctx.config))
     finally:
         handler.close()
     records = handler.outcome.records
@@ -80,7 +80,8 @@ def list_entries(ctx) -> Result:
     from tabulate import tabulate
 
     from .archive import shown
-    rows = ctx.state.db.execute("SELECT * FROM quarantine ORDER BY id").fetchall()
+    from .store import QuarantineStore
+    rows = QuarantineStore(ctx.state).all()
     table = [[r["id"], _when(r["time"]), shown(bytes(r["path"]))[:60], r["owner"], r["action"][:30],
               r["reason"][:40], "yes" if r["restored"] else ""] for r in rows]
     ctx.say(tabulate(table, ["id", "time", "path", "owner", "action", "reason", "restored"])
@@ -89,8 +90,8 @@ def list_entries(ctx) -> Result:
 
 
 def show(ctx) -> Result:
-    from .archive import get_row
-    from .archive import shown
+    from .archive import get_row, shown
+    from .settings import archive_dir
     r = get_row(ctx.state, ctx.args.id)
     fields = [("id", r["id"]), ("time", _when(r["time"])), ("path", shown(bytes(r["path"]))),
               ("kind", r["kind"]), ("reason", r["reason"]), ("action", r["action"]),
@@ -98,7 +99,7 @@ def show(ctx) -> Result:
               ("mode", oct(r["mode"] or 0)), ("size", r["size"]), ("mtime", _when(r["mtime"])),
               ("sha256", r["sha256"] or "-"),
               ("link target", shown(bytes(r["link_target"])) if r["link_target"] else "-"),
-              ("archive", f"{ctx.config.quarantine_dir() / r['archive']} "
+              ("archive", f"{archive_dir(ctx.config) / r['archive']} "
                           f"(member {shown(bytes(r['member']))})" if r["archive"] else "-"),
               ("restored", _when(r["restored"]) if r["restored"] else "no")]
     for key, value in fields:

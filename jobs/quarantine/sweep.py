@@ -50,9 +50,9 @@ class Detector:
     """The detection rules, each with the reason it gives."""
 
     def __init__(self, qcfg: dict):
-        self.rules = set(qcfg["rules"])
-        self.extensions = tuple(e.lower().encode() for e in qcfg["extensions"])
-        self.exploits = [n.lower().encode() for n in qcfg["exploit_names"]]
+        self.rules = set(qcfg.rules)
+        self.extensions = tuple(e.lower().encode() for e in qcfg.extensions)
+        self.exploits = [n.lower().encode() for n in qcfg.exploit_names]
 
     def by_name(self, name: bytes, kind: str) -> list[str]:
         reasons = []
@@ -111,7 +111,7 @@ class Sweep:
         self.deadline = 0.0
 
     def run(self, roots: list[Path]) -> SweepStats:
-        self.deadline = time.monotonic() + self.cfg["time_limit"]
+        self.deadline = time.monotonic() + self.cfg.time_limit
         seen: set[tuple[int, int]] = set()
         for root in roots:
             try:
@@ -136,7 +136,7 @@ class Sweep:
 
     def _limit_hit(self) -> bool:
         if time.monotonic() > self.deadline:
-            self.stats.stopped = f"time limit of {self.cfg['time_limit']} s reached"
+            self.stats.stopped = f"time limit of {self.cfg.time_limit} s reached"
         return bool(self.stats.stopped)
 
     def _walk(self, dfd: int, dpath: bytes, dev: int, depth: int, hidden: bytes | None) -> None:
@@ -158,7 +158,7 @@ class Sweep:
                 continue                                 # vanished: nothing to do
             bname = os.fsencode(name)
             path = dpath.rstrip(b"/") + b"/" + bname
-            if self.ignore.ignores(path, st.st_uid) or (self.cfg["ignore_root"] and st.st_uid == 0
+            if self.ignore.ignores(path, st.st_uid) or (self.cfg.ignore_root and st.st_uid == 0
                                                         and not stat.S_ISDIR(st.st_mode)):
                 self.stats.ignored += 1
                 continue
@@ -185,11 +185,11 @@ class Sweep:
         if st.st_dev != dev:
             self.stats.skipped.append(f"{shown}: another file system; not entered")
             return
-        if depth + 1 > self.cfg["max_depth"]:
-            self.stats.skipped.append(f"{shown}: deeper than {self.cfg['max_depth']} levels; not entered")
+        if depth + 1 > self.cfg.max_depth:
+            self.stats.skipped.append(f"{shown}: deeper than {self.cfg.max_depth} levels; not entered")
             return
         reasons = self.detector.by_name(bname, "dir")
-        if reasons and not (self.cfg["ignore_root"] and st.st_uid == 0):
+        if reasons and not (self.cfg.ignore_root and st.st_uid == 0):
             finding = Finding(path, "dir", reasons, st)
             self._found(finding)
             self.handler.report(finding)
@@ -220,7 +220,7 @@ class Sweep:
             return
         finding = Finding(path, "symlink", [f"symbolic link to {target}"], st, os.fsencode(target))
         self._found(finding)
-        if self.stats.findings > self.cfg["max_files"]:
+        if self.stats.findings > self.cfg.max_files:
             self.handler.over_limit(finding)
         else:
             self.handler.symlink(dfd, name, finding)
@@ -248,9 +248,9 @@ class Sweep:
                 return
             finding = Finding(path, "file", reasons, st)
             self._found(finding)
-            if self.stats.findings > self.cfg["max_files"]:
+            if self.stats.findings > self.cfg.max_files:
                 self.handler.over_limit(finding)
-            elif st.st_size > self.cfg["max_size"]:
+            elif st.st_size > self.cfg.max_size:
                 self.handler.too_large(finding, fd)
             else:
                 self.handler.file(dfd, name, finding, fd)

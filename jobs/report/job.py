@@ -111,8 +111,8 @@ def quarantine_section(state, since: float, until: float) -> Section:
     from nightwarden.jobs.quarantine.archive import shown
 
     sec = Section("Suspicious files", ["time", "path", "owner", "reason", "action"])
-    for r in state.db.execute("SELECT * FROM quarantine WHERE time >= ? AND time < ? ORDER BY id",
-                              (since, until)):
+    from nightwarden.jobs.quarantine.store import QuarantineStore
+    for r in QuarantineStore(state).between(since, until):
         sec.rows.append([fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"],
                          r["reason"][:50], r["action"]])
     return sec
@@ -133,13 +133,7 @@ def integrity_section(state, since: float, until: float) -> Section:
 def scans_section(state, since: float, until: float) -> Section:
     sec = Section("Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last",
                                            "blocked now"])
-    rows = state.db.execute(
-        "SELECT address, COUNT(*) AS hits, COUNT(DISTINCT port) AS ports,"
-        " GROUP_CONCAT(DISTINCT proto) AS protos, MIN(time) AS first, MAX(time) AS last"
-        " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?"
-        " GROUP BY address ORDER BY hits DESC LIMIT 20", (since, until)).fetchall()
-    total = state.db.execute("SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan'"
-                             " AND time >= ? AND time < ?", (since, until)).fetchone()[0]
+    rows, total = state.scan_sources(since, until, 20)
     for r in rows:
         sec.rows.append([r["address"], r["hits"], r["ports"], r["protos"] or "", fmt_time(r["first"]),
                          fmt_time(r["last"]), "yes" if state.active_block(r["address"]) else "no"])
@@ -208,11 +202,9 @@ def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
 def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]:
     """The scan-history charts of the period (saved beside the report), for the mail.
     pandas and matplotlib are loaded only when the period has scans."""
-    if not ctx.config["history"]["charts"]:
+    if not ctx.config.history.charts:
         return {}
-    count = ctx.state.db.execute("SELECT COUNT(*) FROM events WHERE kind = 'scan' AND time >= ?"
-                                 " AND time < ?", (since, until)).fetchone()[0]
-    if not count:
+    if not ctx.state.count_events("scan", since, until):
         return {}
     from nightwarden.jobs.scan_history.job import build
     from nightwarden.jobs.scan_history import analysis
@@ -226,7 +218,7 @@ def run(ctx) -> Result:
     args = ctx.args
     now = time.time()
     until = parse_when(args.until, now) if args and args.until else now
-    hours = ctx.config["report"]["period_hours"]
+    hours = ctx.config.report.period_hours
     since = parse_when(args.since, now) if args and args.since else until - hours * 3600
     if since >= until:
         raise UsageError("--since must be before --until")

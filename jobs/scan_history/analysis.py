@@ -1,158 +1,19 @@
-"""Scan history: PortSentry history files (1.2 and 2.x formats) brought into state, and the
-analysis (pandas) of what the listener saw: top sources, ports and subnets, scan types,
+"""The analysis (pandas) of what the listener saw: top sources, ports and subnets, scan types,
 trends, change against the previous period, repeat offenders, danger levels (as psad's) and
-recommendations. pandas is imported only by the functions that need it."""
+recommendations, and the charts. pandas is imported only by the functions that need it."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-# PortSentry 1.2: "1700000000 - 11/14/2023 22:13:20 Host: name/1.2.3.4 Port: 23 TCP Blocked"
-V12 = re.compile(r"^(\d+) - \d\d/\d\d/\d{4} \d\d:\d\d:\d\d Host: (\S*)/(\S+) Port: (\d+) (TCP|UDP) (\w+)\s*$")
-# PortSentry 2.x: "2024-01-02T03:04:05+00:00 Scan from: [1.2.3.4] (host) protocol: [TCP] port: [23]
-#                  type: [Connect] ... blocked: [true]"
-V2 = re.compile(r"^(\S+) Scan from: \[([^\]]+)\] \(([^)]*)\) protocol: \[(TCP|UDP)\] port: \[(\d+)\]"
-                r"(?:.*?type: \[([^\]]*)\])?(?:.*?blocked: \[(\w+)\])?")
 # psad's default danger thresholds (packets) for levels 1 to 5
 DANGER = (5, 15, 150, 1500, 10000)
 
 
-@dataclass
-class Imported:
-    rows: list[tuple] = field(default_factory=list)     # (time, address, port, proto, type, blocked)
-    errors: list[str] = field(default_factory=list)
-
-
-def parse_line(line: str) -> tuple | None:
-    m = V12.match(line)
-    if m:
-        epoch, _, ip, port, proto, action = m.groups()
-        return float(epoch), ip, int(port), proto.lower(), "connect", action == "Blocked"
-    m = V2.match(line)
-    if m:
-        stamp, ip, _, proto, port, kind, blocked = m.groups()
-        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        kind = (kind or "connect").strip()
-        kind = "connect" if kind.lower() == "connect" else kind.upper()
-        return when, ip, int(port), proto.lower(), kind, blocked == "true"
-    return None
-
-
-def read_history(path: Path, start_line: int = 0) -> Imported:
-    """Parse a history file from a line on; a bad line is reported with file:line, skipped."""
-    out = Imported()
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        out.errors.append(f"{path}: cannot read: {e.strerror}")
-        return out
-    for lineno, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
-        if lineno <= start_line or not line.strip():
-            continue
-        try:
-            row = parse_line(line)
-            if row:
-                ipaddress.ip_address(row[1])
-                if not 0 < row[2] < 65536:
-                    raise ValueError("port out of range")
-        except ValueError as e:
-            row = None
-            reason = str(e)
-        else:
-            reason = "not a PortSentry 1.2 or 2.x history line"
-        if row is None:
-            out.errors.append(f"{path}:{lineno}: {reason}; line skipped")
-            continue
-        out.rows.append(row)
-    return out
-
-
-def import_file(state, path: Path) -> tuple[int, list[str]]:
-    """Bring new lines of a history file into state; a cursor remembers how far it got."""
-    key = f"history:{path}"
-    cursor = state.get_cursor(key) or {}
-    try:
-        st = path.stat()
-    except OSError as e:
-        return 0, [f"{path}: cannot read: {e.strerror}"]
-    start = cursor.get("line", 0) if cursor.get("inode") == st.st_ino and \
-        cursor.get("size", 0) <= st.st_size else 0
-    result = read_history(path, start)
-    lines = start + len(result.rows) + len(result.errors)
-    with state:
-        state.db.executemany(
-            "INSERT INTO events(time, kind, address, port, proto, source, detail)"
-            " VALUES (?, 'scan', ?, ?, ?, 'portsentry', ?)",
-            [(t, ip, port, proto, json.dumps({"type": kind, "blocked": blocked}))
-             for t, ip, port, proto, kind, blocked in result.rows])
-        state.set_cursor(key, {"inode": st.st_ino, "size": st.st_size, "line": lines})
-    return len(result.rows), result.errors
-
-
 # -- analysis ----------------------------------------------------------------------------------
 COLUMNS = ["time", "address", "port", "proto", "type"]
-SCAN_SQL = ("SELECT time, address, port, proto, COALESCE(json_extract(detail, '$.type'), 'connect')"
-            " FROM events WHERE kind = 'scan' AND time >= {since!r} AND time < {until!r}")
-
-
-def load(state, since: float, until: float):
-    """The scan events of [since, until) as a DataFrame: time, address, port, proto, type.
-
-    Read column-wise through Arrow when its SQLite driver is installed (a dependency); else
-    the rows come through the sqlite3 module in chunks, each made categorical at once."""
-    import pandas as pd
-
-    sql = SCAN_SQL.format(since=float(since), until=float(until))
-    fast = _load_arrow(state, sql)
-    if fast is not None:
-        return fast
-    cur = state.db.execute(sql)
-    parts = []
-    while True:
-        rows = cur.fetchmany(500_000)
-        if not rows:
-            break
-        parts.append(frame(pd.DataFrame(rows, columns=COLUMNS)))
-    if not parts:
-        return frame(pd.DataFrame(columns=COLUMNS))
-    if len(parts) == 1:
-        return parts[0]
-    from pandas.api.types import union_categoricals
-    out = pd.DataFrame({"time": pd.concat([p["time"] for p in parts], ignore_index=True),
-                        "port": pd.concat([p["port"] for p in parts], ignore_index=True)})
-    for col in ("address", "proto", "type"):
-        out[col] = union_categoricals([p[col] for p in parts])
-    return out[COLUMNS]
-
-
-def _load_arrow(state, sql: str):
-    """Columnar read through ADBC's SQLite driver (Arrow): ten million rows in about ten
-    seconds. None when the driver is not installed."""
-    try:
-        import adbc_driver_sqlite.dbapi as dbapi
-        import pyarrow.compute as pc
-    except ImportError:
-        return None
-    from urllib.parse import quote
-    con = dbapi.connect(f"file:{quote(str(state.path))}?mode=ro")
-    try:
-        cur = con.cursor()
-        cur.execute(sql)
-        table = cur.fetch_arrow_table()
-        cur.close()
-    finally:
-        con.close()
-    table = table.rename_columns(COLUMNS)
-    for name in ("address", "proto", "type"):
-        table = table.set_column(table.schema.get_field_index(name), name,
-                                 pc.dictionary_encode(table.column(name)))
-    # the Arrow buffers are released as the columns move to pandas: a lower peak
-    return frame(table.to_pandas(split_blocks=True, self_destruct=True))
 
 
 def frame(df):
@@ -212,7 +73,7 @@ def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
     """blocks: address -> (times blocked, currently permanent)."""
     import pandas as pd
 
-    top = cfg["top"]
+    top = cfg.top
     tables: dict = {}
     if df.empty:
         summary = {"hits": 0, "sources": 0, "ports": 0, "previous_hits": int(len(previous)),
@@ -255,11 +116,11 @@ def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
                "ports": int(df["port"].nunique()), "previous_hits": int(len(previous)),
                "previous_sources": int(previous["address"].nunique()) if len(previous) else 0}
     permanent = {a for a, b in blocks.items() if b[1]}
-    cands = sources[((sources["danger"] >= cfg["candidate_danger"]) |
-                     (sources["times blocked"] >= cfg["repeat_blocks"]))]
+    cands = sources[((sources["danger"] >= cfg.candidate_danger) |
+                     (sources["times blocked"] >= cfg.repeat_blocks))]
     candidates = [a for a in cands.index if a not in permanent]
     nets24 = tables["Subnets /24"]
-    subnets = [n for n, row in nets24.iterrows() if row["sources"] >= cfg["subnet_min_sources"]]
+    subnets = [n for n, row in nets24.iterrows() if row["sources"] >= cfg.subnet_min_sources]
     return Analysis(tables, summary, candidates, subnets)
 
 

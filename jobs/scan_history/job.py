@@ -55,15 +55,11 @@ SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "
 
 
 def build(ctx, since: float, until: float):
-    from . import analysis
+    from . import analysis, store
     state = ctx.state
-    df = analysis.load(state, since, until)
-    previous = analysis.load(state, since - (until - since), since)
-    blocks: dict = {}
-    for address, count, permanent in state.db.execute(
-            "SELECT address, COUNT(*), MAX(permanent * active) FROM blocks GROUP BY address"):
-        blocks[address] = (count, bool(permanent))
-    return analysis.analyse(df, previous, blocks, ctx.config["history"])
+    df = store.load(state, since, until)
+    previous = store.load(state, since - (until - since), since)
+    return analysis.analyse(df, previous, state.block_counts(), ctx.config.history)
 
 
 def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
@@ -97,19 +93,21 @@ def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str
 
 def run(ctx) -> Result:
     from nightwarden.jobs.report.job import parse_when
-    from . import analysis
     from nightwarden.lib.fsutil import atomic_write
+    from nightwarden.lib.portsentry import read_history
+
+    from . import analysis, importer
 
     args = ctx.args
-    hcfg = ctx.config["history"]
+    hcfg = ctx.config.history
     errors: list[str] = []
-    for path in [*hcfg["import_files"], *(getattr(args, "imports", None) or [])]:
+    for path in [*hcfg.import_files, *(getattr(args, "imports", None) or [])]:
         if ctx.dry_run:
-            found = analysis.read_history(Path(path))
+            found = read_history(Path(path))
             ctx.say(f"dry run: {path}: {len(found.rows)} rows would be imported")
             errors += found.errors
             continue
-        count, errs = analysis.import_file(ctx.state, Path(path))
+        count, errs = importer.import_file(ctx.state, Path(path))
         errors += errs
         ctx.say(f"imported {count} row(s) from {path}")
     for error in errors[:50]:
@@ -117,11 +115,11 @@ def run(ctx) -> Result:
     now = time.time()
     until = parse_when(args.until, now) if args is not None and getattr(args, "until", None) else now
     since = parse_when(args.since, now) if args is not None and getattr(args, "since", None) \
-        else until - hcfg["period_hours"] * 3600
+        else until - hcfg.period_hours * 3600
     seen = build(ctx, since, until)
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     stem = f"scan-history-{stamp}"
-    pngs = analysis.charts(seen, ctx.config.report_dir, stem) if hcfg["charts"] and not ctx.dry_run else {}
+    pngs = analysis.charts(seen, ctx.config.report_dir, stem) if hcfg.charts and not ctx.dry_run else {}
     cids = {name: f"{stem}-{name}" for name in pngs}
     text, body_html, data = render(seen, since, until, cids)
     if not ctx.dry_run:

@@ -20,7 +20,6 @@ COMMANDS = {
     "grep": "everything known about an address",
     "firewall": "set up, inspect or remove nightwarden's firewall rules",
     "mail": "deliver the outbox, or send a test message",
-    "listen": "the resident port-scan listener (PortSentry's job), in the foreground",
     "schedule": "the schedule: show it, render cron.d / systemd timers / logrotate.d, or run it",
     "runs": "the last runs of each job (start, duration, exit code, summary)",
     "install": "put the cron.d, logrotate.d and systemd files in place (say what was done)",
@@ -126,9 +125,6 @@ def build_parser(job: str | None = None) -> Parser:
                            help="systemd timer units instead of the cron.d file")
             p.add_argument("--force", action="store_true",
                            help="replace files that were not installed by nightwarden")
-    p = add("listen", dry)
-    p.add_argument("--mode", choices=["connect", "advanced"], help="override listener.mode")
-    p.add_argument("--no-mail", action="store_true", help="no alert digests")
     return parser
 
 

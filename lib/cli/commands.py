@@ -18,11 +18,12 @@ READ_ONLY = {"jobs", "config", "blocks", "grep", "runs"}
 def dispatch(args) -> int:
     from nightwarden.lib import logsetup
 
-    cfg = configmod.load(getattr(args, "config", None), getattr(args, "sandbox", None))
+    from nightwarden.jobs import load_config
+    cfg = load_config(getattr(args, "config", None), getattr(args, "sandbox", None))
     job = args.command
     logsetup.setup(args.verbosity,
-                   None if (job in READ_ONLY or not cfg["general"]["log_file"]) else cfg.log_dir,
-                   cfg["general"]["log_level"], cfg["general"]["syslog"] and cfg.sandbox is None,
+                   None if (job in READ_ONLY or not cfg.general.log_file) else cfg.log_dir,
+                   cfg.general.log_level, cfg.general.syslog and cfg.sandbox is None,
                    job=job)
     from nightwarden.jobs import JOBS, load
 
@@ -63,9 +64,9 @@ def _left(ts: float | None, now: float) -> str:
 # -- jobs ----------------------------------------------------------------------
 def cmd_jobs(ctx) -> int:
     from nightwarden.jobs import JOBS
-    sched = ctx.config["schedule"]["jobs"]
-    rows = [[j.name, sched.get(j.name, j.schedule) or "off", "yes" if j.daily else "", j.summary]
-            for j in JOBS.values()]
+    sched = ctx.config.schedule.jobs
+    rows = [[j.name, "resident" if j.resident else (sched.get(j.name) or "off"),
+             "yes" if j.daily else "", j.summary] for j in JOBS.values()]
     print(_table(rows, ["job", "schedule (cron)", "daily", "what it does"]))
     return EXIT_OK
 
@@ -138,9 +139,7 @@ def cmd_runs(ctx) -> int:
         raise UsageError(f"unknown job {ctx.args.job!r} (nightwarden jobs lists them)")
     rows = []
     for name in names:
-        last = ctx.state.db.execute("SELECT * FROM runs WHERE job = ? ORDER BY started DESC LIMIT ?",
-                                    (name, max(1, ctx.args.last))).fetchall()
-        for r in reversed(last):
+        for r in ctx.state.last_runs(name, max(1, ctx.args.last)):
             took = (r["ended"] - r["started"]) if r["ended"] else None
             rows.append({"job": name, "started": r["started"], "seconds": took,
                          "exit_code": r["exit_code"], "dry_run": bool(r["dry_run"]),
@@ -196,7 +195,7 @@ def cmd_config(ctx) -> int:
         print(f"# files read: {', '.join(map(str, cfg.files)) or '(none: embedded defaults)'}")
         print(f"# state {cfg.state_dir}, logs {cfg.log_dir}, reports {cfg.report_dir}, "
               f"locks {cfg.run_dir}, lists {cfg.config_dir}")
-        print(configmod.to_toml(cfg.data))
+        print(configmod.to_toml(cfg.as_dict()))
         return EXIT_OK
     from nightwarden.lib.lists import load_lists
     lists = load_lists(cfg)
@@ -205,7 +204,7 @@ def cmd_config(ctx) -> int:
     print(f"configuration: {', '.join(map(str, cfg.files)) or 'embedded defaults'}: OK")
     print(f"lists: {len(lists.allow.entries)} allow, {len(lists.deny.entries)} deny, "
           f"{len(lists.ignore.entries)} ignore entries; {len(lists.errors)} bad line(s) skipped")
-    print(f"firewall backend: {cfg.firewall_backend()}; mail: {cfg['mail']['transport']}")
+    print(f"firewall backend: {cfg.firewall_backend()}; mail: {cfg.mail.transport}")
     return EXIT_DATAERR if lists.errors else EXIT_OK
 
 
@@ -232,7 +231,7 @@ def cmd_block(ctx) -> int:
         ctx.say(f"dry run: would block {', '.join(display(n) for n in nets)}")
         return EXIT_OK
     result = mgr.block(a.addresses, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
-    ttl = ctx.config["firewall"]["default_ttl"] if ttl is None else ttl
+    ttl = ctx.config.firewall.default_ttl if ttl is None else ttl
     how = "permanently" if a.permanent else (f"for {ttl} s" if ttl else "until purged")
     ctx.say(f"blocked {', '.join(display(n) for n in result.added)} {how}")
     return EXIT_OK
@@ -282,9 +281,7 @@ def cmd_blocks(ctx) -> int:
     state = ctx.state
     rows = []
     if ctx.args.all:
-        blocks = state.db.execute("SELECT * FROM blocks ORDER BY created").fetchall()
-        from nightwarden.lib.state import BlockRow
-        blocks = [BlockRow.from_row(r) for r in blocks]
+        blocks = state.all_blocks()
     else:
         blocks = state.active_blocks(now)
     for b in blocks:
@@ -395,42 +392,3 @@ def cmd_mail(ctx) -> int:
     result = mailer.send(msg)
     ctx.say(f"test message {result.status}: {result.where}")
     return EXIT_OK if result.status != "spooled" else EXIT_UNAVAILABLE
-
-
-# -- the listener ------------------------------------------------------------------
-def cmd_listen(ctx) -> int:
-    from nightwarden.lib.blocks import BlockManager
-    from nightwarden.lib.firewall import open_backend
-    from nightwarden.jobs.listener.loop import Listener
-    from nightwarden.lib.lock import LockFile
-    from nightwarden.lib.state import State
-
-    cfg = ctx.config
-    if ctx.args.mode:
-        cfg.data["listener"]["mode"] = ctx.args.mode
-
-    def make_blocks():
-        return BlockManager(cfg, State(cfg.db_path), open_backend(cfg, dry_run=ctx.dry_run))
-
-    lock = LockFile(cfg.run_dir / "listen.lock", "the listener").acquire()
-    try:
-        make_blocks().ensure_ready()          # after a reboot: the base rules and every block
-        listener = Listener(cfg, make_blocks, mail=not ctx.args.no_mail)
-        listener.reload_from = (getattr(ctx.args, "config", None), getattr(ctx.args, "sandbox", None))
-        listener.install_signals()
-        listener.open()
-        scheduler = None
-        if cfg["schedule"]["in_listener"]:           # the only resident process runs the jobs too
-            from nightwarden.lib import schedule
-            scheduler = schedule.scheduler(cfg)
-            scheduler.start()
-            ctx.log.info("scheduler in the listener: %d jobs", len(scheduler.get_jobs()))
-        try:
-            listener.serve()
-        finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
-            listener.shutdown()
-        return EXIT_OK
-    finally:
-        lock.release()

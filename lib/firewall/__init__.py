@@ -42,8 +42,8 @@ def detect() -> tuple[str, list[str]]:
 
 def open_backend(config, dry_run: bool = False) -> Backend:
     """The configured backend (or the detected one for "auto"); a recorder for --dry-run."""
-    fw = config["firewall"]
-    common = dict(prefix=fw["name"], ipv6=fw["ipv6"], lock_timeout=fw["lock_timeout"])
+    fw = config.firewall
+    common = dict(prefix=fw.name, ipv6=fw.ipv6, lock_timeout=fw.lock_timeout)
     choice = config.firewall_backend()
     if dry_run or choice == "dryrun":
         from .dryrun import DryRunBackend

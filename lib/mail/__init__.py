@@ -75,12 +75,12 @@ class Mailer:
     def build(self, template: str, fields: dict, images: dict[str, bytes] | None = None,
               attachments: list[tuple[str, bytes, str]] | None = None) -> EmailMessage:
         """A multipart/alternative message (text, HTML with inline images) from a template."""
-        m = self.config["mail"]
+        m = self.config.mail
         all_fields = {**self.base_fields(), **fields}
-        r = render(template, all_fields, m["templates_dir"], m["html"])
+        r = render(template, all_fields, m.templates_dir, m.html)
         msg = EmailMessage()
-        msg["From"] = m["from"] or r.sender or f"nightwarden@{self.config.hostname}"
-        msg["To"] = m["to"] or r.to or "root"
+        msg["From"] = m.sender or r.sender or f"nightwarden@{self.config.hostname}"
+        msg["To"] = m.to or r.to or "root"
         msg["Subject"] = r.subject
         msg["Date"] = format_datetime(datetime.now(timezone.utc))
         msg["Message-ID"] = make_msgid(domain=self.config.hostname or None)

@@ -136,28 +136,34 @@ class NullTransport(Transport):
 
 
 def read_password(mail_cfg: dict) -> Secret | None:
-    path = mail_cfg["smtp_password_file"]
+    path = mail_cfg.smtp_password_file
     if path:
         try:
             return Secret(Path(path).read_text().strip("\n"))
         except OSError as e:
             raise ConfigError(f"{path}: cannot read the SMTP password file: {e.strerror}") from None
-    env = mail_cfg["smtp_password_env"]
+    env = mail_cfg.smtp_password_env
     if env and env in os.environ:
         return Secret(os.environ[env])
     return None
 
 
 def make_transport(config) -> Transport:
-    m = config["mail"]
-    kind = m["transport"]
+    m = config.mail
+    kind = m.transport
     if kind == "mbox":
-        return MboxTransport(config.mail_path("mbox"))
+        return MboxTransport(mail_path(config, "mbox"))
     if kind == "maildir":
-        return MaildirTransport(config.mail_path("maildir"))
+        return MaildirTransport(mail_path(config, "maildir"))
     if kind == "sendmail":
-        return SendmailTransport(m["sendmail"])
+        return SendmailTransport(m.sendmail)
     if kind == "smtp":
-        return SmtpTransport(m["smtp_host"], m["smtp_port"], m["smtp_security"], m["smtp_user"],
-                             read_password(m), m["smtp_timeout"], m["smtp_cafile"])
+        return SmtpTransport(m.smtp_host, m.smtp_port, m.smtp_security, m.smtp_user,
+                             read_password(m), m.smtp_timeout, m.smtp_cafile)
     return NullTransport()
+
+
+def mail_path(config, kind: str) -> Path:
+    """The mbox file or the Maildir: as configured, or under the state directory."""
+    default = config.state_dir / "mail" / ("mbox" if kind == "mbox" else "Maildir")
+    return config.configured_path(getattr(config.mail, kind), default)

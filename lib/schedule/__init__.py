@@ -30,19 +30,17 @@ class Entry:
 
 def entries(config) -> list[Entry]:
     """The scheduled jobs in registry order; a job whose schedule is "" or "off" is left out."""
-    from nightwarden.jobs import JOBS
     out = []
-    for name, info in JOBS.items():
-        text = config["schedule"]["jobs"].get(name, info.schedule)
+    for name, text in config.schedule.jobs.items():
         if text.strip() in ("", "off"):
             continue
-        out.append(Entry(name, parse(text), info.summary))
+        out.append(Entry(name, parse(text), config.schema.summaries.get(name, "")))
     return out
 
 
 def command(config) -> str:
     """The nightwarden program cron, timers and the scheduler start: absolute, no lookup."""
-    configured = config["schedule"]["command"]
+    configured = config.schedule.command
     if configured:
         return configured
     here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
@@ -80,15 +78,15 @@ def lock_dir(config) -> Path:
 
 def render_cron(config) -> str:
     """The cron.d file: valid for Debian's cron (user field, no dot in the file name)."""
-    sch = config["schedule"]
-    mailto = sch["mailto"] or config["mail"]["to"]
+    sch = config.schedule
+    mailto = sch.mailto or config.mail.to
     lines = [
         "# nightwarden's jobs for /etc/cron.d/nightwarden (no dot in the name: cron skips",
         "# dotted names). Made by `nightwarden schedule cron` from the schedule in the",
         "# configuration ([schedule.jobs]); `nightwarden install` puts it in place.",
         "# flock -n -o: a run still busy is skipped, and a child of the job does not keep the lock.",
         "SHELL=/bin/sh",
-        f"PATH={sch['path']}",
+        f"PATH={sch.path}",
         f"MAILTO={mailto}",
         "",
     ]
@@ -96,7 +94,7 @@ def render_cron(config) -> str:
     for e in entries(config):
         argv = command_line(config, e.job)
         lines.append(f"# {e.job}: {e.summary}")
-        lines.append(f"{' '.join(e.cron.fields):<14} {sch['user']}  flock -n -o "
+        lines.append(f"{' '.join(e.cron.fields):<14} {sch.user}  flock -n -o "
                      f"{_sh(str(locks / (e.job + '.lock')))} {argv}")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,60 @@
+"""The login-failure job's settings ([logins] and its [[logins.sources]])."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from nightwarden.lib.settings import Count, Section, items, table
+
+FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd")
+Service = Literal["sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"]
+BLOCKING = ("sshd", "ftpd", "smtpauth", "pop3d", "imapd", "htaccess", "modsec")
+
+
+class LogSource(Section):
+    """A log file and the services whose wordings are looked for in it. format: auto (rfc3164,
+    rfc3339 or rfc5424, told from the first line), or a daemon's own file format."""
+
+    path: str
+    format: Literal[FORMATS] = "auto"
+    services: list[Service] = items()   # empty: every service
+
+    def __post_init__(self):
+        from .rules import services_without_rules
+        missing = services_without_rules(self.format, self.services)
+        if missing:
+            raise ValueError(f"format {self.format!r} has no rules for {', '.join(missing)}")
+
+
+class LoginSettings(Section):
+    # Files read by `nightwarden login-failures` (a missing file is skipped).
+    sources: list[LogSource] = msgspec.field(default_factory=lambda: [
+        LogSource(path="/var/log/auth.log", services=["sshd", "su", "sudo"]),
+        LogSource(path="/var/log/secure", services=["sshd", "su", "sudo"]),
+        LogSource(path="/var/log/mail.log", services=["imapd", "pop3d", "smtpauth"]),
+        LogSource(path="/var/log/syslog", services=["ftpd"]),
+        LogSource(path="/var/log/vsftpd.log", format="vsftpd", services=["ftpd"]),
+        LogSource(path="/var/log/apache2/error.log", format="apache", services=["htaccess", "modsec"]),
+        LogSource(path="/var/log/nginx/error.log", format="nginx", services=["htaccess", "modsec"]),
+        LogSource(path="/var/log/exim4/mainlog", format="exim", services=["smtpauth"]),
+    ])
+    # The journal: "auto" = when no file source for sshd exists (Debian 12 without rsyslog),
+    # "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
+    journal: Literal["auto", "yes", "no"] = "auto"
+    journal_command: list[str] = items("journalctl", "--output=json", "--no-pager", "--quiet")
+    journal_services: list[Service] = items("sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd")
+    # LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC: this many
+    # failures from one address within `interval` seconds block it. 0 = off.
+    limits: dict[Literal[BLOCKING], Count] = table(sshd=5, ftpd=10, smtpauth=5, pop3d=10, imapd=10,
+                                                  htaccess=5, modsec=5)
+    interval: Count = 3600           # LF_INTERVAL
+    # a window of its own for a service (seconds); 0 = `interval`
+    intervals: dict[Literal[BLOCKING], Count] = table(sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0,
+                                                     htaccess=0, modsec=0)
+    block: bool = True
+    block_ttl: Count = 3600          # temporary; repeated blocks escalate (blocks.perm_block_count)
+    alert: bool = True               # LF_EMAIL_ALERT
+    alert_lines: Count = 10          # log lines quoted in an alert
+    resolution: Annotated[int, msgspec.Meta(ge=1)] = 60   # counting windows are exact to this
