@@ -119,7 +119,7 @@ class Nightwarden:
         self.proc.wait(timeout=10)
 
     def blocked(self) -> set[str]:
-        rc, out, _ = libnft.run("list set inet nwbench temp4", json_output=True)
+        rc, out, _ = libnft.run_script("list set inet nwbench temp4", json_output=True)
         if rc:
             return set()
         for item in json.loads(out)["nftables"]:
@@ -128,7 +128,7 @@ class Nightwarden:
         return set()
 
     def lose_kernel_state(self) -> None:
-        libnft.run("delete table inet nwbench")
+        libnft.run_script("delete table inet nwbench")
 
     def detected(self) -> int:
         import sqlite3
@@ -177,7 +177,7 @@ class PortSentry:
             time.sleep(0.2)
 
     def blocked(self) -> set[str]:
-        rc, out, _ = libnft.run("list chain ip filter INPUT")
+        rc, out, _ = libnft.run_script("list chain ip filter INPUT")
         if rc:
             return set()
         return {line.split("ip saddr ")[1].split()[0] for line in out.splitlines() if "ip saddr " in line}
@@ -322,13 +322,13 @@ def connect_rate(seconds: float = 1.0) -> float:
 def rates_with_and_without(rounds: int = 4) -> tuple[float, float]:
     """Median connect rate through the current ruleset and through none, measured in turns
     (the ruleset is saved, flushed and put back: this namespace's own), so drift cancels."""
-    rc, ruleset, _ = libnft.run("list ruleset")
+    rc, ruleset, _ = libnft.run_script("list ruleset")
     with_rules, without = [], []
     for _ in range(rounds):
         with_rules.append(connect_rate())
-        libnft.run("flush ruleset")
+        libnft.run_script("flush ruleset")
         without.append(connect_rate())
-        libnft.run(ruleset)
+        libnft.run_script(ruleset)
     return statistics.median(with_rules), statistics.median(without)
 
 

@@ -110,13 +110,16 @@ class BlockManager:
 
     # -- block / unblock ------------------------------------------------------
     def block(self, targets: Sequence[str | Network], ttl: int | None = None, reason: str = "",
-              source: str = "cli", permanent: bool = False, strict: bool = True) -> BlockResult:
-        """Block addresses. strict: refuse the whole call if any address is refused."""
+              source: str = "cli", permanent: bool = False, strict: bool = True,
+              policy_checked: bool = False) -> BlockResult:
+        """Block addresses. strict: refuse the whole call if any address is refused.
+        policy_checked: the caller applied `refusal` to every target already (the listener's
+        receive loop decides once, the block is recorded here)."""
         nets = self.parse_all(targets)
         ttl = self.config.firewall.default_ttl if ttl is None else ttl
         result = BlockResult()
         for net in nets:
-            why = self.refusal(net)
+            why = None if policy_checked else self.refusal(net)
             if why:
                 result.refused.append((display(net), why))
             else:

@@ -189,3 +189,60 @@ def test_blocks_survive_a_restart_and_a_lost_table(listener, tmp_path):
     assert "127.0.0.40" in blocked(), "the restarted listener put the block back"
     assert State(tmp_path / "state" / "state.db").active_block("127.0.0.40") is not None
     again.stop()
+
+
+def _connect(source: str, port: int) -> bool:
+    """A connection from `source` to a bait port: True when it was answered."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        s.bind((source, 0))
+        try:
+            s.connect(("127.0.0.1", port))
+            return True
+        except (ConnectionRefusedError, socket.timeout):
+            return False
+
+
+def test_sighup_puts_new_ports_ttl_trigger_and_allow_list_in_force(listener, tmp_path):
+    run = listener()
+    assert _connect("127.0.0.49", 1) and wait_for(lambda: "127.0.0.49" in blocked())
+    assert not _connect("127.0.0.50", 2000), "2000 is not a bait port yet"
+    write_config(tmp_path, 'backend = "nftables"\n\n[listener]\nmode = "connect"\n'
+                           'tcp_ports = [11, 2000]\nudp_ports = [7]\nbind4 = "127.0.0.1"\n'
+                           'ipv6 = false\nscan_trigger = 1\nblock_ttl = 600\n')
+    (tmp_path / "etc" / "allow").write_text("127.0.0.51 # the office\n")
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in run.log())
+    assert "ttl 600 s, trigger 1" in run.log()
+    # the port list: 1 is closed, 2000 is bait now
+    assert not _connect("127.0.0.50", 1)
+    assert _connect("127.0.0.52", 2000)
+    # the trigger: one probe more than scan_trigger is needed
+    time.sleep(0.3)
+    assert "127.0.0.52" not in blocked()
+    assert _connect("127.0.0.52", 11)
+    assert wait_for(lambda: "127.0.0.52" in blocked())
+    # the TTL, in state and in the kernel
+    state = State(tmp_path / "state" / "state.db")
+    assert wait_for(lambda: state.active_block("127.0.0.52") is not None)
+    row = state.active_block("127.0.0.52")
+    assert 590 <= row.expires - row.created <= 600
+    kernel = subprocess.run(["nft", "-j", "list", "set", "inet", "nwtest", "temp4"],
+                            capture_output=True, text=True, check=True).stdout
+    timeouts = [e["elem"]["timeout"] for e in json.loads(kernel)["nftables"][1]["set"]["elem"]
+                if isinstance(e, dict) and e["elem"]["val"] == "127.0.0.52"]
+    assert timeouts == [600]
+    # the allow list
+    assert _connect("127.0.0.51", 11) and _connect("127.0.0.51", 2000)
+    time.sleep(0.3)
+    assert "127.0.0.51" not in blocked()
+    assert run.stop() < 2.0
+
+
+def test_a_bad_configuration_on_sighup_changes_nothing(listener, tmp_path):
+    run = listener()
+    run.cfg.write_text(run.cfg.read_text() + "\n[listener]\nblock_ttl = 'soon'\n")
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in run.log())
+    assert _connect("127.0.0.60", 1) and wait_for(lambda: "127.0.0.60" in blocked())
+    assert run.stop() < 2.0

@@ -16,11 +16,10 @@ from collections import OrderedDict
 from nightwarden.lib import sdnotify
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
-from .packets import parse_ipv4
-from .packets import parse_ipv6
-from .packets import ports_in_use
-from .responder import MinuteCap
-from .responder import Responder
+
+from .messages import BlockRequest, Digest, Message, Probe, Reload
+from .packets import parse_ipv4, parse_ipv6, ports_in_use
+from .responder import MinuteCap, Responder
 
 log = get("listener")
 MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
@@ -60,14 +59,13 @@ class RateLimitedLog:
 class Listener:
     def __init__(self, config, make_blocks, mail: bool = True, mode: str = "connect",
                  reload_from: tuple = (None, None)):
-        self.config = config
         self.make_blocks = make_blocks
         self.mailer = mail
         self.mode = mode                      # kept across reloads: the sockets stay as they are
         self.reload_from = reload_from        # (--config, --sandbox) for SIGHUP
-        self.lcfg = config.listener
         self.sel = selectors.DefaultSelector()
-        self.sockets: list[socket.socket] = []
+        self.sockets: dict[tuple, socket.socket] = {}           # (family, kind, addr, port) -> bait
+        self.raw_sockets: list[socket.socket] = []
         self.running = True
         self.reload_requested = False
         self.counts: OrderedDict[str, list] = OrderedDict()      # source -> [first, hits]
@@ -76,23 +74,33 @@ class Listener:
         self.digest: list[str] = []
         self.hits = 0
         self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        self.responder = Responder(config, make_blocks)
+        self.fast_pending: list[str] = []
+        self.outbox: list[Message] = []      # for the responder, handed over after the fast path
+        self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
+        self.policy = None
+        self._configure(config)
+
+    def _configure(self, config) -> None:
+        """Everything derived from the configuration, at start and at each SIGHUP."""
+        self.config = config
+        self.lcfg = config.listener
         self.rlog = RateLimitedLog(self.lcfg.log_lines_per_second)
-        self.responder = Responder(config, make_blocks, self.lcfg)
-        self.policy = make_blocks(config)                             # for ignore decisions in this thread
+        if self.policy is not None:
+            self.policy.state.close()
+        self.policy = self.make_blocks(config)          # the block policy, decided in this thread
         # On nftables with libnftables, the kernel entry is added from this loop, once per pass
         # over the ready sockets for everything that pass found: one in-process transaction
         # (about 0.2 ms), so a sequential scan gets few answers. The responder then records the
-        # block in state (and re-adds it, which only refreshes the timeout).
-        backend = self.policy.backend
-        self.fast = bool(self.lcfg.block and getattr(backend, "in_process", False))
-        self.fast_table = getattr(backend, "table", "")
-        self.fast_pending: list[str] = []
+        # block in state (and re-adds it, which only refreshes the timeout). Other backends
+        # would fork from here: the responder does all of it for them.
+        self.fast = bool(self.lcfg.block and self.policy.backend.fast_in_process)
         self.fast_cap = MinuteCap(self.lcfg.max_blocks_per_minute)
-        self.outbox: list[tuple] = []        # for the responder, handed over after the fast path
-        self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
 
     # -- sockets -----------------------------------------------------------------------
     def _bind(self, family, kind, addr: str, port: int) -> None:
+        key = (family, kind, addr, port)
+        proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
         sock = socket.socket(family, kind)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -101,51 +109,71 @@ class Listener:
             sock.bind((addr, port))
         except OSError as e:
             sock.close()
-            if (family, kind, addr, port) not in self.unbound:
-                self.unbound.append((family, kind, addr, port))
-                log.warning("port %d/%s not watched yet: %s (tried again every 30 s)", port,
-                            "tcp" if kind == socket.SOCK_STREAM else "udp", e.strerror)
+            if key not in self.unbound:
+                self.unbound.append(key)
+                log.warning("port %d/%s not watched yet: %s (tried again every 30 s)", port, proto,
+                            e.strerror)
             return
-        if (family, kind, addr, port) in self.unbound:
-            self.unbound.remove((family, kind, addr, port))
-            log.warning("port %d/%s watched now", port, "tcp" if kind == socket.SOCK_STREAM else "udp")
+        if key in self.unbound:
+            self.unbound.remove(key)
+            log.warning("port %d/%s watched now", port, proto)
         if kind == socket.SOCK_DGRAM:
             _big_buffer(sock)
         if kind == socket.SOCK_STREAM:
             sock.listen(4096)         # PortSentry's backlog of 5 loses most of a burst
         sock.setblocking(False)
-        self.sockets.append(sock)
-        self.sel.register(sock, selectors.EVENT_READ,
-                          ("accept" if kind == socket.SOCK_STREAM else "udp", port))
+        self.sockets[key] = sock
+        self.sel.register(sock, selectors.EVENT_READ, ("accept" if proto == "tcp" else "udp", port))
+
+    def _unbind(self, key: tuple) -> None:
+        sock = self.sockets.pop(key)
+        self.sel.unregister(sock)
+        sock.close()
+
+    def _wanted(self) -> set[tuple]:
+        """The bait sockets the configuration asks for (connect mode): every configured port
+        that nothing on the host really uses, on each address family."""
+        lcfg = self.lcfg
+        # a sandboxed listener opens no port on the host's real interfaces
+        bind4, bind6 = ("127.0.0.1", "::1") if self.config.sandbox else (lcfg.bind4, lcfg.bind6)
+        families = [(socket.AF_INET, bind4)] + \
+                   ([(socket.AF_INET6, bind6)] if lcfg.ipv6 and socket.has_ipv6 else [])
+        wanted = set()
+        for proto, kind in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
+            used = ports_in_use(proto)
+            for port in getattr(lcfg, f"{proto}_ports"):
+                if port in used and not any(k[1] == kind and k[3] == port for k in self.sockets):
+                    log.warning("port %d/%s is really in use here: not watched", port, proto)
+                    continue
+                wanted |= {(family, kind, addr, port) for family, addr in families}
+        return wanted
+
+    def _rebind(self) -> None:
+        """Bind what is wanted and not bound yet; close what is no longer wanted."""
+        wanted = self._wanted()
+        for key in [k for k in self.sockets if k not in wanted]:
+            self._unbind(key)
+        self.unbound = [k for k in self.unbound if k in wanted]
+        for key in sorted(wanted - set(self.sockets), key=lambda k: (k[1], k[3], k[0])):
+            self._bind(*key)
 
     def _raw(self, family, proto: str) -> None:
         number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
         sock = socket.socket(family, socket.SOCK_RAW, number)
         _big_buffer(sock)
         sock.setblocking(False)
-        self.sockets.append(sock)
+        self.raw_sockets.append(sock)
         self.sel.register(sock, selectors.EVENT_READ, ("raw", (family, proto)))
 
     def open(self) -> None:
-        lcfg = self.lcfg
-        # a sandboxed listener opens no port on the host's real interfaces
-        bind4, bind6 = ("127.0.0.1", "::1") if self.config.sandbox else (lcfg.bind4, lcfg.bind6)
-        families = [(socket.AF_INET, bind4)] + \
-                   ([(socket.AF_INET6, bind6)] if lcfg.ipv6 and socket.has_ipv6 else [])
         if self.mode == "advanced":
             self.refresh_ports()
-            for family, _ in families:
+            families = [socket.AF_INET] + ([socket.AF_INET6] if self.lcfg.ipv6 and socket.has_ipv6 else [])
+            for family in families:
                 self._raw(family, "tcp")
                 self._raw(family, "udp")
         else:
-            used = {"tcp": ports_in_use("tcp"), "udp": ports_in_use("udp")}
-            for proto, kind in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
-                for port in getattr(lcfg, f"{proto}_ports"):
-                    if port in used[proto]:
-                        log.warning("port %d/%s is really in use here: not watched", port, proto)
-                        continue
-                    for family, addr in families:
-                        self._bind(family, kind, addr, port)
+            self._rebind()
         self.responder.start()
 
     def refresh_ports(self) -> None:
@@ -153,10 +181,12 @@ class Listener:
         self.ports_refreshed = time.monotonic()
 
     def close(self) -> None:
-        for sock in self.sockets:
+        for key in list(self.sockets):
+            self._unbind(key)
+        for sock in self.raw_sockets:
             self.sel.unregister(sock)
             sock.close()
-        self.sockets = []
+        self.raw_sockets = []
 
     # -- events --------------------------------------------------------------------------
     def _accept(self, sock: socket.socket, port: int) -> None:
@@ -236,47 +266,41 @@ class Listener:
             self._alert(src, port, proto, kind, now)
         if decided is not None:
             if decided == "blocked":
-                self._record(now, src, port, proto, kind)
+                self._record(Probe(now, src, port, proto, kind))
             return
         entry = self.counts.get(src)
         if entry is None or now - entry[0] > self.lcfg.trigger_window:
             entry = [now, 0]
             self._remember(self.counts, src, entry)
         entry[1] += 1
-        self._record(now, src, port, proto, kind)
+        probe = Probe(now, src, port, proto, kind)
+        self._record(probe)
         if entry[1] > self.lcfg.scan_trigger:
             self._remember(self.decided, src, "blocked")
             self.counts.pop(src, None)
             if self.fast:
                 self.fast_pending.append(src)
-            self.outbox.append(("block", now, src, port, proto, kind))
+            self.outbox.append(BlockRequest(probe))
 
     def _fast_block(self) -> None:
-        from nightwarden.lib.firewall import libnft
+        """The kernel entries for this pass's new sources, through the backend's fast path."""
         pending, self.fast_pending = self.fast_pending, []
         pending = pending[:self.fast_cap.take(len(pending))]
         if not pending:
             return
-        ttl = self.lcfg.block_ttl
-        lines = []
-        for family, name in ((4, "temp4"), (6, "temp6")):
-            mine = [a for a in pending if (":" in a) == (family == 6)]
-            if mine:
-                elems = ", ".join(f"{a} timeout {ttl}s" if ttl else a for a in mine)
-                lines.append(f"add element {self.fast_table} {name} {{ {elems} }}")
-        rc, _, err = libnft.run("\n".join(lines))
-        if rc:
-            self.rlog.warning("fast block path failed (the responder will retry): %s",
-                              err.strip().splitlines()[0] if err.strip() else rc)
+        try:
+            self.policy.backend.fast_block([parse_network(a) for a in pending], self.lcfg.block_ttl)
+        except Exception as e:    # the responder's block puts the entry in place all the same
+            self.rlog.warning("fast block path failed (the responder will retry): %s", e)
 
-    def _record(self, now, src, port, proto, kind) -> None:
+    def _record(self, probe: Probe) -> None:
         # one row per source and port per alert period: a flood cannot grow the table without bound
-        alert = self.alerts.get(src)
-        if alert is not None and port in alert["recorded"]:
+        alert = self.alerts.get(probe.source)
+        if alert is not None and probe.port in alert["recorded"]:
             return
         if alert is not None:
-            alert["recorded"].add(port)
-        self.outbox.append(("hit", now, src, port, proto, kind))
+            alert["recorded"].add(probe.port)
+        self.outbox.append(probe)
 
     def _ignored(self, src: str) -> str | None:
         try:
@@ -323,7 +347,7 @@ class Listener:
         """One mail for everything since the last one (never one mail per probe); the
         responder thread sends it, so a slow mail server cannot stall the receive loop."""
         if self.digest and self.mailer:
-            self.responder.submit(("digest", self.digest))
+            self.responder.submit(Digest(tuple(self.digest)))
         self.digest = []
 
     # -- the loop --------------------------------------------------------------------------
@@ -333,6 +357,9 @@ class Listener:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
 
     def reload(self) -> None:
+        """SIGHUP: read the configuration and the lists again and rebuild everything derived
+        from them here and in the responder (ports, TTL, trigger, caps, policy); the mode and
+        the raw sockets stay. A configuration that does not load changes nothing."""
         from nightwarden.jobs import load_config
         from nightwarden.lib.netaddr import own_addresses
         try:
@@ -340,12 +367,18 @@ class Listener:
         except Exception as e:
             log.error("reload refused, the old configuration stays: %s", e)
             return
-        self.policy._lists = None
-        self.policy.config = fresh
+        if fresh.listener.mode != self.mode:
+            log.warning("listener.mode is now %s: it takes a restart (the sockets stay in %s mode)",
+                        fresh.listener.mode, self.mode)
         own_addresses.cache_clear()
+        self._configure(fresh)
+        if self.mode == "connect":
+            self._rebind()
         self.decided = OrderedDict((k, v) for k, v in self.decided.items() if v == "blocked")
-        self.responder.submit(("reload",))
-        log.warning("configuration and lists reloaded")
+        self.responder.submit(Reload(fresh))
+        log.warning("configuration and lists reloaded: %d bait socket(s), block %s, ttl %d s, "
+                    "trigger %d", len(self.sockets) + len(self.raw_sockets),
+                    "on" if self.lcfg.block else "off", self.lcfg.block_ttl, self.lcfg.scan_trigger)
 
     def serve(self, until: float | None = None) -> None:
         # the responder thread must not hold the GIL for long while a probe waits here
@@ -353,7 +386,8 @@ class Listener:
         sdnotify.notify("READY=1\nSTATUS=watching")
         watchdog = sdnotify.watchdog_interval()
         last_dog = last_flush = last_retry = time.monotonic()
-        log.warning("listening (%s mode) on %d socket(s)", self.mode, len(self.sockets))
+        log.warning("listening (%s mode) on %d socket(s)", self.mode,
+                    len(self.sockets) + len(self.raw_sockets))
         while self.running and (until is None or time.monotonic() < until):
             for key, _ in self.sel.select(timeout=0.25):
                 action, arg = key.data

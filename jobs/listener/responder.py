@@ -12,7 +12,10 @@ from pathlib import Path
 
 from nightwarden.lib.fsutil import atomic_write
 from nightwarden.lib.logsetup import get
+from nightwarden.lib.netaddr import display
 from nightwarden.lib.portsentry import format_line
+
+from .messages import BlockRequest, Digest, Message, Probe, Reload
 
 log = get("listener")
 
@@ -35,107 +38,130 @@ class MinuteCap:
 
 
 class Responder(threading.Thread):
-    def __init__(self, config, make_blocks, lcfg: dict):
+    """Takes the loop's messages in batches: scan rows into state, the blocks through the
+    block manager (the loop already applied the policy and, on nftables, put the kernel entry
+    in place), the history files, hosts.deny, commands and alert digests."""
+
+    def __init__(self, config, make_blocks):
         super().__init__(name="responder", daemon=True)
-        self.config = config
         self.make_blocks = make_blocks          # called in this thread: sqlite and netlink are per thread
-        self.lcfg = lcfg
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.cap = MinuteCap(lcfg.max_blocks_per_minute)
         self.capped = 0
         self.blocked = 0
         self.applied: dict[str, float] = {}     # address -> when its block was in place (bench, tests)
         self.children: list[subprocess.Popen] = []
-        self.history = config.state_dir / "portsentry.history" if not lcfg.history_file \
-            else Path(lcfg.history_file)
-        self.blocked_file = config.state_dir / "portsentry.blocked" if not lcfg.blocked_file \
-            else Path(lcfg.blocked_file)
+        self.mgr = None
+        self._configure(config)
 
-    def submit(self, item: tuple) -> None:
-        self.queue.put(item)
+    def _configure(self, config) -> None:
+        """Everything derived from the configuration (at start and at each reload)."""
+        self.config = config
+        self.lcfg = config.listener
+        self.cap = MinuteCap(self.lcfg.max_blocks_per_minute)
+        self.history = config.configured_path(self.lcfg.history_file,
+                                               config.state_dir / "portsentry.history")
+        self.blocked_file = config.configured_path(self.lcfg.blocked_file,
+                                                   config.state_dir / "portsentry.blocked")
+
+    def submit(self, message: Message) -> None:
+        self.queue.put(message)
 
     def run(self) -> None:
-        mgr = self.make_blocks(self.config)
+        self.mgr = self.make_blocks(self.config)
         while not (self.stopping.is_set() and self.queue.empty()):
             try:
                 first = self.queue.get(timeout=0.2)
             except queue.Empty:
                 self._reap()
                 continue
-            items = [first]
-            while len(items) < 20000:
+            batch = [first]
+            while len(batch) < 20000:
                 try:
-                    items.append(self.queue.get_nowait())
+                    batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
             try:
-                self._handle(mgr, items)
+                self._handle(batch)
             except Exception:  # one bad batch must not end the listener; the log has it
                 log.exception("responder: a batch failed")
-        mgr.state.close()
+        self.mgr.state.close()
 
-    def _handle(self, mgr, items: list[tuple]) -> None:
-        blocks = [i for i in items if i[0] == "block"]
-        hits = [i for i in items if i[0] == "hit"]
+    def _handle(self, batch: list[Message]) -> None:
+        """In order, a reload dividing the batch: what came before it, then what came after."""
+        start = 0
+        for i, message in enumerate(batch):
+            if isinstance(message, Reload):
+                self._apply(batch[start:i])
+                self._reload(message.config)
+                start = i + 1
+        self._apply(batch[start:])
+
+    def _apply(self, batch: list[Message]) -> None:
+        blocks = [m.probe for m in batch if isinstance(m, BlockRequest)]
+        probes = [m for m in batch if isinstance(m, Probe)]
         if blocks:
-            self._block(mgr, blocks)
-        if hits:
-            with mgr.state:
-                mgr.state.add_events([(t, "scan", ip, port, proto, "listener", {"type": kind})
-                                      for _, t, ip, port, proto, kind in hits])
-        for item in items:
-            if item[0] == "reload":
-                mgr._lists = None
-            elif item[0] == "digest":
-                self._digest(item[1])
+            self._block(blocks)
+        if probes:
+            with self.mgr.state:
+                self.mgr.state.add_events([(p.when, "scan", p.source, p.port, p.proto, "listener",
+                                            {"type": p.kind}) for p in probes])
+        for message in batch:
+            if isinstance(message, Digest):
+                self._digest(message.lines)
 
-    def _digest(self, lines: list[str]) -> None:
+    def _reload(self, config) -> None:
+        self.mgr.state.close()
+        self._configure(config)
+        self.mgr = self.make_blocks(config)
+
+    def _digest(self, lines: tuple[str, ...]) -> None:
         from nightwarden.lib.mail import Mailer
         sources = {line.split()[1] for line in lines}
         try:
             Mailer(self.config).alert("portscan", {
                 "ip": f"{len(sources)} source(s)", "scantype": "see below", "ports": "see below",
-                "hits": len(lines), "hitlines": lines[:500],
+                "hits": len(lines), "hitlines": list(lines[:500]),
                 "temp": f"for {self.lcfg.block_ttl} s" if self.lcfg.block else "no (block = false)"})
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
 
-    def _block(self, mgr, blocks: list[tuple]) -> None:
-        unique = {}
-        for _, when, ip, port, proto, kind in blocks:
-            unique.setdefault(ip, (when, port, proto, kind))
+    def _block(self, probes: list[Probe]) -> None:
+        unique: dict[str, Probe] = {}
+        for p in probes:
+            unique.setdefault(p.source, p)
         room = self.cap.take(len(unique))
-        chosen = list(unique.items())[:room]
+        chosen = list(unique.values())[:room]
         if len(unique) > room:
             self.capped += len(unique) - room
             log.warning("block cap of %d a minute reached: %d source(s) recorded, not blocked",
                         self.lcfg.max_blocks_per_minute, len(unique) - room)
         if not chosen:
             return
+        added: set[str] = set()
         if self.lcfg.block:
-            result = mgr.block([ip for ip, _ in chosen], ttl=self.lcfg.block_ttl,
-                               reason="port scan", source="listener", strict=False)
-            done = time.time()
-            added = {str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
-                     for n in result.added}
-        else:
-            done, added = time.time(), set()
-        for ip, _ in chosen:
-            if ip in added:
-                self.applied[ip] = done
+            result = self.mgr.block([p.source for p in chosen], ttl=self.lcfg.block_ttl,
+                                    reason="port scan", source="listener", strict=False,
+                                    policy_checked=True)
+            added = {display(n) for n in result.added}
+        done = time.time()
+        for p in chosen:
+            if p.source in added:
+                self.applied[p.source] = done
         self.blocked += len(added)
         self._files(chosen, added)
-        self._hosts_deny([ip for ip, _ in chosen if ip in added])
+        self._hosts_deny([p.source for p in chosen if p.source in added])
         self._commands(chosen)
 
-    def _files(self, chosen, added: set) -> None:
+    def _files(self, chosen: list[Probe], added: set[str]) -> None:
         try:
             with open(self.history, "a") as hist, open(self.blocked_file, "a") as blk:
-                for ip, (when, port, proto, kind) in chosen:
-                    line = format_line(when, ip, port, proto, "Blocked" if ip in added else "Detected")
+                for p in chosen:
+                    blocked = p.source in added
+                    line = format_line(p.when, p.source, p.port, p.proto,
+                                       "Blocked" if blocked else "Detected")
                     hist.write(line)
-                    if ip in added:
+                    if blocked:
                         blk.write(line)
         except OSError as e:
             log.warning("cannot write the history files: %s", e.strerror)
@@ -156,13 +182,14 @@ class Responder(threading.Thread):
             text = current + ("" if not current or current.endswith("\n") else "\n") + "\n".join(new) + "\n"
             atomic_write(path, text.encode(), 0o644)
 
-    def _commands(self, chosen) -> None:
+    def _commands(self, chosen: list[Probe]) -> None:
         argv = self.lcfg.run_command
         if not argv:
             return
-        for ip, (when, port, proto, kind) in chosen:
-            args = [a.replace("$TARGET$", ip).replace("$PORT$", str(port))
-                    .replace("$MODE$", proto if kind in ("connect", "UDP") else f"a{proto}") for a in argv]
+        for p in chosen:
+            mode = p.proto if p.kind in ("connect", "UDP") else f"a{p.proto}"
+            args = [a.replace("$TARGET$", p.source).replace("$PORT$", str(p.port)).replace("$MODE$", mode)
+                    for a in argv]
             try:   # an argument list, never a shell
                 self.children.append(subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -48,6 +48,7 @@ class Backend:
 
     name = "base"
     kernel_timeouts = True        # temp entries expire in the kernel by themselves
+    fast_in_process = False       # fast_block runs in this process, without a fork
 
     def __init__(self, prefix: str = "nightwarden", ipv6: bool = True, lock_timeout: float = 30):
         self.prefix = prefix
@@ -69,6 +70,11 @@ class Backend:
     def block(self, entries: Sequence[Entry]) -> None:
         """Add entries in one transaction. Adding an existing entry refreshes its timeout."""
         raise NotImplementedError
+
+    def fast_block(self, hosts: Sequence[Network], ttl: int | None) -> None:
+        """The listener's fast path: new temporary entries, added from its receive loop in
+        one transaction and as quickly as the backend can. The default is the batch."""
+        self.block([Entry(h, "temp", ttl or None) for h in hosts])
 
     def unblock(self, entries: Sequence[Entry]) -> None:
         """Remove entries in one transaction; entries that are not there are ignored."""

@@ -45,7 +45,7 @@ def available() -> bool:
         return False
 
 
-def run(script: str, json_output: bool = False) -> tuple[int, str, str]:
+def run_script(script: str, json_output: bool = False) -> tuple[int, str, str]:
     """(return code, output, error) of an nft script, run in this process."""
     lib = _load()
     # a context holds a netlink socket of the network namespace it was made in: make a new

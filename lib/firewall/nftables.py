@@ -12,7 +12,7 @@ from typing import Sequence
 from .. import proc
 from . import libnft
 from ..errors import FirewallError, UnavailableError
-from ..netaddr import display
+from ..netaddr import Network, display
 from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
 
 
@@ -26,6 +26,7 @@ class NftablesBackend(Backend):
         self.table = f"inet {self.prefix}"
         # libnftables in this process when it loads: no fork per change
         self.in_process = libnft.available() if in_process is None else in_process
+        self.fast_in_process = self.in_process
 
     @classmethod
     def probe(cls) -> str | None:
@@ -40,7 +41,7 @@ class NftablesBackend(Backend):
     # -- plumbing -------------------------------------------------------------
     def _apply(self, script: str) -> None:
         if self.in_process:
-            rc, _, err = libnft.run(script)
+            rc, _, err = libnft.run_script(script)
             if rc != 0:
                 line = " ".join(err.strip().splitlines()[:3])[:500]
                 raise FirewallError(f"nft refused the change (nothing applied): {line}")
@@ -122,6 +123,18 @@ class NftablesBackend(Backend):
                           f"add element {self.table} {name} {{ {timed} }}"]
             else:
                 lines.append(f"add element {self.table} {name} {{ {plain} }}")
+        if lines:
+            self._apply("\n".join(lines) + "\n")
+
+    def fast_block(self, hosts: Sequence[Network], ttl: int | None) -> None:
+        """One `add element` per family (about 0.2 ms in process): no refresh dance, the
+        entries are new; the responder's `block` of the same hosts refreshes them later."""
+        lines = []
+        for version in self.families():
+            mine = ", ".join(display(h) + (f" timeout {ttl}s" if ttl else "")
+                             for h in hosts if h.version == version)
+            if mine:
+                lines.append(f"add element {self.table} {self._set_name('temp', version, False)} {{ {mine} }}")
         if lines:
             self._apply("\n".join(lines) + "\n")
 
