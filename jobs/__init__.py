@@ -2,8 +2,8 @@
 of the daily run, whether it is resident, and its settings section. A job's module is imported
 only when that job runs; its settings schema when the configuration is loaded.
 
-A job module exposes NAME, add_arguments(parser) and run(ctx) -> Result, and may declare
-EXIT_CODES: its own findings codes (1-63) and what they mean.
+A job module exposes NAME, add_arguments(parser) and run(ctx) -> Result. A job that says
+what it found through its exit code (1-63) lists those codes here, for `--help` and README.
 Schedules are cron expressions with day names (never numbers: APScheduler 3.x reads a
 numeric day of week with 0 = Monday, cron with 0 = Sunday).
 """
@@ -25,6 +25,7 @@ class JobInfo:
     section: str = ""             # its settings section, if it has one
     settings: str = ""            # "module:Class" of that section's schema
     resident: bool = False
+    exit_codes: tuple[tuple[str, str], ...] = ()    # its findings codes and what they mean
 
 
 JOBS: dict[str, JobInfo] = {j.name: j for j in [
@@ -33,14 +34,18 @@ JOBS: dict[str, JobInfo] = {j.name: j for j in [
             "*/5 * * * *", True),
     JobInfo("login-failures", "nightwarden.jobs.login_failures.job",
             "count login failures in the auth logs or the journal; block brute-force sources",
-            "* * * * *", True, "logins", "nightwarden.jobs.login_failures.settings:LoginSettings"),
+            "* * * * *", True, "logins", "nightwarden.jobs.login_failures.settings:LoginSettings",
+            exit_codes=(("1", "an address reached its limit and was blocked"),)),
     JobInfo("quarantine", "nightwarden.jobs.quarantine.job",
             "sweep /tmp, /dev/shm, /var/tmp for suspicious files into a restorable tar archive",
             "*/5 * * * *", True, "quarantine",
-            "nightwarden.jobs.quarantine.settings:QuarantineSettings"),
+            "nightwarden.jobs.quarantine.settings:QuarantineSettings",
+            exit_codes=(("1", "suspicious files were found (and handled as configured)"),)),
     JobInfo("integrity", "nightwarden.jobs.integrity.job",
             "compare the watched files with the signed database (init, check, update, show, keygen)",
-            "15 4 * * *", True, "integrity", "nightwarden.jobs.integrity.settings:IntegritySettings"),
+            "15 4 * * *", True, "integrity", "nightwarden.jobs.integrity.settings:IntegritySettings",
+            exit_codes=(("1-15", "bits, added together: 1 files added, 2 removed, 4 changed "
+                                 "(unexplained), 8 some could not be read"),)),
     JobInfo("scan-history", "nightwarden.jobs.scan_history.job",
             "the scan history analysed: top sources, ports, subnets, trends, recommendations",
             "10 6 * * *", True, "history", "nightwarden.jobs.scan_history.settings:HistorySettings"),
@@ -57,7 +62,7 @@ JOBS: dict[str, JobInfo] = {j.name: j for j in [
 ]}
 
 
-def load(name: str) -> ModuleType:
+def load_job(name: str) -> ModuleType:
     return importlib.import_module(JOBS[name].module)
 
 

@@ -1,7 +1,7 @@
 """One error hierarchy. Each error carries its message and its exit code; only the CLI exits.
 
-Exit codes follow sysexits(3) where one fits. Codes 1 to 7 are left to jobs, which
-use them to say what they found (see the README's exit-code table).
+Exit codes follow sysexits(3) where one fits. Codes 1 to 63 are left to jobs, which use
+them to say what they found; the job registry lists each job's (`nightwarden --help`).
 """
 
 EXIT_OK = 0
@@ -82,7 +82,7 @@ class FirewallError(NightwardenError):
 
 EXIT_CODES = [
     (EXIT_OK, "success"),
-    (1, "job-specific: the job found something to report (see the job's own table)"),
+    ("1-63", "a job found something to report: see the job's own codes below"),
     (EXIT_USAGE, "bad command line"),
     (EXIT_DATAERR, "bad input: invalid address, malformed list line, corrupt file"),
     (EXIT_NOINPUT, "an input file is missing or unreadable"),

@@ -17,7 +17,7 @@ log = get("runner")
 
 @dataclass
 class Result:
-    """What a job returns: its exit code (0, or 1-7 for findings) and a one-line summary."""
+    """What a job returns: its exit code (0, or 1-63 for findings) and a one-line summary."""
 
     exit_code: int = 0
     summary: str = ""

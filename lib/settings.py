@@ -21,17 +21,17 @@ class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Base of every settings section: read-only, unknown keys refused."""
 
 
-def items(*values):
+def default_list(*values):
     """A list setting's default (each section gets its own copy)."""
     return msgspec.field(default_factory=lambda: list(values))
 
 
-def table(**values):
+def default_table(**values):
     """A table setting's default."""
     return msgspec.field(default_factory=lambda: dict(values))
 
 
-class General(Section):
+class GeneralSettings(Section):
     hostname: str = ""               # "" = the machine's host name
     state_dir: str = ""              # "" = derived (/var/lib/nightwarden as root)
     log_dir: str = ""
@@ -42,21 +42,21 @@ class General(Section):
     syslog: bool = True
 
 
-class Lists(Section):
+class ListSettings(Section):
     # Our own files: `nightwarden allow/deny` write here. "" = <config dir>/nightwarden.allow ...
     allow_file: str = ""
     deny_file: str = ""
     ignore_file: str = ""
     # Extra files read as well, in csf/portsentry format. Missing files are skipped.
-    extra_allow_files: list[str] = items("/etc/csf/csf.allow")
-    extra_deny_files: list[str] = items("/etc/csf/csf.deny")
-    extra_ignore_files: list[str] = items("/etc/csf/csf.ignore", "/etc/portsentry/portsentry.ignore")
-    allow: list[str] = items()
-    deny: list[str] = items()
-    ignore: list[str] = items()
+    extra_allow_files: list[str] = default_list("/etc/csf/csf.allow")
+    extra_deny_files: list[str] = default_list("/etc/csf/csf.deny")
+    extra_ignore_files: list[str] = default_list("/etc/csf/csf.ignore", "/etc/portsentry/portsentry.ignore")
+    allow: list[str] = default_list()
+    deny: list[str] = default_list()
+    ignore: list[str] = default_list()
 
 
-class Firewall(Section):
+class FirewallSettings(Section):
     backend: Literal["auto", "nftables", "ipset", "iptc", "dryrun"] = "auto"
     name: str = "nightwarden"        # nft table, iptables chain and ipset prefix
     default_ttl: Count = 3600        # seconds for `block` without --ttl; 0 = until purged
@@ -66,7 +66,7 @@ class Firewall(Section):
     lock_timeout: Count = 30
 
 
-class Blocks(Section):
+class BlockSettings(Section):
     # LF_PERMBLOCK: this many temporary blocks of one address within the interval make it
     # permanent. 0 = off.
     perm_block_count: Count = 4
@@ -86,7 +86,7 @@ class Blocks(Section):
     purge_age: Count = 0
 
 
-class Mail(Section):
+class MailSettings(Section):
     transport: Literal["mbox", "maildir", "smtp", "sendmail", "none"] = "mbox"
     to: str = "root"
     sender: str = msgspec.field(default="", name="from")   # "" = nightwarden@<hostname>
@@ -105,11 +105,11 @@ class Mail(Section):
     html: bool = True
 
 
-class Schedule(Section):
+class ScheduleSettings(Section):
     # One schedule for cron.d, `nightwarden schedule run` (APScheduler) and systemd timers:
     # cron syntax with days of the week as names, "off" to leave a job out. Jobs not named
     # here keep their default (nightwarden jobs lists them).
-    jobs: dict[str, str] = table()
+    jobs: dict[str, str] = default_table()
     user: str = "root"               # the user field of cron.d lines
     mailto: str = ""                 # "" = mail.to
     path: str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -118,6 +118,6 @@ class Schedule(Section):
 
 
 SHARED: dict[str, type[Section]] = {
-    "general": General, "lists": Lists, "firewall": Firewall, "blocks": Blocks, "mail": Mail,
-    "schedule": Schedule,
+    "general": GeneralSettings, "lists": ListSettings, "firewall": FirewallSettings, "blocks": BlockSettings, "mail": MailSettings,
+    "schedule": ScheduleSettings,
 }

@@ -16,7 +16,9 @@ def test_help_lists_commands_jobs_and_exit_codes():
     for word in ("daily", "block", "unblock", "allow", "deny", "blocks", "grep", "report"):
         assert word in done.stdout
     for code, _ in EXIT_CODES:
-        assert f"  {code:>3}  " in done.stdout
+        assert f"  {code:>18}  " in done.stdout
+    assert "integrity 1-15" in done.stdout and "4 changed" in done.stdout
+    assert "login-failures 1" in done.stdout and "quarantine 1" in done.stdout
 
 
 def test_help_imports_no_heavy_module():

@@ -31,7 +31,7 @@ def scan(text: str, fmt: str = "rfc3164", services=None, full: bool = False,
     compiled = rules.compile_rules(fmt, services or rules.SERVICES + ["su", "sudo"],
                                        known=full, users=full)
     tally = counting.Tally(want_users=full)
-    counting.Scanner(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
+    counting.AttemptCounter(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
     return tally
 
 

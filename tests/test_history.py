@@ -70,8 +70,8 @@ def test_every_table_has_the_known_answer(known):
     state = State(load_config(cfg).db_path)
     importer.import_file(state, f12)
     importer.import_file(state, f2)
-    df = store.load(state, NOW - 86400, NOW)
-    prev = store.load(state, NOW - 2 * 86400, NOW - 86400)
+    df = store.scan_frame(state, NOW - 86400, NOW)
+    prev = store.scan_frame(state, NOW - 2 * 86400, NOW - 86400)
     blocks = {"192.0.2.9": (3, False)}
     a = analysis.analyse(df, prev, blocks, load_config(cfg).history)
     top = a.tables["Top sources"]
@@ -124,9 +124,9 @@ def test_the_loader_without_arrow_gives_the_same_frame(known, monkeypatch):
     state = State(load_config(cfg).db_path)
     importer.import_file(state, f12)
     importer.import_file(state, f2)
-    fast = store.load(state, 0, NOW + 1)                      # Arrow
+    fast = store.scan_frame(state, 0, NOW + 1)                      # Arrow
     monkeypatch.setattr(store, "_load_arrow", lambda *a: None)
-    slow = store.load(state, 0, NOW + 1)                      # Python rows
+    slow = store.scan_frame(state, 0, NOW + 1)                      # Python rows
     key = ["time", "address", "port"]
     frames = [f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
               for f in (fast, slow)]

@@ -225,7 +225,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
     the file it cannot read is reported with its reason, and the rest is recorded."""
     from helpers import load_config
     from nightwarden.jobs.integrity.policy import Policy
-    from nightwarden.jobs.integrity.scan import Scanner
+    from nightwarden.jobs.integrity.scan import TreeScanner
     tree = open_tmp / "tree"
     tree.mkdir()
     (tree / "readable").write_text("ok\n")
@@ -238,7 +238,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
         try:
             os.setgid(65534)
             os.setuid(65534)
-            result = Scanner(policy, workers=1, progress=False).run()
+            result = TreeScanner(policy, workers=1, progress=False).run()
             os.write(write_end, json.dumps([sorted(result.records), result.errors]).encode())
         finally:
             os._exit(0)

@@ -196,7 +196,7 @@ def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
     from nightwarden.jobs.login_failures import rules
     from nightwarden.jobs.login_failures import counting
     tally = counting.Tally()
-    counting.Scanner(rules.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
+    counting.AttemptCounter(rules.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
     assert tally.total() == {"203.0.113.70": 2}
 
 

@@ -241,7 +241,7 @@ def test_install_dry_run_writes_nothing(tmp_path):
 def test_a_scheduled_run_is_its_own_process_and_recorded(tmp_path):
     box = tmp_path / "sb"
     cfg = load_config_sandbox(box)
-    code = schedule.run_job(schedule.job_argv(cfg, "expire"), "expire")
+    code = schedule.spawn_job(schedule.job_argv(cfg, "expire"), "expire")
     assert code == 0
     done = run_cli("--sandbox", str(box), "runs", "--job", "expire", "--json", check=0)
     import json

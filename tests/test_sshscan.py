@@ -73,7 +73,7 @@ def line(rnd: random.Random, i: int, rfc3339: bool) -> str:
 def run(text: bytes, fmt: str, full: bool, fast: bool) -> counting.Tally:
     compiled = rules.compile_rules(fmt, ["sshd", "su", "sudo"], known=full, users=full)
     tally = counting.Tally(want_users=full)
-    counting.Scanner(compiled, tally, 1795239080.0, fast=fast).scan(text)
+    counting.AttemptCounter(compiled, tally, 1795239080.0, fast=fast).scan(text)
     return tally
 
 

@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
 
 def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "check") if ctx.args is not None else "check"
-    return {"check": check, "init": init, "update": update, "show": show, "keygen": keygen}[action](ctx)
+    return {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}[action](ctx)
 
 
 def _icfg(ctx):
@@ -55,8 +55,8 @@ def _policy(ctx):
 
 
 def _scan(ctx, policy, previous=None, should_stop=lambda: False, encode=False):
-    from .scan import Scanner
-    result = Scanner(policy, _icfg(ctx).workers, previous, should_stop=should_stop,
+    from .scan import TreeScanner
+    result = TreeScanner(policy, _icfg(ctx).workers, previous, should_stop=should_stop,
                      encode=encode).run()
     for path, error in sorted(result.errors.items()):
         ctx.log.warning("%s: %s", path, error)
@@ -202,7 +202,7 @@ def check(ctx) -> Result:
     if _icfg(ctx).package_aware and result.changed:
         explained = dpkg.explain(result.changed, header["created"], Path(_icfg(ctx).dpkg_info),
                                  Path(_icfg(ctx).dpkg_log))
-    text, data = render(ctx, header, result, scan, quick, policy)
+    text, data = render_check(ctx, header, result, scan, quick, policy)
     code = result.exit_bits | (8 if scan.errors else 0)
     unexplained = [c for c in result.changed if not c.explained]
     summary = (f"{len(result.added)} added, {len(result.removed)} removed, {len(unexplained)} changed"
@@ -222,7 +222,7 @@ def check(ctx) -> Result:
                         f"{', quick' if quick else ''})")
 
 
-def render(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
+def render_check(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
     from tabulate import tabulate
     lines = [f"Integrity check of {ctx.config.hostname}: database generation {header['generation']} "
              f"of {datetime.fromtimestamp(header['created']):%Y-%m-%d %H:%M:%S}, "
@@ -303,7 +303,7 @@ def update(ctx) -> Result:
     return Result(0, f"update: accepted {count} changes, generation {new['generation']}")
 
 
-def show(ctx) -> Result:
+def show_database(ctx) -> Result:
     from tabulate import tabulate
 
     from .compare import describe

@@ -18,7 +18,7 @@ GROWING_IGNORES = {"size", "sha256", "mtime", "ctime"}
 
 
 @dataclass(frozen=True)
-class Rule:
+class PolicyRule:
     path: str
     attrs: frozenset
     severity: str
@@ -30,20 +30,20 @@ class Policy:
         icfg = config.integrity
         self.paths = [config.sandboxed(p) for p in icfg.paths]
         self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg.excludes]
-        self.rules: list[Rule] = []
+        self.rules: list[PolicyRule] = []
         for raw in icfg.rules:          # attribute names were checked at config load
             attrs = set(ATTRS) if {"default", "all"} & set(raw.attrs) else set(raw.attrs)
-            self.rules.append(Rule(str(config.sandboxed(raw.path)).rstrip("/") or "/",
+            self.rules.append(PolicyRule(str(config.sandboxed(raw.path)).rstrip("/") or "/",
                                    frozenset(attrs), raw.severity, raw.growing))
         self.rules.sort(key=lambda r: len(r.path), reverse=True)
-        self.default = Rule("/", frozenset(ATTRS), "high", False)
+        self.default = PolicyRule("/", frozenset(ATTRS), "high", False)
         pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.excludes)
         self._excluded = re.compile(pattern, re.DOTALL) if pattern else None
 
     def excluded(self, path: str) -> bool:
         return bool(self._excluded and self._excluded.match(path))
 
-    def rule_for(self, path: str) -> Rule:
+    def rule_for(self, path: str) -> PolicyRule:
         for rule in self.rules:
             if rule.path == "/" or path == rule.path or path.startswith(rule.path + "/"):
                 return rule

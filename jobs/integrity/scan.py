@@ -156,7 +156,7 @@ class ScanResult:
     seconds: float = 0.0
 
 
-class Scanner:
+class TreeScanner:
     def __init__(self, policy, workers: int = 2, previous: dict | None = None, progress: bool | None = None,
                  should_stop=lambda: False, encode: bool = False):
         self.policy = policy

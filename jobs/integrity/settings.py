@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from nightwarden.lib.settings import Count, Section, items
+from nightwarden.lib.settings import Count, Section, default_list
 
 ATTRS = ("default", "all", "type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime",
          "target", "sha256", "xattrs", "acl", "caps", "flags")
@@ -18,15 +18,15 @@ class IntegrityRule(Section):
     attribute names; growing: a log that may only grow (content and times may change)."""
 
     path: str
-    attrs: list[Literal[ATTRS]] = items("default")
+    attrs: list[Literal[ATTRS]] = default_list("default")
     severity: Literal["low", "medium", "high"] = "high"
     growing: bool = False
 
 
 class IntegritySettings(Section):
-    paths: list[str] = items("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin",
+    paths: list[str] = default_list("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin",
                              "/usr/local/sbin", "/etc", "/boot")
-    excludes: list[str] = items("/etc/mtab", "/etc/adjtime", "/etc/ld.so.cache", "/etc/resolv.conf",
+    excludes: list[str] = default_list("/etc/mtab", "/etc/adjtime", "/etc/ld.so.cache", "/etc/resolv.conf",
                                 "/etc/nightwarden/*", "*/__pycache__", "*.pyc",
                                 "/usr/lib/locale/locale-archive")
     rules: list[IntegrityRule] = msgspec.field(default_factory=lambda: [

@@ -154,7 +154,7 @@ def segments(buf: bytes, start: int, end: int, stamp, resolution: float):
     return out
 
 
-class Scanner:
+class AttemptCounter:
     """Scans chunks of one source with its compiled rules into a Tally."""
 
     def __init__(self, compiled: Compiled, tally: Tally, reference: float,

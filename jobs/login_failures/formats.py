@@ -145,7 +145,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
 ]}
 
 
-def detect(sample: bytes) -> str:
+def detect_format(sample: bytes) -> str:
     """The syslog format of a file from its first lines (rfc3164 when unsure)."""
     import re
     for name in ("rfc5424", "rfc3339", "rfc3164"):

@@ -75,7 +75,7 @@ def _format(source: Source) -> str:
             first = f.readline(4096)
     except OSError:
         return "rfc3164"
-    return formats.detect(first)
+    return formats.detect_format(first)
 
 
 def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float, full: bool,
@@ -83,7 +83,7 @@ def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float,
     """Read and scan each file part in turn (each with its own year reference)."""
     compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full)
     for i, part in enumerate(parts):
-        scanner = counting.Scanner(compiled, out.tally, part.mtime, resolution)
+        scanner = counting.AttemptCounter(compiled, out.tally, part.mtime, resolution)
         scanner.since, scanner.until = since, until
         for text, offset in sources.read_part(part):
             scanner.scan(b"\n" + text, i, offset)
@@ -101,7 +101,7 @@ def _scan_journal(source: Source, out: SourceScan, command: list[str], after: st
     out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
         compiled = rules.compile_rules("rfc3339", source.services, known=full, users=full)
-        counting.Scanner(compiled, out.tally, reference,
+        counting.AttemptCounter(compiled, out.tally, reference,
                         config.logins.resolution).scan(b"\n" + batch.text)
         out.parts.append(batch.text)
     return batch

@@ -35,7 +35,7 @@ SSHD = rb"sshd-session|sshd-auth|sshd"
 
 
 @dataclass
-class Rule:
+class LogRule:
     service: str
     kind: str
     prog: bytes | None        # syslog program regex; None: a native format's own file
@@ -58,61 +58,61 @@ def _lit(text: str) -> bytes:
     return re.escape(text.encode())
 
 
-def _known(service: str, prog: bytes, *tags: str) -> list[Rule]:
-    return [Rule(service, "known", prog, _lit(t) + rb".*", tag=t.encode()) for t in tags]
+def _known(service: str, prog: bytes, *tags: str) -> list[LogRule]:
+    return [LogRule(service, "known", prog, _lit(t) + rb".*", tag=t.encode()) for t in tags]
 
 
-def _vsftpd(kind: str, word: bytes, native: bool) -> Rule:
+def _vsftpd(kind: str, word: bytes, native: bool) -> LogRule:
     pid = rb"\[pid \d+\] " if native else b""
-    return Rule("ftpd", kind, None if native else rb"vsftpd",
+    return LogRule("ftpd", kind, None if native else rb"vsftpd",
                 pid + rb"\[(?P<user>[^\]\n]*)\] " + word + rb" LOGIN: Client \"(?:::ffff:)?" + IP
                 + rb"\"(?:, \".*\")?", tag_rx=pid + rb"\[[^\]\n]*\] " + word + rb" LOGIN",
                 formats=("vsftpd",) if native else ())
 
 
-def _dovecot(service: str, protocols: bytes) -> Rule:
-    return Rule(service, "fail", rb"dovecot",
+def _dovecot(service: str, protocols: bytes) -> LogRule:
+    return LogRule(service, "fail", rb"dovecot",
                 protocols + rb"-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in \d+ secs?\)"
                 rb"(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip=" + IP
                 + rb", lip=[^,\n]+(?:, .*)?", tag_rx=protocols + rb"-login: [A-Z]")
 
 
-def _courier(service: str, prog: bytes) -> Rule:
-    return Rule(service, "fail", prog,
+def _courier(service: str, prog: bytes) -> LogRule:
+    return LogRule(service, "fail", prog,
                 rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP
                 + rb"\].*", tag=b"LOGIN FAILED, ")
 
 
-RULES: list[Rule] = [
+RULES: list[LogRule] = [
     # OpenSSH 9.2p1 (Debian 12), 8.4p1, 6.6p1 (no port on "Invalid user"); 9.8+ logs as sshd-session
-    Rule("sshd", "failed", SSHD,
+    LogRule("sshd", "failed", SSHD,
          rb"Failed " + SSH_METHODS + rb" for (?:invalid user )?(?P<user>.*?) from " + IP
          + rb" port \d+ ssh2" + SSH_KEYINFO, tag=b"Failed "),
-    Rule("sshd", "failed", SSHD,
+    LogRule("sshd", "failed", SSHD,
          rb"message repeated (?P<n>\d+) times: \[ Failed " + SSH_METHODS
          + rb" for (?:invalid user )?(?P<user>.*?) from " + IP + rb" port \d+ ssh2" + SSH_KEYINFO
          + rb"\]", tag=b"message repeated "),
-    Rule("sshd", "pre", SSHD, rb"Invalid user (?P<user>.*?) from " + IP + rb"(?: port \d+)?",
+    LogRule("sshd", "pre", SSHD, rb"Invalid user (?P<user>.*?) from " + IP + rb"(?: port \d+)?",
          tag=b"Invalid user "),
-    Rule("sshd", "pre", SSHD,
+    LogRule("sshd", "pre", SSHD,
          rb"User (?P<user>.*?) from " + IP + rb" not allowed because (?:not listed in|listed in|"
          rb"none of user's groups are listed in|a group is listed in) (?:AllowUsers|DenyUsers|"
          rb"AllowGroups|DenyGroups)", tag=b"User "),
-    Rule("sshd", "pre", SSHD,
+    LogRule("sshd", "pre", SSHD,
          rb"pam_unix\(sshd:auth\): authentication failure; logname=\S* uid=\d+ euid=\d+ tty=\S* "
          rb"ruser=\S* rhost=" + IP + rb"(?:  user=(?P<user>\S*))?",
          tag=b"pam_unix(sshd:auth): authentication failure;"),
-    Rule("sshd", "pre", SSHD,
+    LogRule("sshd", "pre", SSHD,
          rb"error: maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*?) from "
          + IP + rb" port \d+ ssh2 \[preauth\]", tag=b"error: maximum authentication attempts"),
-    Rule("sshd", "pre", SSHD,
+    LogRule("sshd", "pre", SSHD,
          rb"Disconnecting (?:authenticating|invalid) user (?P<user>.*?) " + IP
          + rb" port \d+: Too many authentication failures \[preauth\]", tag=b"Disconnecting "),
     # OpenSSH 7.x and older: no address; the connection's pid names it
-    Rule("sshd", "pre", SSHD,
+    LogRule("sshd", "pre", SSHD,
          rb"Disconnecting: Too many authentication failures(?: for (?:invalid user )?(?P<user>.*?))?"
          rb"(?: \[preauth\])?", tag=b"Disconnecting: Too many"),
-    Rule("sshd", "success", SSHD,
+    LogRule("sshd", "success", SSHD,
          rb"Accepted \S+ for (?P<user>.*?) from " + IP + rb" port \d+ ssh2" + SSH_KEYINFO,
          tag=b"Accepted "),
     *_known("sshd", SSHD, "Received disconnect from ", "Disconnected from ", "Connection closed by ",
@@ -125,19 +125,19 @@ RULES: list[Rule] = [
             "Connection from ", "Accepted key ", "userauth_pubkey: ", "drop connection #",
             "error: PAM: ", "error: beginning MaxStartups", "exited MaxStartups"),
     # util-linux 2.38 su
-    Rule("su", "local", rb"su", rb"FAILED SU \(to (?P<target>\S+)\) (?P<user>\S+) on \S+",
+    LogRule("su", "local", rb"su", rb"FAILED SU \(to (?P<target>\S+)\) (?P<user>\S+) on \S+",
          tag=b"FAILED SU (to "),
-    Rule("su", "success", rb"su", rb"\(to (?P<target>\S+)\) (?P<user>\S+) on \S+", tag=b"(to "),
+    LogRule("su", "success", rb"su", rb"\(to (?P<target>\S+)\) (?P<user>\S+) on \S+", tag=b"(to "),
     *_known("su", rb"su", "pam_unix(su:session): ", "pam_unix(su-l:session): ",
             "pam_unix(su:auth): ", "pam_unix(su-l:auth): ", "pam_systemd(su"),
     # sudo 1.9.13 (the user name is padded to 8 columns); told apart by their key group
-    Rule("sudo", "local", rb"sudo",
+    LogRule("sudo", "local", rb"sudo",
          rb" *(?P<user>\S+) : (?P<n>\d+) incorrect password attempts? ; TTY=.*",
          tag_rx=rb" *\S+ : ", key_group="n"),
-    Rule("sudo", "success", rb"sudo",
+    LogRule("sudo", "success", rb"sudo",
          rb" *(?P<user>\S+) : TTY=\S+ ; PWD=.*? ; USER=(?P<target>\S+) ; COMMAND=.*",
          tag_rx=rb" *\S+ : ", key_group="target"),
-    Rule("sudo", "local", rb"sudo", rb" *(?P<user>\S+) : user NOT in sudoers ; .*",
+    LogRule("sudo", "local", rb"sudo", rb" *(?P<user>\S+) : user NOT in sudoers ; .*",
          tag_rx=rb" *\S+ : ", key_group="user"),
     *_known("sudo", rb"sudo", "pam_unix(sudo:session): ", "pam_unix(sudo:auth): ",
             "pam_unix(sudo-i:session): "),
@@ -147,10 +147,10 @@ RULES: list[Rule] = [
             "Watching system buttons", "New seat ", "Power key pressed"),
     *_known("systemd", rb"systemd", "pam_unix(systemd-user:session): "),
     # pure-ftpd 1.0.50 (syslog)
-    Rule("ftpd", "fail", rb"pure-ftpd",
+    LogRule("ftpd", "fail", rb"pure-ftpd",
          rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[WARNING\] Authentication failed for user \[(?P<user>.*)\]",
          tag_rx=rb"\([^)\n]*\) \[WARNING\] Authentication failed"),
-    Rule("ftpd", "success", rb"pure-ftpd",
+    LogRule("ftpd", "success", rb"pure-ftpd",
          rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[INFO\] (?P<user>\S+) is now logged in",
          tag_rx=rb"\([^)\n]*\) \[INFO\] \S+ is now logged in"),
     # vsftpd 3.0.3: with syslog_enable=YES, or its own vsftpd.log
@@ -162,34 +162,34 @@ RULES: list[Rule] = [
     _courier("imapd", rb"imapd(?:-ssl)?|courier-imapd"),
     _courier("pop3d", rb"pop3d(?:-ssl)?|courier-pop3d"),
     # postfix 3.7
-    Rule("smtpauth", "fail", rb"postfix/(?:[\w-]+/)*smtpd",
+    LogRule("smtpauth", "fail", rb"postfix/(?:[\w-]+/)*smtpd",
          rb"warning: [^\[\n]*\[" + IP + rb"\]: SASL [A-Z0-9-]+ authentication failed: .*",
          tag=b"warning: "),
-    Rule("smtpauth", "success", rb"postfix/(?:[\w-]+/)*smtpd",
+    LogRule("smtpauth", "success", rb"postfix/(?:[\w-]+/)*smtpd",
          rb"(?:[0-9A-Za-z]+|NOQUEUE): client=[^\[\n]*\[" + IP
          + rb"\](?::\d+)?, sasl_method=\S+, sasl_username=(?P<user>\S+)",
          tag_rx=rb"[0-9A-Za-z]+: client="),
     # exim 4.96 mainlog
-    Rule("smtpauth", "fail", None,
+    LogRule("smtpauth", "fail", None,
          rb"\S+ authenticator failed for (?:\S+ )?(?:\([^)\n]*\) )?\[" + IP
          + rb"\](?::\d+)?: 535 Incorrect authentication data(?: \(set_id=(?P<user>[^)\n]*)\))?",
          tag_rx=rb"\S+ authenticator failed for ", formats=("exim",)),
     # apache 2.4 error log: basic auth and mod_security
-    Rule("htaccess", "fail", None,
+    LogRule("htaccess", "fail", None,
          rb"\[auth_basic:error\] \[pid \d+(?::tid \d+)?\] \[client " + IP + rb":\d+\] "
          rb"AH0161[78]: user (?P<user>.*?)(?:: authentication failure for \"[^\"\n]*\": "
          rb"Password Mismatch| not found: \S*)", tag=b"[auth_basic:error] ", formats=("apache",)),
-    Rule("modsec", "fail", None,
+    LogRule("modsec", "fail", None,
          rb"\[(?:security2)?:error\] \[pid \d+(?::tid \d+)?\] \[client "
          rb"(?P<ip>[0-9A-Fa-f:.]{3,45}?)(?::\d+)?\] "
          rb"(?:\[client \S+\] )?ModSecurity: Access denied .*",
          tag_rx=rb"\[(?:security2)?:error\] ", formats=("apache",)),
     # nginx 1.22 error log: basic auth and ModSecurity-nginx
-    Rule("htaccess", "fail", None,
+    LogRule("htaccess", "fail", None,
          rb"\[error\] \d+#\d+: \*\d+ user \"(?P<user>[^\"\n]*)\"(?:: password mismatch| was not found "
          rb"in \"[^\"\n]*\"), client: " + IP + rb", server: .*",
          tag=b"[error] ", formats=("nginx",)),
-    Rule("modsec", "fail", None,
+    LogRule("modsec", "fail", None,
          rb"\[error\] \d+#\d+: \*\d+ \[client " + IP + rb"\] ModSecurity: Access denied .*",
          tag=b"[error] ", formats=("nginx",)),
 ]
@@ -203,14 +203,14 @@ class Compiled:
 
     fmt: Format
     regex: re.Pattern
-    rules: list[Rule]
+    rules: list[LogRule]
     tag_pos: int
     prog_pos: int | None
     pid_pos: int | None
-    by_tag: dict[tuple, list[Rule]] = field(default_factory=dict)
+    by_tag: dict[tuple, list[LogRule]] = field(default_factory=dict)
     single: dict = field(default_factory=dict)
 
-    def candidates(self, tag: bytes, prog: bytes = b"") -> list[Rule]:
+    def candidates(self, tag: bytes, prog: bytes = b"") -> list[LogRule]:
         """Rules whose tag and program fit, sorted out once per (tag, program) text."""
         key = (tag, prog)
         cands = self.by_tag.get(key)
@@ -221,7 +221,7 @@ class Compiled:
                 self.by_tag[key] = cands
         return cands
 
-    def only_rule(self, tag: bytes) -> Rule | None:
+    def only_rule(self, tag: bytes) -> LogRule | None:
         """The one rule every line with this tag belongs to, when there is exactly one (the
         tag is a literal no other literal tag starts with, and one rule of one program has
         it); None when lines must be told apart one by one."""
@@ -235,7 +235,7 @@ class Compiled:
             self.single[tag] = rule
         return rule
 
-    def rule_of(self, t: tuple) -> Rule | None:
+    def rule_of(self, t: tuple) -> LogRule | None:
         """The rule a findall tuple came from: the candidates for its tag and program, the
         first whose key group is set (a rule without groups is known by its tag alone)."""
         prog = t[self.prog_pos] if self.prog_pos is not None else b""
@@ -252,7 +252,7 @@ def services_without_rules(fmt_name: str, services: list[str]) -> list[str]:
     return [s for s in services if not select(name, [s], False)]
 
 
-def select(fmt_name: str, services: list[str], known: bool) -> list[Rule]:
+def select(fmt_name: str, services: list[str], known: bool) -> list[LogRule]:
     fmt = FORMATS[fmt_name]
     out = []
     for r in RULES:
@@ -277,7 +277,7 @@ def compile_rules(fmt_name: str, services: list[str], known: bool = False,
     if key in _cache:
         return _cache[key]
     fmt = FORMATS[fmt_name]
-    rules = [Rule(**{k: v for k, v in r.__dict__.items() if k not in ("index", "pos")})
+    rules = [LogRule(**{k: v for k, v in r.__dict__.items() if k not in ("index", "pos")})
              for r in select(fmt_name, services, known)]
     if not rules:
         raise ValueError(f"no rules for format {fmt_name} and services {', '.join(services)}")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from nightwarden.lib.settings import Count, Section, items, table
+from nightwarden.lib.settings import Count, Section, default_list, default_table
 
 FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd")
 Service = Literal["sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"]
@@ -19,7 +19,7 @@ class LogSource(Section):
 
     path: str
     format: Literal[FORMATS] = "auto"
-    services: list[Service] = items()   # empty: every service
+    services: list[Service] = default_list()   # empty: every service
 
     def __post_init__(self):
         from .rules import services_without_rules
@@ -43,15 +43,15 @@ class LoginSettings(Section):
     # The journal: "auto" = when no file source for sshd exists (Debian 12 without rsyslog),
     # "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
     journal: Literal["auto", "yes", "no"] = "auto"
-    journal_command: list[str] = items("journalctl", "--output=json", "--no-pager", "--quiet")
-    journal_services: list[Service] = items("sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd")
+    journal_command: list[str] = default_list("journalctl", "--output=json", "--no-pager", "--quiet")
+    journal_services: list[Service] = default_list("sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd")
     # LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC: this many
     # failures from one address within `interval` seconds block it. 0 = off.
-    limits: dict[Literal[BLOCKING], Count] = table(sshd=5, ftpd=10, smtpauth=5, pop3d=10, imapd=10,
+    limits: dict[Literal[BLOCKING], Count] = default_table(sshd=5, ftpd=10, smtpauth=5, pop3d=10, imapd=10,
                                                   htaccess=5, modsec=5)
     interval: Count = 3600           # LF_INTERVAL
     # a window of its own for a service (seconds); 0 = `interval`
-    intervals: dict[Literal[BLOCKING], Count] = table(sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0,
+    intervals: dict[Literal[BLOCKING], Count] = default_table(sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0,
                                                      htaccess=0, modsec=0)
     block: bool = True
     block_ttl: Count = 3600          # temporary; repeated blocks escalate (blocks.perm_block_count)

@@ -297,7 +297,7 @@ def _chown(fd: int, uid: int, gid: int) -> None:
             raise                 # a normal user cannot give files away, as with tar
 
 
-def restore(config, state, ident: int, to: Path | None = None) -> bytes:
+def restore_member(config, state, ident: int, to: Path | None = None) -> bytes:
     """Put a quarantined file back (at its path, or under `to`); never overwrites."""
     row = get_row(state, ident)
     if not row["member"]:

@@ -38,7 +38,7 @@ class IgnoreRules:
         return None
 
 
-def load(files: list[Path]) -> IgnoreRules:
+def load_rules(files: list[Path]) -> IgnoreRules:
     rules = IgnoreRules()
     for path in files:
         try:

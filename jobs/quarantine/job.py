@@ -30,7 +30,7 @@ def run(ctx) -> Result:
     if action in ("show", "restore") and getattr(ctx.args, "id", None) is None:
         from nightwarden.lib.errors import UsageError
         raise UsageError(f"quarantine {action} needs an ID (see: nightwarden quarantine list)")
-    return {"sweep": sweep, "list": list_entries, "show": show, "restore": restore}[action](ctx)
+    return {"sweep": sweep, "list": list_entries, "show": show_entry, "restore": restore}[action](ctx)
 
 
 def sweep(ctx) -> Result:
@@ -41,7 +41,7 @@ def sweep(ctx) -> Result:
 
     qcfg = ctx.config.quarantine
     report_only = qcfg.mode == "report" or getattr(ctx.args, "report_only", False)
-    rules = ignore.load(ignore_files(ctx.config))
+    rules = ignore.load_rules(ignore_files(ctx.config))
     for error in rules.errors:
         ctx.log.warning("%s", error)
     handler = Quarantine(ctx.config, ctx.state, report_only, ctx.dry_run)
@@ -89,7 +89,7 @@ def list_entries(ctx) -> Result:
     return Result(0, f"{len(rows)} entries")
 
 
-def show(ctx) -> Result:
+def show_entry(ctx) -> Result:
     from .archive import get_row, shown
     from .settings import archive_dir
     r = get_row(ctx.state, ctx.args.id)
@@ -108,13 +108,13 @@ def show(ctx) -> Result:
 
 
 def restore(ctx) -> Result:
-    from .archive import restore as do_restore
+    from .archive import restore_member
     from .archive import shown
     to = Path(ctx.args.to) if getattr(ctx.args, "to", None) else None
     if ctx.dry_run:
         ctx.say(f"dry run: would restore entry {ctx.args.id}" + (f" under {to}" if to else ""))
         return Result(0, "dry run")
-    target = do_restore(ctx.config, ctx.state, ctx.args.id, to)
+    target = restore_member(ctx.config, ctx.state, ctx.args.id, to)
     ctx.say(f"restored entry {ctx.args.id} to {shown(target)}")
     return Result(0, f"restored entry {ctx.args.id} to {shown(target)}")
 

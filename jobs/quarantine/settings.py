@@ -5,21 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from nightwarden.lib.settings import Count, Section, items
+from nightwarden.lib.settings import Count, Section, default_list
 
 RULES = ("elf", "shebang", "extension", "exploit_name", "bad_name", "hidden_dir", "symlink", "core")
 
 
 class QuarantineSettings(Section):
-    dirs: list[str] = items("/tmp", "/dev/shm", "/var/tmp")
+    dirs: list[str] = default_list("/tmp", "/dev/shm", "/var/tmp")
     mode: Literal["quarantine", "report"] = "quarantine"   # report: find and alert, touch nothing
     ignore_root: bool = True         # files owned by root are not examined (as lfd does)
     ignore_file: str = ""            # "" = <config dir>/nightwarden.fignore (csf.fignore format)
-    extra_ignore_files: list[str] = items("/etc/csf/csf.fignore")
-    rules: list[Literal[RULES]] = items(*RULES)
-    extensions: list[str] = items(".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml",
+    extra_ignore_files: list[str] = default_list("/etc/csf/csf.fignore")
+    rules: list[Literal[RULES]] = default_list(*RULES)
+    extensions: list[str] = default_list(".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml",
                                   ".py", ".sh", ".bash")
-    exploit_names: list[str] = items(
+    exploit_names: list[str] = default_list(
         "r00t", "rootkit", "xploit", "sploit", "ptrace", "vmsplice", "dirtycow", "dirtypipe",
         "pwnkit", "overlayfs", "xmrig", "kinsing", "kdevtmpfsi", "kaiten", "tsunami", "mirai",
         "psybnc", "eggdrop", "emech", "bindshell", "backconnect", "c99shell", "r57shell", "wso.php")

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 
 @dataclass
-class Section:
+class ReportSection:
     title: str
     headers: list[str]
     rows: list[list] = field(default_factory=list)
@@ -50,10 +50,10 @@ def fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def job_health(state, since: float, until: float) -> Section:
+def job_health(state, since: float, until: float) -> ReportSection:
     from nightwarden.jobs import JOBS
 
-    sec = Section("Job health", ["job", "runs", "failed", "last run", "last exit", "last success",
+    sec = ReportSection("Job health", ["job", "runs", "failed", "last run", "last exit", "last success",
                                  "last summary"])
     runs = [r for r in state.runs(since) if r["started"] < until]
     names = list(JOBS) + sorted({r["job"] for r in runs} - set(JOBS))
@@ -68,20 +68,20 @@ def job_health(state, since: float, until: float) -> Section:
     return sec
 
 
-def blocks_sections(state, since: float, until: float, lists) -> list[Section]:
+def blocks_sections(state, since: float, until: float, lists) -> list[ReportSection]:
     active = state.active_blocks()
     temp = [b for b in active if not b.permanent]
     perm = [b for b in active if b.permanent]
-    summary = Section("Firewall", ["what", "count"], [
+    summary = ReportSection("Firewall", ["what", "count"], [
         ["temporary blocks active", len(temp)],
         ["permanent blocks active", len(perm)],
         ["deny list entries", len(lists.deny.entries)],
         ["allow list entries", len(lists.allow.entries)],
         ["ignore list entries", len(lists.ignore.entries)],
     ])
-    made = Section("Blocks made in the period",
+    made = ReportSection("Blocks made in the period",
                    ["address", "kind", "source", "reason", "created", "expires"])
-    lifted = Section("Blocks lifted in the period", ["address", "source", "reason", "removed", "why"])
+    lifted = ReportSection("Blocks lifted in the period", ["address", "source", "reason", "removed", "why"])
     for b in state.blocks_since(since):
         if since <= b.created < until:
             made.rows.append([b.address, "permanent" if b.permanent else "temporary", b.source,
@@ -91,7 +91,7 @@ def blocks_sections(state, since: float, until: float, lists) -> list[Section]:
     return [summary, made, lifted]
 
 
-def events_sections(state, since: float, until: float) -> list[Section]:
+def events_sections(state, since: float, until: float) -> list[ReportSection]:
     events = state.events(since, until)
     by_kind: dict[str, int] = {}
     by_addr: dict[tuple, int] = {}
@@ -100,17 +100,17 @@ def events_sections(state, since: float, until: float) -> list[Section]:
         if e["address"]:
             key = (e["address"], e["kind"])
             by_addr[key] = by_addr.get(key, 0) + 1
-    kinds = Section("Events by kind", ["kind", "count"],
+    kinds = ReportSection("Events by kind", ["kind", "count"],
                     [[k, n] for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1])])
-    top = Section("Top addresses", ["address", "kind", "events"],
+    top = ReportSection("Top addresses", ["address", "kind", "events"],
                   [[a, k, n] for (a, k), n in sorted(by_addr.items(), key=lambda kv: -kv[1])[:20]])
     return [kinds, top]
 
 
-def quarantine_section(state, since: float, until: float) -> Section:
+def quarantine_section(state, since: float, until: float) -> ReportSection:
     from nightwarden.jobs.quarantine.archive import shown
 
-    sec = Section("Suspicious files", ["time", "path", "owner", "reason", "action"])
+    sec = ReportSection("Suspicious files", ["time", "path", "owner", "reason", "action"])
     from nightwarden.jobs.quarantine.store import QuarantineStore
     for r in QuarantineStore(state).between(since, until):
         sec.rows.append([fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"],
@@ -118,8 +118,8 @@ def quarantine_section(state, since: float, until: float) -> Section:
     return sec
 
 
-def integrity_section(state, since: float, until: float) -> Section:
-    sec = Section("Integrity checks", ["time", "added", "removed", "changed", "explained by packages",
+def integrity_section(state, since: float, until: float) -> ReportSection:
+    sec = ReportSection("Integrity checks", ["time", "added", "removed", "changed", "explained by packages",
                                        "unreadable"])
     for e in state.events(since, until, kind="integrity"):
         d = json.loads(e["detail"])
@@ -130,8 +130,8 @@ def integrity_section(state, since: float, until: float) -> Section:
     return sec
 
 
-def scans_section(state, since: float, until: float) -> Section:
-    sec = Section("Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last",
+def scans_section(state, since: float, until: float) -> ReportSection:
+    sec = ReportSection("Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last",
                                            "blocked now"])
     rows, total = state.scan_sources(since, until, 20)
     for r in rows:
@@ -142,21 +142,21 @@ def scans_section(state, since: float, until: float) -> Section:
     return sec
 
 
-def auth_sections(ctx, since: float, until: float) -> list[Section]:
+def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
     from nightwarden.jobs.login_failures import report
 
-    return [Section(d["title"], d["headers"], d["rows"], d["note"])
+    return [ReportSection(d["title"], d["headers"], d["rows"], d["note"])
             for d in report.sections(ctx.config, since, until, fmt_time)]
 
 
-def problems_section(lists, outbox_pending: int) -> Section:
-    sec = Section("Problems", ["problem"], [[e] for e in lists.errors])
+def problems_section(lists, outbox_pending: int) -> ReportSection:
+    sec = ReportSection("Problems", ["problem"], [[e] for e in lists.errors])
     if outbox_pending:
         sec.rows.append([f"{outbox_pending} message(s) waiting in the outbox (nightwarden mail flush)"])
     return sec
 
 
-def render_text(sections: list[Section]) -> str:
+def render_text(sections: list[ReportSection]) -> str:
     from tabulate import tabulate
 
     out = []
@@ -170,7 +170,7 @@ def render_text(sections: list[Section]) -> str:
     return "\n".join(out)
 
 
-def render_html(sections: list[Section]) -> str:
+def render_html(sections: list[ReportSection]) -> str:
     from tabulate import tabulate
 
     out = []
@@ -184,7 +184,7 @@ def render_html(sections: list[Section]) -> str:
     return "\n".join(out)
 
 
-def build(ctx, since: float, until: float) -> tuple[list[Section], str]:
+def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], str]:
     from nightwarden.lib.lists import load_lists
     from nightwarden.lib.mail import Outbox
 
@@ -206,9 +206,9 @@ def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]
         return {}
     if not ctx.state.count_events("scan", since, until):
         return {}
-    from nightwarden.jobs.scan_history.job import build
+    from nightwarden.jobs.scan_history.job import analyse_period
     from nightwarden.jobs.scan_history import analysis
-    pngs = analysis.charts(build(ctx, since, until), ctx.config.report_dir, stem)
+    pngs = analysis.charts(analyse_period(ctx, since, until), ctx.config.report_dir, stem)
     return {f"{stem}-{name}": path.read_bytes() for name, path in pngs.items()}
 
 
@@ -222,7 +222,7 @@ def run(ctx) -> Result:
     since = parse_when(args.since, now) if args and args.since else until - hours * 3600
     if since >= until:
         raise UsageError("--since must be before --until")
-    sections, period = build(ctx, since, until)
+    sections, period = build_report(ctx, since, until)
     text = render_text(sections)
     body_html = render_html(sections)
     data = {"host": ctx.config.hostname, "since": since, "until": until,

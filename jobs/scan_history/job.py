@@ -54,15 +54,15 @@ SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "
             ("Daily (shown)", "day"), ("Hourly (shown)", "hour")]
 
 
-def build(ctx, since: float, until: float):
+def analyse_period(ctx, since: float, until: float):
     from . import analysis, store
     state = ctx.state
-    df = store.load(state, since, until)
-    previous = store.load(state, since - (until - since), since)
+    df = store.scan_frame(state, since, until)
+    previous = store.scan_frame(state, since - (until - since), since)
     return analysis.analyse(df, previous, state.block_counts(), ctx.config.history)
 
 
-def render(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
+def render_history(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
     from .analysis import change
     s = analysis.summary
     period = f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(until):%Y-%m-%d %H:%M}"
@@ -116,12 +116,12 @@ def run(ctx) -> Result:
     until = parse_when(args.until, now) if args is not None and getattr(args, "until", None) else now
     since = parse_when(args.since, now) if args is not None and getattr(args, "since", None) \
         else until - hcfg.period_hours * 3600
-    seen = build(ctx, since, until)
+    seen = analyse_period(ctx, since, until)
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     stem = f"scan-history-{stamp}"
     pngs = analysis.charts(seen, ctx.config.report_dir, stem) if hcfg.charts and not ctx.dry_run else {}
     cids = {name: f"{stem}-{name}" for name in pngs}
-    text, body_html, data = render(seen, since, until, cids)
+    text, body_html, data = render_history(seen, since, until, cids)
     if not ctx.dry_run:
         base = ctx.config.report_dir / stem
         atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)

@@ -9,7 +9,7 @@ SCAN_SQL = ("SELECT time, address, port, proto, COALESCE(json_extract(detail, '$
             " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?")
 
 
-def load(state, since: float, until: float):
+def scan_frame(state, since: float, until: float):
     """The scan events of [since, until) as a DataFrame: time, address, port, proto, type.
 
     Read column-wise through Arrow when its SQLite driver is installed (a dependency); else

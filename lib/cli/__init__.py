@@ -1,30 +1,27 @@
-"""The `nightwarden` command line. Only argparse is imported up front: a job module, the
-firewall, pandas and friends load only when the command that needs them runs."""
+"""The `nightwarden` command line: the jobs (from the job registry) and the commands of each
+group module (`COMMAND_GROUPS`), each group's parsers beside its handlers. Only argparse is
+imported up front: a job module, the firewall, pandas and friends load only when the command
+that needs them runs. The exit code is decided in one place: `run` (a job's Result, or the
+error hierarchy's code)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE, NightwardenError
 
-COMMANDS = {
-    "jobs": "list the jobs and their schedules",
-    "daily": "the daily run: every daily job, then the report",
-    "config": "check or show the configuration",
-    "block": "block addresses (temporarily: --ttl, default from config)",
-    "unblock": "lift blocks of addresses",
-    "allow": "add an address to the allow list (it is never blocked)",
-    "deny": "add an address to the deny list (blocked permanently)",
-    "blocks": "list the active blocks",
-    "grep": "everything known about an address",
-    "firewall": "set up, inspect or remove nightwarden's firewall rules",
-    "mail": "deliver the outbox, or send a test message",
-    "schedule": "the schedule: show it, render cron.d / systemd timers / logrotate.d, or run it",
-    "runs": "the last runs of each job (start, duration, exit code, summary)",
-    "install": "put the cron.d, logrotate.d and systemd files in place (say what was done)",
-    "uninstall": "remove what install put in place (a file changed since is kept)",
-}
+COMMAND_GROUPS = ("jobs_cmd", "blocks_cmd", "firewall_cmd", "schedule_cmd")
+
+
+def commands() -> dict:
+    """Every command that is not a job, by name, in the order `--help` lists them."""
+    table = {}
+    for group in COMMAND_GROUPS:
+        for command in importlib.import_module(f"{__name__}.{group}").COMMANDS:
+            table[command.name] = command
+    return table
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,13 +46,23 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def exit_code_table() -> list[tuple[str, str]]:
+    """Every exit code with its meaning: the shared ones, then each job's findings."""
+    from nightwarden.jobs import JOBS
+    rows = [(str(code), text) for code, text in EXIT_CODES]
+    for job in JOBS.values():
+        rows += [(f"{job.name} {code}", text) for code, text in job.exit_codes]
+    return rows
+
+
 def _epilog() -> str:
-    lines = ["exit codes:"] + [f"  {code:>3}  {text}" for code, text in EXIT_CODES]
-    return "\n".join(lines)
+    return "\n".join(["exit codes:"] + [f"  {code:>18}  {text}" for code, text in exit_code_table()])
 
 
 def build_parser(job: str | None = None) -> Parser:
-    from nightwarden.jobs import JOBS
+    """The whole parser; only the job named on the command line has its own arguments
+    loaded (importing a job module can be costly)."""
+    from nightwarden.jobs import JOBS, load_job
 
     common = _common()
     parser = Parser(prog="nightwarden", parents=[common],
@@ -72,59 +79,13 @@ def build_parser(job: str | None = None) -> Parser:
         p = sub.add_parser(name, parents=[common, dry], help=f"job: {info.summary}",
                            description=info.summary)
         if name == job:
-            from nightwarden.jobs import load
-            load(name).add_arguments(p)
+            load_job(name).add_arguments(p)
         else:
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-    def add(name: str, *parents):
-        return sub.add_parser(name, parents=[common, *parents], help=COMMANDS[name],
-                              description=COMMANDS[name])
-
-    add("jobs")
-    add("daily", dry)
-    p = add("config")
-    p.add_argument("action", choices=["check", "show"])
-    p = add("block", dry)
-    p.add_argument("addresses", nargs="+", metavar="IP")
-    p.add_argument("--ttl", help="how long: seconds or 30m, 6h, 7d; 0 = until purged")
-    p.add_argument("--reason", default="", help="why (shown in `blocks` and reports)")
-    p.add_argument("--permanent", action="store_true", help="a permanent block (kept by purge)")
-    p = add("unblock", dry)
-    p.add_argument("addresses", nargs="+", metavar="IP")
-    for name in ("allow", "deny"):
-        p = add(name, dry)
-        p.add_argument("address", metavar="IP")
-        p.add_argument("--comment", default="", help="comment written beside the entry")
-    p = add("blocks")
-    p.add_argument("--all", action="store_true", help="history too, not only active blocks")
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p = add("grep")
-    p.add_argument("address", metavar="IP")
-    p = add("firewall", dry)
-    p.add_argument("action", choices=["status", "start", "stop"],
-                   help="status: what is in the kernel; start: set up and load every entry "
-                        "(also after a reboot); stop: remove all of nightwarden's rules")
-    p = add("mail", dry)
-    p.add_argument("action", choices=["flush", "test"])
-    p = add("schedule")
-    p.add_argument("action", choices=["show", "cron", "systemd", "logrotate", "run"],
-                   help="show: jobs, cron, OnCalendar, next run; cron/systemd/logrotate: print "
-                        "the file(s); run: run the schedule in the foreground (APScheduler)")
-    p.add_argument("--output", metavar="PATH", help="write there instead (systemd: a directory)")
-    p = add("runs")
-    p.add_argument("--job", help="only this job")
-    p.add_argument("-n", "--last", type=int, default=5, metavar="N", help="runs per job (default 5)")
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    for name in ("install", "uninstall"):
-        p = add(name, dry)
-        p.add_argument("--root", default="/", metavar="DIR",
-                       help="install under DIR (for packaging or a look first); default /")
-        if name == "install":
-            p.add_argument("--timers", action="store_true",
-                           help="systemd timer units instead of the cron.d file")
-            p.add_argument("--force", action="store_true",
-                           help="replace files that were not installed by nightwarden")
+    for name, command in commands().items():
+        p = sub.add_parser(name, parents=[common, dry] if command.dry_run else [common],
+                           help=command.summary, description=command.summary)
+        command.arguments(p)
     return parser
 
 
@@ -145,6 +106,29 @@ def _job_in_argv(argv: list[str]) -> str | None:
     return None
 
 
+def dispatch(args) -> int:
+    """Load the configuration, set up logging, run the job or the command: its exit code."""
+    from nightwarden.jobs import JOBS, load_job, load_config
+    from nightwarden.lib import logsetup
+    from nightwarden.lib.runner import Context, run_job
+
+    cfg = load_config(getattr(args, "config", None), getattr(args, "sandbox", None))
+    name = args.command
+    command = commands().get(name)
+    read_only = command is not None and command.read_only
+    general = cfg.general
+    logsetup.setup(args.verbosity, None if (read_only or not general.log_file) else cfg.log_dir,
+                   general.log_level, general.syslog and cfg.sandbox is None, job=name)
+    dry_run = getattr(args, "dry_run", False)
+    if name in JOBS:
+        return run_job(load_job(name), cfg, args, dry_run)
+    ctx = Context(cfg, args, dry_run, name)
+    try:
+        return command.handler(ctx)
+    finally:
+        ctx.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_job_in_argv(argv))
@@ -154,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        from . import commands
-        return commands.dispatch(args)
+        return dispatch(args)
     except NightwardenError as e:
         print(f"nightwarden: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,7 +8,7 @@ from ..errors import ConfigError, PermissionDenied, UnavailableError
 from .base import KINDS, Backend, Entry, Filter, KernelEntry
 
 __all__ = ["KINDS", "Backend", "Entry", "Filter", "KernelEntry", "open_backend", "backend_class",
-           "detect"]
+           "detect_backend"]
 
 ORDER = ("nftables", "ipset", "iptc")
 
@@ -29,7 +29,7 @@ def backend_class(name: str) -> type[Backend]:
     raise ConfigError(f"unknown firewall backend {name!r}")
 
 
-def detect() -> tuple[str, list[str]]:
+def detect_backend() -> tuple[str, list[str]]:
     """The first backend that works here, and why each one before it did not."""
     reasons = []
     for name in ORDER:
@@ -52,7 +52,7 @@ def open_backend(config, dry_run: bool = False) -> Backend:
     if os.geteuid() != 0:
         raise PermissionDenied("firewall changes need root (or use --sandbox DIR, or --dry-run)")
     if choice == "auto":
-        choice, _ = detect()
+        choice, _ = detect_backend()
     else:
         why = backend_class(choice).probe()
         if why is not None:

@@ -22,19 +22,19 @@ DEFAULT_COMMAND = "/usr/local/sbin/nightwarden"
 
 
 @dataclass(frozen=True)
-class Entry:
+class ScheduledJob:
     job: str
     cron: Cron
     summary: str
 
 
-def entries(config) -> list[Entry]:
+def entries(config) -> list[ScheduledJob]:
     """The scheduled jobs in registry order; a job whose schedule is "" or "off" is left out."""
     out = []
     for name, text in config.schedule.jobs.items():
         if text.strip() in ("", "off"):
             continue
-        out.append(Entry(name, parse(text), config.schema.summaries.get(name, "")))
+        out.append(ScheduledJob(name, parse(text), config.schema.summaries.get(name, "")))
     return out
 
 
@@ -139,12 +139,12 @@ def render_logrotate(config) -> str:
 
 # -- APScheduler ------------------------------------------------------------------------------
 
-def trigger(entry: Entry, timezone=None):
+def trigger(entry: ScheduledJob, timezone=None):
     from apscheduler.triggers.cron import CronTrigger
     return CronTrigger(timezone=timezone, **entry.cron.apscheduler_kwargs())
 
 
-def run_job(argv: list[str], job: str) -> int:
+def spawn_job(argv: list[str], job: str) -> int:
     """One scheduled run: the job as its own process; its output goes to our log."""
     env = {k: v for k, v in os.environ.items() if k != "NIGHTWARDEN_SANDBOX"}
     try:
@@ -164,6 +164,6 @@ def scheduler(config):
     sch = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                             "misfire_grace_time": 300})
     for e in entries(config):
-        sch.add_job(run_job, trigger(e), args=[job_argv(config, e.job), e.job], id=e.job,
+        sch.add_job(spawn_job, trigger(e), args=[job_argv(config, e.job), e.job], id=e.job,
                     name=f"nightwarden {e.job}")
     return sch
