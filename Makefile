@@ -7,7 +7,7 @@ DEMO   ?= demo
 TEST_DEBS := nftables libnftables1 iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide cron systemd
 TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide crontab systemd-analyze
 
-.PHONY: demo test bench debs bench-debs clean
+.PHONY: demo test test-quick lint bench debs bench-debs clean
 
 $(BIN)/nightwarden: pyproject.toml setup.py jobs/login_failures/_sshscan.c
 	$(PYTHON) -m venv $(VENV)
@@ -70,14 +70,23 @@ debs:
 	  else echo "missing:$$missing (tests that need them are skipped; run as root to install)"; fi; \
 	fi
 
+# ruff: the lint rules and the format, as configured in pyproject.toml.
+lint: $(BIN)/nightwarden
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # As root, the whole suite runs in a private network namespace (loopback only);
 # firewall tests add a fresh namespace of their own for each test.
-test: debs $(BIN)/nightwarden
+test: debs $(BIN)/nightwarden lint
 	@if [ "$$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then \
 	  unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'; \
 	else \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
+
+# The tests that need neither root nor a peer tool nor much time (markers in pyproject.toml).
+test-quick: $(BIN)/nightwarden lint
+	$(BIN)/python -m pytest -q -m "not root and not netns and not peer and not slow" $(PYTEST_ARGS)
 
 # The peers the benchmarks compare with.
 BENCH_DEBS := aide portsentry fail2ban util-linux

@@ -23,9 +23,11 @@ def median_ms(argv: list[str]) -> float:
 
 
 def main() -> None:
-    rows = [("python -c pass (baseline)", median_ms([sys.executable, "-c", "pass"])),
-            ("nightwarden --help", median_ms([str(BIN / "nightwarden"), "--help"])),
-            ("nightwarden jobs", median_ms([str(BIN / "nightwarden"), "jobs"]))]
+    rows = [
+        ("python -c pass (baseline)", median_ms([sys.executable, "-c", "pass"])),
+        ("nightwarden --help", median_ms([str(BIN / "nightwarden"), "--help"])),
+        ("nightwarden jobs", median_ms([str(BIN / "nightwarden"), "jobs"])),
+    ]
     print(f"CLI start-up, median of {RUNS} runs")
     for name, ms in rows:
         print(f"  {name:<28} {ms:7.1f} ms")

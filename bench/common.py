@@ -36,27 +36,33 @@ def private_namespace():
 def bench_config(tmp: str, extra: str = ""):
     """A configuration with every path in tmp and the table/chain/sets named nwbench."""
     from nightwarden.jobs import load_config
+
     path = Path(tmp) / "nw.toml"
-    path.write_text(f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
-                    f'[lists]\nextra_allow_files = []\nextra_deny_files = []\n'
-                    f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
-                    f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra)
+    path.write_text(
+        f'[general]\nstate_dir = "{tmp}/s"\nrun_dir = "{tmp}/r"\nlog_dir = "{tmp}/l"\n'
+        f"[lists]\nextra_allow_files = []\nextra_deny_files = []\n"
+        f'extra_ignore_files = []\nallow_file = "{tmp}/a"\ndeny_file = "{tmp}/d"\n'
+        f'ignore_file = "{tmp}/i"\n[firewall]\nname = "nwbench"\n' + extra
+    )
     return load_config(str(path))
 
 
 # runs a command and prints the peak memory of its largest process on stderr's first line
-RSS = ("import resource, subprocess, sys\n"
-       "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
-       "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n"
-       "sys.exit(r.returncode)")
+RSS = (
+    "import resource, subprocess, sys\n"
+    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n"
+    "sys.exit(r.returncode)"
+)
 
 
 def timed(cmd: list[str], env: dict | None = None, ok: tuple = (0,)) -> tuple[float, int, int]:
     """(seconds, peak MB, exit code) of a command; another exit code ends the benchmark."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", RSS, *cmd], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-c", RSS, *cmd], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     took = time.perf_counter() - start
     lines = done.stderr.splitlines()
     rss_kb = int(lines[0]) if lines and lines[0].isdigit() else 0

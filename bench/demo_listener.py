@@ -39,7 +39,7 @@ def scan(source: str) -> int:
                 answered += 1
             except OSError:
                 pass
-        time.sleep(0.05)                # a patient scanner: the block is in place by now
+        time.sleep(0.05)  # a patient scanner: the block is in place by now
     for port in UDP:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((source, 0))
@@ -51,8 +51,11 @@ def main() -> None:
     box = Path(sys.argv[1])
     log = box / "log" / "nightwarden.log"
     start = log.stat().st_size if log.exists() else 0
-    proc = subprocess.Popen([NW, "--sandbox", str(box), "listen", "--no-mail"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [NW, "--sandbox", str(box), "listen", "--no-mail"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         if not wait_for(log, "listening (connect mode)", start):
             sys.exit("the listener did not start; see " + str(log))
@@ -62,17 +65,24 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    blocks = json.loads(subprocess.run([NW, "--sandbox", str(box), "blocks", "--json"],
-                                       capture_output=True, text=True, check=True).stdout)
+    blocks = json.loads(
+        subprocess.run(
+            [NW, "--sandbox", str(box), "blocks", "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     mine = [b for b in blocks if b["source"] == "listener"]
     alerts = [ln for ln in log.read_text(errors="replace")[start:].splitlines() if "attackalert" in ln]
     from nightwarden.jobs import load_config
+
     backend = load_config(sandbox=str(box)).firewall_backend()
     backend = "nftables, in a private network namespace," if backend == "nftables" else "dry-run"
-    print(f"   scanner: 5 sources, {len(TCP)} TCP and {len(UDP)} UDP bait ports each; "
-          f"ports answered before the block: {', '.join(f'{s} {n}' for s, n in answered.items())}")
-    print(f"   listener: {len(alerts)} attack alert line(s), {len(mine)} source(s) blocked "
-          f"({backend} firewall)")
+    print(
+        f"   scanner: 5 sources, {len(TCP)} TCP and {len(UDP)} UDP bait ports each; "
+        f"ports answered before the block: {', '.join(f'{s} {n}' for s, n in answered.items())}"
+    )
+    print(
+        f"   listener: {len(alerts)} attack alert line(s), {len(mine)} source(s) blocked ({backend} firewall)"
+    )
 
 
 if __name__ == "__main__":

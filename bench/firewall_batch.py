@@ -32,11 +32,14 @@ def addresses(n: int) -> list:
 def make(name: str):
     if name == "nftables":
         from nightwarden.lib.firewall.nftables import NftablesBackend
+
         return NftablesBackend(prefix="nwbench")
     if name == "ipset":
         from nightwarden.lib.firewall.ipset import IpsetBackend
+
         return IpsetBackend(prefix="nwbench")
     from nightwarden.lib.firewall.iptc import IptcBackend
+
     return IptcBackend(prefix="nwbench")
 
 
@@ -105,16 +108,20 @@ def main() -> None:
             continue
         verdict = "-" if target is None else ("met" if max(add, remove) < target else "MISSED")
         label = name + (" (python-iptables, legacy)" if name == "iptc" else "")
-        print(f"  {label:<34} {setup:7.3f}s {add:7.3f}s {remove:7.3f}s  "
-              f"{'< %.0f s: %s' % (target, verdict) if target else 'no target'}")
+        print(
+            f"  {label:<34} {setup:7.3f}s {add:7.3f}s {remove:7.3f}s  "
+            f"{f'< {target:.0f} s: {verdict}' if target else 'no target'}"
+        )
     with private_namespace():
         add, remove = bench_manager()
     print(f"  {'nftables via BlockManager (+state)':<34} {'':>8} {add:7.3f}s {remove:7.3f}s")
     with private_namespace():
         per = bench_per_process()
     if per is not None:
-        print(f"  one `ipset add` process per entry: {PER_PROCESS_N:,} entries in {per:.2f} s "
-              f"(about {per * N / PER_PROCESS_N:.0f} s for {N:,})")
+        print(
+            f"  one `ipset add` process per entry: {PER_PROCESS_N:,} entries in {per:.2f} s "
+            f"(about {per * N / PER_PROCESS_N:.0f} s for {N:,})"
+        )
 
 
 if __name__ == "__main__":

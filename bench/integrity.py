@@ -23,12 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import NW, timed  # noqa: E402
 
-FINDINGS = (0, 1, 4, 5, 7)          # nightwarden's and aide's exit bits for what they found
+FINDINGS = (0, 1, 4, 5, 7)  # nightwarden's and aide's exit bits for what they found
 
 ROOT = Path(os.environ.get("NW_BENCH_DIR", "/var/tmp/nightwarden-bench-integrity"))
 FILES = int(os.environ.get("NW_BENCH_FILES", 100_000))
-BIG = 100                    # files of 15 MB: 1.5 GB
+BIG = 100  # files of 15 MB: 1.5 GB
 BIG_SIZE = 15 << 20
+
 
 def build(tree: Path) -> None:
     marker = tree.parent / f"built-{FILES}"
@@ -43,10 +44,10 @@ def build(tree: Path) -> None:
         if i % 50 == 0:
             d.mkdir(parents=True, exist_ok=True)
         if i < BIG:
-            data = block[i * 64:i * 64 + BIG_SIZE]
+            data = block[i * 64 : i * 64 + BIG_SIZE]
         else:
             start = rnd.randrange(65536)
-            data = block[start:start + rnd.choice((512, 2048, 4096, 6000, 9000, 16384))]
+            data = block[start : start + rnd.choice((512, 2048, 4096, 6000, 9000, 16384))]
         (d / f"f{i}").write_bytes(data)
         total += len(data)
     os.sync()
@@ -89,34 +90,47 @@ def main() -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     build(tree)
-    print(f"Integrity: {FILES:,} files, {tree_size(tree) / 1e9:.2f} GB in {tree} "
-          f"(ready in {time.perf_counter() - start:.1f} s)")
+    print(
+        f"Integrity: {FILES:,} files, {tree_size(tree) / 1e9:.2f} GB in {tree} "
+        f"(ready in {time.perf_counter() - start:.1f} s)"
+    )
     work = ROOT / "work"
     shutil.rmtree(work, ignore_errors=True)
     (work / "etc").mkdir(parents=True)
     cfg = work / "etc" / "nightwarden.toml"
-    cfg.write_text(f'[general]\nstate_dir = "{work}/state"\nlog_dir = "{work}/log"\n'
-                   f'report_dir = "{work}/reports"\nrun_dir = "{work}/run"\nsyslog = false\n'
-                   f'[integrity]\npaths = ["{tree}"]\nexcludes = []\npackage_aware = false\n'
-                   f'workers = 2\n[mail]\ntransport = "none"\n')
+    cfg.write_text(
+        f'[general]\nstate_dir = "{work}/state"\nlog_dir = "{work}/log"\n'
+        f'report_dir = "{work}/reports"\nrun_dir = "{work}/run"\nsyslog = false\n'
+        f'[integrity]\npaths = ["{tree}"]\nexcludes = []\npackage_aware = false\n'
+        f'workers = 2\n[mail]\ntransport = "none"\n'
+    )
     env = {"NIGHTWARDEN_INTEGRITY_PASSPHRASE": "bench passphrase"}
-    subprocess.run([NW, "--config", str(cfg), "-q", "integrity", "keygen"], env={**os.environ, **env},
-                   check=True)
+    subprocess.run(
+        [NW, "--config", str(cfg), "-q", "integrity", "keygen"], env={**os.environ, **env}, check=True
+    )
     aide_conf = work / "aide.conf"
-    aide_conf.write_text(f"database_in=file:{work}/aide.db\ndatabase_out=file:{work}/aide.db.new\n"
-                         f"gzip_dbout=no\nnum_workers=2\nreport_url=stdout\n"
-                         f"Bench = p+i+n+u+g+s+m+c+sha256\n{tree} Bench\n")
-    plain_pass(tree)                                  # warm the cache, untimed
+    aide_conf.write_text(
+        f"database_in=file:{work}/aide.db\ndatabase_out=file:{work}/aide.db.new\n"
+        f"gzip_dbout=no\nnum_workers=2\nreport_url=stdout\n"
+        f"Bench = p+i+n+u+g+s+m+c+sha256\n{tree} Bench\n"
+    )
+    plain_pass(tree)  # warm the cache, untimed
     # the plain pass runs as its own process too, so both sides pay an interpreter's start
-    plain_cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                 f"import integrity; integrity.plain_pass(integrity.Path({str(tree)!r}))"]
+    plain_cmd = [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import integrity; integrity.plain_pass(integrity.Path({str(tree)!r}))",
+    ]
     t, rss, _ = timed(plain_cmd, ok=FINDINGS)
     rows = [("plain 2-process sha256 pass", t, rss)]
     t, rss, _ = timed([NW, "--config", str(cfg), "-q", "integrity", "init"], env, ok=FINDINGS)
     rows.append(("nightwarden integrity init", t, rss))
     t, rss, _ = timed([NW, "--config", str(cfg), "-q", "integrity", "check", "--no-mail"], env, ok=FINDINGS)
     rows.append(("nightwarden integrity check", t, rss))
-    t, rss, _ = timed([NW, "--config", str(cfg), "-q", "integrity", "check", "--quick", "--no-mail"], env, ok=FINDINGS)
+    t, rss, _ = timed(
+        [NW, "--config", str(cfg), "-q", "integrity", "check", "--quick", "--no-mail"], env, ok=FINDINGS
+    )
     rows.append(("nightwarden check --quick (weaker)", t, rss))
     aide = shutil.which("aide")
     if aide:
@@ -130,14 +144,24 @@ def main() -> None:
     for name, secs, rss in rows:
         print(f"  {name:<38} {secs:7.2f} s" + (f"   peak {rss:4d} MB" if rss else ""))
     r = {name: secs for name, secs, _ in rows}
-    plain, init, chk = r["plain 2-process sha256 pass"], r["nightwarden integrity init"], \
-        r["nightwarden integrity check"]
+    plain, init, chk = (
+        r["plain 2-process sha256 pass"],
+        r["nightwarden integrity init"],
+        r["nightwarden integrity check"],
+    )
     peak = max(rss for name, _, rss in rows if name.startswith("nightwarden"))
-    print(f"  init / plain pass = {init / plain:.2f} (target <= 1.25: {'met' if init <= 1.25 * plain else 'MISSED'})")
+    print(
+        f"  init / plain pass = {init / plain:.2f} "
+        f"(target <= 1.25: {'met' if init <= 1.25 * plain else 'MISSED'})"
+    )
     if aide:
         ai, ac = r["aide --init (sha256, 2 workers)"], r["aide --check (sha256, 2 workers)"]
-        print(f"  aide --init / init = {ai / init:.2f} (target >= 2: {'met' if ai >= 2 * init else 'MISSED'})")
-        print(f"  aide --check / check = {ac / chk:.2f} (target >= 5: {'met' if ac >= 5 * chk else 'MISSED'})")
+        print(
+            f"  aide --init / init = {ai / init:.2f} (target >= 2: {'met' if ai >= 2 * init else 'MISSED'})"
+        )
+        print(
+            f"  aide --check / check = {ac / chk:.2f} (target >= 5: {'met' if ac >= 5 * chk else 'MISSED'})"
+        )
     print(f"  peak memory {peak} MB (target < 300 MB: {'met' if peak < 300 else 'MISSED'})")
 
 

@@ -32,12 +32,59 @@ from nightwarden.lib.firewall import libnft
 sys.path.insert(0, str(Path(__file__).parent))
 from common import NW, private_namespace  # noqa: E402
 
-TCP_PORTS = [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080, 1524, 2000, 5742, 6667, 12345, 12346,
-             20034, 27665, 31337, 32771, 32772, 32773, 32774, 40421, 49724, 54320]
-UDP_PORTS = [1, 7, 9, 69, 161, 162, 513, 635, 640, 641, 700, 37444, 34555, 31335, 32770, 32771,
-             32772, 32773, 32774, 31337, 54321]
+TCP_PORTS = [
+    1,
+    11,
+    15,
+    79,
+    111,
+    119,
+    143,
+    540,
+    635,
+    1080,
+    1524,
+    2000,
+    5742,
+    6667,
+    12345,
+    12346,
+    20034,
+    27665,
+    31337,
+    32771,
+    32772,
+    32773,
+    32774,
+    40421,
+    49724,
+    54320,
+]
+UDP_PORTS = [
+    1,
+    7,
+    9,
+    69,
+    161,
+    162,
+    513,
+    635,
+    640,
+    641,
+    700,
+    37444,
+    34555,
+    31335,
+    32770,
+    32771,
+    32772,
+    32773,
+    32774,
+    31337,
+    54321,
+]
 WAIT_CAP = 60.0
-ADVANCED_PORTS = [p for p in range(1, 1001) if p not in (113, 139)]   # both tools exclude 113, 139
+ADVANCED_PORTS = [p for p in range(1, 1001) if p not in (113, 139)]  # both tools exclude 113, 139
 
 
 def addr(i: int, base: int = 20) -> str:
@@ -58,8 +105,12 @@ def syn(src: str, port: int, raw: socket.socket) -> None:
     header = struct.pack("!HHIIBBHHH", sport, port, random.getrandbits(32), 0, 5 << 4, 0x02, 1024, 0, 0)
     pseudo = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!BBH", 0, 6, 20)
     header = header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
-    packet = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, socket.inet_aton(src),
-                         socket.inet_aton("127.0.0.1")) + header
+    packet = (
+        struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton("127.0.0.1")
+        )
+        + header
+    )
     raw.sendto(packet, ("127.0.0.1", 0))
 
 
@@ -94,7 +145,8 @@ class Nightwarden:
             f'extra_deny_files = []\nextra_ignore_files = []\n[firewall]\nbackend = "nftables"\n'
             f'protect_loopback = false\nname = "nwbench"\n[blocks]\nperm_block_count = 0\n'
             f'temp_limit = 100000\n[listener]\nmode = "{mode}"\nbind4 = "127.0.0.1"\nipv6 = false\n'
-            f'log_lines_per_second = 5\n[mail]\ntransport = "none"\n')
+            f'log_lines_per_second = 5\n[mail]\ntransport = "none"\n'
+        )
         self.proc = None
 
     def start(self) -> float:
@@ -132,6 +184,7 @@ class Nightwarden:
 
     def detected(self) -> int:
         import sqlite3
+
         db = sqlite3.connect(self.tmp / "state" / "state.db")
         return db.execute("SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan'").fetchone()[0]
 
@@ -150,22 +203,33 @@ class PortSentry:
             f'ADVANCED_EXCLUDE_UDP="520,138,137,67"\nIGNORE_FILE="{tmp}/ignore"\n'
             f'HISTORY_FILE="{self.history}"\nBLOCKED_FILE="{tmp}/portsentry.blocked"\n'
             f'RESOLVE_HOST="0"\nBLOCK_UDP="1"\nBLOCK_TCP="1"\n'
-            f'KILL_ROUTE="/usr/sbin/iptables -I INPUT -s $TARGET$ -j DROP"\nSCAN_TRIGGER="0"\n')
+            f'KILL_ROUTE="/usr/sbin/iptables -I INPUT -s $TARGET$ -j DROP"\nSCAN_TRIGGER="0"\n'
+        )
         self._pid = None
 
     def start(self) -> float:
         start = time.perf_counter()
         flag = "-tcp" if self.mode == "connect" else "-atcp"
-        subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                        f"mount --bind {self.conf} /etc/portsentry/portsentry.conf && "
-                        f"exec portsentry {flag}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount --bind {self.conf} /etc/portsentry/portsentry.conf && exec portsentry {flag}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for _ in range(100):
             out = subprocess.run(["pgrep", "-n", "-x", "portsentry"], capture_output=True, text=True)
             if out.stdout.strip():
                 self._pid = int(out.stdout.split()[0])
                 break
             time.sleep(0.05)
-        time.sleep(0.5)                                  # it binds its ports after forking
+        time.sleep(0.5)  # it binds its ports after forking
         return time.perf_counter() - start
 
     def pid(self) -> int:
@@ -188,8 +252,13 @@ class PortSentry:
     def detected(self) -> int:
         if not self.history.exists():
             return 0
-        return len({line.split("Host: ")[1].split("/")[0] for line in self.history.read_text().splitlines()
-                    if "Host: " in line})
+        return len(
+            {
+                line.split("Host: ")[1].split("/")[0]
+                for line in self.history.read_text().splitlines()
+                if "Host: " in line
+            }
+        )
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -255,7 +324,7 @@ def answered_before_block(mode: str) -> int:
             answered += 1
         except ConnectionRefusedError:
             answered += 1
-        except (TimeoutError, socket.timeout, OSError):
+        except (TimeoutError, OSError):
             return answered
         finally:
             s.close()
@@ -277,8 +346,13 @@ def burst(n: int, mode: str, raw, base: int) -> tuple[float, float, set[str]]:
     sources = {addr(i, base) for i in range(n)}
     start = time.perf_counter()
     for i in range(n):
-        probe(addr(i, base), mode, raw, TCP_PORTS[i % len(TCP_PORTS)] if mode == "connect" else
-              ADVANCED_PORTS[i % len(ADVANCED_PORTS)], keep)
+        probe(
+            addr(i, base),
+            mode,
+            raw,
+            TCP_PORTS[i % len(TCP_PORTS)] if mode == "connect" else ADVANCED_PORTS[i % len(ADVANCED_PORTS)],
+            keep,
+        )
     sent = time.perf_counter() - start
     time.sleep(0.5)
     for s in keep:
@@ -286,7 +360,7 @@ def burst(n: int, mode: str, raw, base: int) -> tuple[float, float, set[str]]:
     return start, sent, sources
 
 
-RATE_PORT = 8088                  # not a bait port of either tool
+RATE_PORT = 8088  # not a bait port of either tool
 
 
 def connect_rate(seconds: float = 1.0) -> float:
@@ -305,6 +379,7 @@ def connect_rate(seconds: float = 1.0) -> float:
                 server.accept()[0].close()
             except OSError:
                 pass
+
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     count, end = 0, time.perf_counter() + seconds
@@ -355,11 +430,11 @@ def _run_tool(cls, mode: str) -> dict:
         r["t1000"], r["blocked_1000"] = wait_count(tool, sources, since)
         r["kernel_dropped_1000"] = softnet_dropped() - dropped
         time.sleep(1.0)
-        r["detected"] = tool.detected() - 25 - 1          # the latency and sequential scans' sources
+        r["detected"] = tool.detected() - 25 - 1  # the latency and sequential scans' sources
         r["cpu_per_probe_us"] = (cpu_seconds(tool.pid()) - cpu0) / 1000 * 1e6
         if cls is Nightwarden:
             tool.stop()
-            tool.lose_kernel_state()                        # a reboot
+            tool.lose_kernel_state()  # a reboot
             start = time.perf_counter()
             tool.start()
             r["restore"] = time.perf_counter() - start
@@ -396,39 +471,51 @@ def main() -> None:
         if have_ps:
             results["portsentry"] = run_tool(PortSentry, mode)
         print(f"\nListener, {mode} mode (portsentry {'-tcp' if mode == 'connect' else '-atcp'})")
-        rows = [("first probe to block, p50 (ms)", "p50", "{:.2f}"), ("first probe to block, p99 (ms)", "p99", "{:.2f}"),
-                ("ports answered before the block", "answered", "{}"),
-                ("CPU per probe (us)", "cpu_per_probe_us", "{:.0f}"),
-                ("burst of 1,000 sources sent in (ms)", "burst_ms", "{:.0f}"),
-                ("sources detected of the 1,000", "detected", "{}"),
-                ("  packets the kernel dropped before any socket", "kernel_dropped_1000", "{}"),
-                ("blocked of the 1,000", "blocked_1000", "{}"), ("time to block 1,000 (s)", "t1000", "{:.2f}"),
-                ("10,000 more sources sent in (s)", "burst10k_s", "{:.2f}"),
-                ("blocked of the 10,000", "blocked_10000", "{}"),
-                ("  packets the kernel dropped before any socket", "kernel_dropped_10000", "{}"),
-                ("time to block 10,000 (s)", "t10000", "{:.2f}"),
-                ("  of which after the last probe (s)", "after_last_probe", "{:.2f}"),
-                ("restore 1,000 blocks after a restart (s)", "restore", "{:.2f}"),
-                ("blocks restored of the 1,000", "restored", "{}"),
-                ("peak memory (MB)", "peak_mb", "{:.0f}"),
-                ("connect rate, empty firewall (/s)", "rate_empty", "{:.0f}"),
-                ("connect rate with the blocks, tool stopped (/s)", "rate_blocked", "{:.0f}")]
+        rows = [
+            ("first probe to block, p50 (ms)", "p50", "{:.2f}"),
+            ("first probe to block, p99 (ms)", "p99", "{:.2f}"),
+            ("ports answered before the block", "answered", "{}"),
+            ("CPU per probe (us)", "cpu_per_probe_us", "{:.0f}"),
+            ("burst of 1,000 sources sent in (ms)", "burst_ms", "{:.0f}"),
+            ("sources detected of the 1,000", "detected", "{}"),
+            ("  packets the kernel dropped before any socket", "kernel_dropped_1000", "{}"),
+            ("blocked of the 1,000", "blocked_1000", "{}"),
+            ("time to block 1,000 (s)", "t1000", "{:.2f}"),
+            ("10,000 more sources sent in (s)", "burst10k_s", "{:.2f}"),
+            ("blocked of the 10,000", "blocked_10000", "{}"),
+            ("  packets the kernel dropped before any socket", "kernel_dropped_10000", "{}"),
+            ("time to block 10,000 (s)", "t10000", "{:.2f}"),
+            ("  of which after the last probe (s)", "after_last_probe", "{:.2f}"),
+            ("restore 1,000 blocks after a restart (s)", "restore", "{:.2f}"),
+            ("blocks restored of the 1,000", "restored", "{}"),
+            ("peak memory (MB)", "peak_mb", "{:.0f}"),
+            ("connect rate, empty firewall (/s)", "rate_empty", "{:.0f}"),
+            ("connect rate with the blocks, tool stopped (/s)", "rate_blocked", "{:.0f}"),
+        ]
         print(f"  {'':<42} {'nightwarden':>12} {'portsentry':>12}")
         for label, key, fmt in rows:
-            cells = [fmt.format(results[t][key]) if key in results.get(t, {}) else "n/a"
-                     for t in ("nightwarden", "portsentry")]
+            cells = [
+                fmt.format(results[t][key]) if key in results.get(t, {}) else "n/a"
+                for t in ("nightwarden", "portsentry")
+            ]
             print(f"  {label:<42} {cells[0]:>12} {cells[1]:>12}")
         nw = results["nightwarden"]
         ps = results.get("portsentry")
-        checks = [("p50 < 2 ms", nw["p50"] < 2), ("p99 < 10 ms", nw["p99"] < 10),
-                  ("1,000 of 1,000 burst sources detected", nw["detected"] >= 1000),
-                  ("10,000 sources blocked within 2 s of the last probe",
-                   nw["blocked_10000"] >= 10000 and nw["after_last_probe"] < 2),
-                  ("restore of 1,000 blocks under 1 s", nw.get("restore", 99) < 1),
-                  ("connect rate within 5 % of empty", nw["rate_blocked"] >= 0.95 * nw["rate_empty"])]
+        checks = [
+            ("p50 < 2 ms", nw["p50"] < 2),
+            ("p99 < 10 ms", nw["p99"] < 10),
+            ("1,000 of 1,000 burst sources detected", nw["detected"] >= 1000),
+            (
+                "10,000 sources blocked within 2 s of the last probe",
+                nw["blocked_10000"] >= 10000 and nw["after_last_probe"] < 2,
+            ),
+            ("restore of 1,000 blocks under 1 s", nw.get("restore", 99) < 1),
+            ("connect rate within 5 % of empty", nw["rate_blocked"] >= 0.95 * nw["rate_empty"]),
+        ]
         if ps:
-            checks.append(("at most a quarter of PortSentry's answered ports",
-                           nw["answered"] <= ps["answered"] / 4))
+            checks.append(
+                ("at most a quarter of PortSentry's answered ports", nw["answered"] <= ps["answered"] / 4)
+            )
         for label, ok in checks:
             print(f"  target {label}: {'met' if ok else 'MISSED'}")
 

@@ -26,8 +26,8 @@ def detect(log: str, truth_file: str, engine: str) -> None:
     """The job's own reading and counting (reading.scan_new), in this process; engine
     "regex" leaves the compiled sshd scan out (what a build without a compiler does)."""
     from nightwarden.jobs import load_config
-    from nightwarden.jobs.login_failures import reading
-    from nightwarden.jobs.login_failures import counting
+    from nightwarden.jobs.login_failures import counting, reading
+
     if engine == "regex":
         counting._sshscan = None
     cfg = load_config(sandbox=str(Path(log).parent.parent.parent))
@@ -38,8 +38,18 @@ def detect(log: str, truth_file: str, engine: str) -> None:
     got = scan.tally.total()
     truth = json.load(open(truth_file))["failures"]
     wrong = sum(1 for a in set(got) | set(truth) if got.get(a) != truth.get(a))
-    print(json.dumps({"seconds": took, "lines": scan.tally.lines, "addresses": len(got),
-                      "attempts": sum(got.values()), "wrong": wrong, "error": scan.error}))
+    print(
+        json.dumps(
+            {
+                "seconds": took,
+                "lines": scan.tally.lines,
+                "addresses": len(got),
+                "attempts": sum(got.values()),
+                "wrong": wrong,
+                "error": scan.error,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -50,22 +60,37 @@ def main() -> None:
     if not marker.exists():
         shutil.rmtree(ROOT, ignore_errors=True)
         log.parent.mkdir(parents=True)
-        subprocess.run([sys.executable, str(Path(__file__).parent / "sample_authlog.py"), str(log),
-                        "--lines", str(LINES), "--truth", str(truth)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "sample_authlog.py"),
+                str(log),
+                "--lines",
+                str(LINES),
+                "--truth",
+                str(truth),
+            ],
+            check=True,
+        )
         marker.touch()
     expected = json.load(open(truth))
-    print(f"auth.log: {expected['lines']:,} lines, {len(expected['failures']):,} attacking addresses, "
-          f"{expected['total']:,} attempts (ground truth), {log.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"auth.log: {expected['lines']:,} lines, {len(expected['failures']):,} attacking addresses, "
+        f"{expected['total']:,} attempts (ground truth), {log.stat().st_size / 1e6:.0f} MB"
+    )
 
     # nightwarden: detection alone, in a child on one core, with its peak memory; the
     # regular-expression engine alone too (a build without the compiled sshd scan)
     runs = {}
     for engine in ("compiled", "regex"):
         out = ROOT / f"detect-{engine}.json"
-        cmd = ONE_CORE + ["sh", "-c", f'"{sys.executable}" "{__file__}" --detect "{log}" "{truth}" '
-                                      f'{engine} > "{out}"']
+        cmd = ONE_CORE + [
+            "sh",
+            "-c",
+            f'"{sys.executable}" "{__file__}" --detect "{log}" "{truth}" {engine} > "{out}"',
+        ]
         best = None
-        for _ in range(3):              # the best of three: this VM's timing is noisy
+        for _ in range(3):  # the best of three: this VM's timing is noisy
             wall, rss, _ = timed(cmd)
             d = json.loads(out.read_text())
             if best is None or d["seconds"] < best[0]["seconds"]:
@@ -78,10 +103,10 @@ def main() -> None:
     f2b = shutil.which("fail2ban-regex")
     if f2b:
         f2b_out = ROOT / "fail2ban-regex.txt"
-        f2b_s, f2b_rss, _ = timed(ONE_CORE + ["sh", "-c", f'"{f2b}" "{log}" '
-                                              f'/etc/fail2ban/filter.d/sshd.conf > "{f2b_out}"'])
-        m = re.search(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed",
-                      f2b_out.read_text())
+        f2b_s, f2b_rss, _ = timed(
+            ONE_CORE + ["sh", "-c", f'"{f2b}" "{log}" /etc/fail2ban/filter.d/sshd.conf > "{f2b_out}"']
+        )
+        m = re.search(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed", f2b_out.read_text())
         f2b_matched = int(m.group(3)) if m else -1
     # the daily report and the job over the same file
     shutil.rmtree(box / "state", ignore_errors=True)
@@ -91,21 +116,29 @@ def main() -> None:
 
     print()
     print(f"{'':34}{'nightwarden':>16}{'(regex only)':>16}{'fail2ban-regex':>18}")
-    print(f"{'detection, seconds':34}{d['seconds']:>16.2f}{dr['seconds']:>16.2f}"
-          f"{f2b_s if f2b else float('nan'):>18.2f}")
-    print(f"{'lines/s (one core)':34}{rate:>16,.0f}{rate_r:>16,.0f}"
-          f"{expected['lines'] / f2b_s if f2b else 0:>18,.0f}")
+    print(
+        f"{'detection, seconds':34}{d['seconds']:>16.2f}{dr['seconds']:>16.2f}"
+        f"{f2b_s if f2b else float('nan'):>18.2f}"
+    )
+    print(
+        f"{'lines/s (one core)':34}{rate:>16,.0f}{rate_r:>16,.0f}"
+        f"{expected['lines'] / f2b_s if f2b else 0:>18,.0f}"
+    )
     print(f"{'peak memory, MB':34}{rss:>16}{rss_r:>16}{f2b_rss if f2b else 0:>18}")
     print(f"{'attempts found':34}{d['attempts']:>16,}{dr['attempts']:>16,}{'-':>18}")
     print(f"{'lines matched':34}{'-':>16}{'-':>16}{f2b_matched if f2b else 0:>18,}")
     print(f"{'addresses off the ground truth':34}{d['wrong']:>16}{dr['wrong']:>16}{'-':>18}")
     print()
     print(f"daily report over the file:        {rep_s:.2f} s, peak {rep_rss} MB (target < 5 s)")
-    print(f"login-failures job, first run:     {job_s:.2f} s, peak {job_rss} MB "
-          f"(reading, counting, state, blocks in the dry-run firewall)")
-    print(f"targets: >= 1,000,000 lines/s: {'met' if rate >= 1e6 else 'MISSED'}; "
-          f"same counts: {'met' if d['wrong'] == 0 and dr['wrong'] == 0 else 'MISSED'}; "
-          f"< 100 MB: {'met' if rss < 100 else 'MISSED'}; report < 5 s: {'met' if rep_s < 5 else 'MISSED'}")
+    print(
+        f"login-failures job, first run:     {job_s:.2f} s, peak {job_rss} MB "
+        f"(reading, counting, state, blocks in the dry-run firewall)"
+    )
+    print(
+        f"targets: >= 1,000,000 lines/s: {'met' if rate >= 1e6 else 'MISSED'}; "
+        f"same counts: {'met' if d['wrong'] == 0 and dr['wrong'] == 0 else 'MISSED'}; "
+        f"< 100 MB: {'met' if rss < 100 else 'MISSED'}; report < 5 s: {'met' if rep_s < 5 else 'MISSED'}"
+    )
     if not f2b:
         print("(fail2ban-regex is not installed: apt-get install fail2ban)")
 

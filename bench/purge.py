@@ -36,7 +36,7 @@ def bench(name: str) -> tuple[float, float, int]:
         nets = [ipaddress.ip_network(ipaddress.ip_address(base + i)) for i in range(N)]
         start = time.perf_counter()
         for i in range(0, N, 10_000):
-            mgr.block(nets[i:i + 10_000], ttl=86400, source="bench", strict=False)
+            mgr.block(nets[i : i + 10_000], ttl=86400, source="bench", strict=False)
         fill = time.perf_counter() - start
         assert sum(1 for e in mgr.backend.list() if e.kind == "temp") == N
         start = time.perf_counter()

@@ -59,8 +59,8 @@ def main() -> None:
         sys.exit("bench/quarantine.py needs root (it plants files owned by another user)")
     from nightwarden.jobs.quarantine import ignore
     from nightwarden.jobs.quarantine.archive import Quarantine
-    from nightwarden.lib.state import State
     from nightwarden.jobs.quarantine.sweep import Sweep
+    from nightwarden.lib.state import State
 
     tmp = Path(tempfile.mkdtemp(prefix="nw-bench-q-"))
     try:
@@ -68,10 +68,11 @@ def main() -> None:
         watched.mkdir(mode=0o1777)
         start = time.perf_counter()
         made = build(watched)
-        os.sync()                # the tree is written out, as a real /tmp's files long are
+        os.sync()  # the tree is written out, as a real /tmp's files long are
         print(f"Quarantine sweep: {made:,} entries built in {time.perf_counter() - start:.1f} s")
-        cfg = bench_config(str(tmp), f'[quarantine]\ndirs = ["{watched}"]\nmax_files = 100000\n'
-                                     f'time_limit = 600\n')
+        cfg = bench_config(
+            str(tmp), f'[quarantine]\ndirs = ["{watched}"]\nmax_files = 100000\ntime_limit = 600\n'
+        )
         state = State(cfg.db_path)
         for mode in ("report", "quarantine"):
             handler = Quarantine(cfg, state, report_only=(mode == "report"))
@@ -79,10 +80,12 @@ def main() -> None:
             stats = Sweep(cfg.quarantine, ignore.IgnoreRules(), handler).run([watched])
             handler.close()
             took = time.perf_counter() - start
-            print(f"  {mode:<10} {stats.entries:,} entries, {stats.examined:,} files read, "
-                  f"{len(handler.outcome.records):,} findings: {took:.2f} s "
-                  f"({stats.entries / took:,.0f} entries/s)  target < 5 s: "
-                  f"{'met' if took < 5 else 'MISSED'}")
+            print(
+                f"  {mode:<10} {stats.entries:,} entries, {stats.examined:,} files read, "
+                f"{len(handler.outcome.records):,} findings: {took:.2f} s "
+                f"({stats.entries / took:,.0f} entries/s)  target < 5 s: "
+                f"{'met' if took < 5 else 'MISSED'}"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

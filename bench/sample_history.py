@@ -11,8 +11,14 @@ def main() -> None:
     rnd = random.Random(1)
     now = time.time()
     sources = ["203.0.113.5"] * 6 + [f"198.51.100.{i}" for i in range(1, 9)]
-    rows = sorted((now - rnd.random() * 86400, rnd.choice(sources),
-                   rnd.choice([22, 23, 80, 111, 443, 1080, 3306, 6667])) for _ in range(count))
+    rows = sorted(
+        (
+            now - rnd.random() * 86400,
+            rnd.choice(sources),
+            rnd.choice([22, 23, 80, 111, 443, 1080, 3306, 6667]),
+        )
+        for _ in range(count)
+    )
     with open(out, "w") as f:
         for t, ip, port in rows:
             stamp = time.strftime("%m/%d/%Y %H:%M:%S", time.localtime(t))

@@ -20,46 +20,97 @@ class JobInfo:
     name: str
     module: str
     summary: str
-    schedule: str                 # "off": not scheduled (the resident listener runs under systemd)
-    daily: bool                   # part of `nightwarden daily`
-    section: str = ""             # its settings section, if it has one
-    settings: str = ""            # "module:Class" of that section's schema
+    schedule: str  # "off": not scheduled (the resident listener runs under systemd)
+    daily: bool  # part of `nightwarden daily`
+    section: str = ""  # its settings section, if it has one
+    settings: str = ""  # "module:Class" of that section's schema
     resident: bool = False
-    exit_codes: tuple[tuple[str, str], ...] = ()    # its findings codes and what they mean
+    exit_codes: tuple[tuple[str, str], ...] = ()  # its findings codes and what they mean
 
 
-JOBS: dict[str, JobInfo] = {j.name: j for j in [
-    JobInfo("expire", "nightwarden.jobs.expire",
+JOBS: dict[str, JobInfo] = {
+    j.name: j
+    for j in [
+        JobInfo(
+            "expire",
+            "nightwarden.jobs.expire",
             "end blocks whose time is up; restore the base rules if they vanished",
-            "*/5 * * * *", True),
-    JobInfo("login-failures", "nightwarden.jobs.login_failures.job",
+            "*/5 * * * *",
+            True,
+        ),
+        JobInfo(
+            "login-failures",
+            "nightwarden.jobs.login_failures.job",
             "count login failures in the auth logs or the journal; block brute-force sources",
-            "* * * * *", True, "logins", "nightwarden.jobs.login_failures.settings:LoginSettings",
-            exit_codes=(("1", "an address reached its limit and was blocked"),)),
-    JobInfo("quarantine", "nightwarden.jobs.quarantine.job",
+            "* * * * *",
+            True,
+            "logins",
+            "nightwarden.jobs.login_failures.settings:LoginSettings",
+            exit_codes=(("1", "an address reached its limit and was blocked"),),
+        ),
+        JobInfo(
+            "quarantine",
+            "nightwarden.jobs.quarantine.job",
             "sweep /tmp, /dev/shm, /var/tmp for suspicious files into a restorable tar archive",
-            "*/5 * * * *", True, "quarantine",
+            "*/5 * * * *",
+            True,
+            "quarantine",
             "nightwarden.jobs.quarantine.settings:QuarantineSettings",
-            exit_codes=(("1", "suspicious files were found (and handled as configured)"),)),
-    JobInfo("integrity", "nightwarden.jobs.integrity.job",
+            exit_codes=(("1", "suspicious files were found (and handled as configured)"),),
+        ),
+        JobInfo(
+            "integrity",
+            "nightwarden.jobs.integrity.job",
             "compare the watched files with the signed database (init, check, update, show, keygen)",
-            "15 4 * * *", True, "integrity", "nightwarden.jobs.integrity.settings:IntegritySettings",
-            exit_codes=(("1-15", "bits, added together: 1 files added, 2 removed, 4 changed "
-                                 "(unexplained), 8 some could not be read"),)),
-    JobInfo("scan-history", "nightwarden.jobs.scan_history.job",
+            "15 4 * * *",
+            True,
+            "integrity",
+            "nightwarden.jobs.integrity.settings:IntegritySettings",
+            exit_codes=(
+                (
+                    "1-15",
+                    "bits, added together: 1 files added, 2 removed, 4 changed "
+                    "(unexplained), 8 some could not be read",
+                ),
+            ),
+        ),
+        JobInfo(
+            "scan-history",
+            "nightwarden.jobs.scan_history.job",
             "the scan history analysed: top sources, ports, subnets, trends, recommendations",
-            "10 6 * * *", True, "history", "nightwarden.jobs.scan_history.settings:HistorySettings"),
-    JobInfo("purge", "nightwarden.jobs.purge",
+            "10 6 * * *",
+            True,
+            "history",
+            "nightwarden.jobs.scan_history.settings:HistorySettings",
+        ),
+        JobInfo(
+            "purge",
+            "nightwarden.jobs.purge",
             "weekly: remove dynamic blocks, keep permanent ones, reconcile kernel and state",
-            "30 3 * * sun", False),
-    JobInfo("report", "nightwarden.jobs.report.job",
+            "30 3 * * sun",
+            False,
+        ),
+        JobInfo(
+            "report",
+            "nightwarden.jobs.report.job",
             "the daily report: auth failures and logins, blocks, scans, integrity, files; mailed",
-            "0 6 * * *", True, "report", "nightwarden.jobs.report.settings:ReportSettings"),
-    JobInfo("listen", "nightwarden.jobs.listener.job",
+            "0 6 * * *",
+            True,
+            "report",
+            "nightwarden.jobs.report.settings:ReportSettings",
+        ),
+        JobInfo(
+            "listen",
+            "nightwarden.jobs.listener.job",
             "the resident port-scan listener (PortSentry's job), in the foreground",
-            "off", False, "listener", "nightwarden.jobs.listener.settings:ListenerSettings",
-            resident=True),
-]}
+            "off",
+            False,
+            "listener",
+            "nightwarden.jobs.listener.settings:ListenerSettings",
+            resident=True,
+        ),
+    ]
+}
 
 
 def load_job(name: str) -> ModuleType:
@@ -83,11 +134,11 @@ def schema():
             module, _, name = job.settings.partition(":")
             sections[job.section] = getattr(importlib.import_module(module), name)
     scheduled = [j for j in JOBS.values() if not j.resident]
-    return Schema(sections, {j.name: j.schedule for j in scheduled},
-                  {j.name: j.summary for j in scheduled})
+    return Schema(sections, {j.name: j.schedule for j in scheduled}, {j.name: j.summary for j in scheduled})
 
 
 def load_config(explicit: str | None = None, sandbox=None):
     """The configuration, validated against every section's schema."""
     from nightwarden.lib import config
+
     return config.load(explicit, sandbox, schema=schema())

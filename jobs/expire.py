@@ -17,8 +17,12 @@ def run(ctx) -> Result:
     mgr = ctx.blocks
     if ctx.dry_run:
         import time
-        due = [r for r in ctx.state.active_blocks(include_expired=True)
-               if r.expires is not None and r.expires <= time.time()]
+
+        due = [
+            r
+            for r in ctx.state.active_blocks(include_expired=True)
+            if r.expires is not None and r.expires <= time.time()
+        ]
         ctx.say(f"dry run: would end {len(due)} expired block(s)")
         return Result(0, f"would end {len(due)} expired blocks")
     expired = mgr.expire()

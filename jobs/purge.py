@@ -14,9 +14,11 @@ NAME = "purge"
 
 def add_arguments(parser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--older-than", metavar="AGE",
-                       help="remove only dynamic blocks older than AGE (30m, 12h, 7d); "
-                            "default: blocks.purge_age (0 = all)")
+    group.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="remove only dynamic blocks older than AGE (30m, 12h, 7d); default: blocks.purge_age (0 = all)",
+    )
     group.add_argument("--all", action="store_true", help="remove every dynamic block")
     parser.add_argument("--no-mail", action="store_true", help="do not mail the summary")
 
@@ -64,14 +66,27 @@ def run(ctx) -> Result:
         result = lifecycle.purge(mgr, age)
         verb = "removed"
     by_source, reconciled = summary_lines(result)
-    kept = f"{result.kept_permanent} permanent blocks, {result.kept_temporary} newer dynamic blocks, " \
-           f"{len(mgr.lists.deny.entries)} deny list and {len(mgr.lists.allow.entries)} allow list entries"
+    kept = (
+        f"{result.kept_permanent} permanent blocks, {result.kept_temporary} newer dynamic blocks, "
+        f"{len(mgr.lists.deny.entries)} deny list and {len(mgr.lists.allow.entries)} allow list entries"
+    )
     ctx.say(f"purge ({scope}): {verb} {len(result.removed)} dynamic block(s); kept {kept}")
     ctx.say(f"by source:\n{by_source}\nreconciled:\n{reconciled}")
     if not (ctx.args is not None and getattr(ctx.args, "no_mail", False)):
-        ctx.mailer.alert("purge", {"removed": len(result.removed), "scope": scope, "kept": kept,
-                                   "backend": ctx.firewall.describe(), "by_source": by_source,
-                                   "reconciled": reconciled})
+        ctx.mailer.alert(
+            "purge",
+            {
+                "removed": len(result.removed),
+                "scope": scope,
+                "kept": kept,
+                "backend": ctx.firewall.describe(),
+                "by_source": by_source,
+                "reconciled": reconciled,
+            },
+        )
     fixes = len(result.reconciled_added) + len(result.reconciled_removed)
-    return Result(0, f"{verb} {len(result.removed)} dynamic blocks ({scope}); "
-                     f"{fixes} kernel/state differences {'to fix' if ctx.dry_run else 'fixed'}")
+    return Result(
+        0,
+        f"{verb} {len(result.removed)} dynamic blocks ({scope}); "
+        f"{fixes} kernel/state differences {'to fix' if ctx.dry_run else 'fixed'}",
+    )

@@ -9,9 +9,9 @@ back if the kernel refuses. The allow list, the ignore list and the protected ad
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from . import lifecycle
 from .errors import DataError, RefusedError
@@ -28,8 +28,8 @@ log = get("blocks")
 @dataclass
 class BlockResult:
     added: list[Network] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)   # (address, why)
-    escalations: list = field(default_factory=list)                # lifecycle.Escalation
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (address, why)
+    escalations: list = field(default_factory=list)  # lifecycle.Escalation
     rotated: dict = field(default_factory=dict)
 
 
@@ -41,15 +41,21 @@ class SyncResult:
 
 
 class BlockManager:
-    def __init__(self, config, state: State, backend: Backend, lists: Lists | None = None,
-                 notify: Callable | None = None):
+    def __init__(
+        self,
+        config,
+        state: State,
+        backend: Backend,
+        lists: Lists | None = None,
+        notify: Callable | None = None,
+    ):
         self.config = config
         self.state = state
         self.backend = backend
         self._lists = lists
         self._ready = False
         self._lock_depth = 0
-        self.notify = notify          # called with each lifecycle.Escalation
+        self.notify = notify  # called with each lifecycle.Escalation
 
     def ensure_ready(self) -> None:
         """Set up the base rules and load every entry if they are not in place yet."""
@@ -76,7 +82,8 @@ class BlockManager:
                 self._lock_depth -= 1
             return
         lock = LockFile(self.config.run_dir / "firewall.lock", "a firewall change").acquire(
-            wait=self.config.firewall.lock_timeout)
+            wait=self.config.firewall.lock_timeout
+        )
         self._lock_depth = 1
         try:
             yield
@@ -109,9 +116,16 @@ class BlockManager:
         return [t if not isinstance(t, str) else parse_network(t) for t in targets]
 
     # -- block / unblock ------------------------------------------------------
-    def block(self, targets: Sequence[str | Network], ttl: int | None = None, reason: str = "",
-              source: str = "cli", permanent: bool = False, strict: bool = True,
-              policy_checked: bool = False) -> BlockResult:
+    def block(
+        self,
+        targets: Sequence[str | Network],
+        ttl: int | None = None,
+        reason: str = "",
+        source: str = "cli",
+        permanent: bool = False,
+        strict: bool = True,
+        policy_checked: bool = False,
+    ) -> BlockResult:
         """Block addresses. strict: refuse the whole call if any address is refused.
         policy_checked: the caller applied `refusal` to every target already (the listener's
         receive loop decides once, the block is recorded here)."""
@@ -139,14 +153,17 @@ class BlockManager:
             with self.state:
                 superseded = self._supersede(entries)
                 for net in result.added:
-                    self.state.add_block(display(net), net.version, permanent, source, reason,
-                                         now, expires)
+                    self.state.add_block(display(net), net.version, permanent, source, reason, now, expires)
                 if superseded:
                     self.backend.unblock(superseded)
                 self.backend.block(entries)
-            log.info("blocked %d address(es) (%s, %s): %s", len(entries), source,
-                     "permanent" if permanent else (f"ttl {ttl}s" if ttl else "until purged"),
-                     ", ".join(display(n) for n in result.added[:10]))
+            log.info(
+                "blocked %d address(es) (%s, %s): %s",
+                len(entries),
+                source,
+                "permanent" if permanent else (f"ttl {ttl}s" if ttl else "until purged"),
+                ", ".join(display(n) for n in result.added[:10]),
+            )
             if not permanent:
                 result.escalations = lifecycle.escalate(self, result.added, now)
             if source != "netblock":
@@ -170,26 +187,37 @@ class BlockManager:
                 continue
             kind = "perm" if row.permanent else "temp"
             for e in nets:
-                if e.kind == kind and old != e.network and old.version == e.network.version \
-                        and old.subnet_of(e.network):
+                if (
+                    e.kind == kind
+                    and old != e.network
+                    and old.version == e.network.version
+                    and old.subnet_of(e.network)
+                ):
                     self.state.end_block(row.address, f"covered by {display(e.network)}")
                     gone.append(Entry(old, kind))
-                elif e.kind == kind and old != e.network and old.version == e.network.version \
-                        and e.network.subnet_of(old):
-                    raise RefusedError(f"{display(e.network)} is already covered by the block "
-                                       f"of {row.address}")
+                elif (
+                    e.kind == kind
+                    and old != e.network
+                    and old.version == e.network.version
+                    and e.network.subnet_of(old)
+                ):
+                    raise RefusedError(
+                        f"{display(e.network)} is already covered by the block of {row.address}"
+                    )
         return gone
 
-    def unblock(self, targets: Sequence[str | Network], reason: str = "manual",
-                strict: bool = True) -> list[Network]:
+    def unblock(
+        self, targets: Sequence[str | Network], reason: str = "manual", strict: bool = True
+    ) -> list[Network]:
         """Remove blocks (temporary and permanent). Returns the networks that were blocked."""
         nets = self.parse_all(targets)
         own_deny = self.config.list_file("deny")
         for net in nets:
             for entry in self.lists.deny.exact(net):
                 if entry.file != str(own_deny) and strict:
-                    raise RefusedError(f"{display(net)} is on the deny list in {entry.where};"
-                                       f" remove it there")
+                    raise RefusedError(
+                        f"{display(net)} is on the deny list in {entry.where}; remove it there"
+                    )
         removed = []
         with self.locked(), self.state:
             for net in nets:
@@ -269,8 +297,9 @@ class BlockManager:
             else:
                 ttl = max(1, int(row.expires - now)) if row.expires else None
                 entries.append(Entry(net, "temp", ttl))
-        filters = [Filter(e.filter, "allow") for e in self.lists.allow.filters] + \
-                  [Filter(e.filter, "deny") for e in self.lists.deny.filters]
+        filters = [Filter(e.filter, "allow") for e in self.lists.allow.filters] + [
+            Filter(e.filter, "deny") for e in self.lists.deny.filters
+        ]
         return _drop_nested(entries), filters
 
     def sync(self) -> SyncResult:
@@ -296,8 +325,12 @@ def _drop_nested(entries: list[Entry]) -> list[Entry]:
     keep = []
     for e in entries:
         if not is_host(e.network) and any(
-                o.kind == e.kind and o.network != e.network and o.network.version == e.network.version
-                and e.network.subnet_of(o.network) for o in nets):
+            o.kind == e.kind
+            and o.network != e.network
+            and o.network.version == e.network.version
+            and e.network.subnet_of(o.network)
+            for o in nets
+        ):
             continue
         keep.append(e)
     seen, out = set(), []

@@ -38,17 +38,28 @@ class Schema:
     name with their default schedules (the job registry provides both)."""
 
     sections: dict[str, type[Section]]
-    schedules: dict[str, str] = field(default_factory=dict)    # job -> its default schedule
-    summaries: dict[str, str] = field(default_factory=dict)    # job -> what it does
+    schedules: dict[str, str] = field(default_factory=dict)  # job -> its default schedule
+    summaries: dict[str, str] = field(default_factory=dict)  # job -> what it does
 
     def settings_type(self) -> type:
-        return msgspec.defstruct("Settings", [(name, kind, msgspec.field(default_factory=kind))
-                                              for name, kind in self.sections.items()],
-                                 frozen=True, forbid_unknown_fields=True, kw_only=True)
+        return msgspec.defstruct(
+            "Settings",
+            [(name, kind, msgspec.field(default_factory=kind)) for name, kind in self.sections.items()],
+            frozen=True,
+            forbid_unknown_fields=True,
+            kw_only=True,
+        )
 
 
-_KINDS = {"int": "an integer", "str": "a string", "bool": "a boolean", "float": "a number",
-          "array": "a list", "object": "a table", "null": "nothing"}
+_KINDS = {
+    "int": "an integer",
+    "str": "a string",
+    "bool": "a boolean",
+    "float": "a number",
+    "array": "a list",
+    "object": "a table",
+    "null": "nothing",
+}
 
 
 def _key(location: str) -> str:
@@ -84,7 +95,7 @@ def _explain(path: str, error: msgspec.ValidationError, kind: type) -> ConfigErr
     if not message:
         message, location = text, "$`"
     location = location.rstrip("`")
-    of_key = location.startswith("key` in `")          # a table's key, not its value
+    of_key = location.startswith("key` in `")  # a table's key, not its value
     key = _key(location.removeprefix("key` in `"))
     unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
     if unknown:
@@ -116,6 +127,7 @@ def _merge(base: dict, new: dict) -> None:
 
 def _check_schedules(path: str, jobs: dict, schema: Schema) -> None:
     from .schedule.cron import CronError, parse
+
     for job, text in jobs.items():
         if job not in schema.schedules:
             raise ConfigError(f"{path}: unknown job '{job}' in [schedule.jobs]")
@@ -163,26 +175,38 @@ def _is_root() -> bool:
 def _default_dirs(sandbox: Path | None) -> dict:
     if sandbox is not None:
         s = sandbox
-        return {"state_dir": s / "state", "log_dir": s / "log", "report_dir": s / "reports",
-                "run_dir": s / "run", "config_dir": s / "etc"}
+        return {
+            "state_dir": s / "state",
+            "log_dir": s / "log",
+            "report_dir": s / "reports",
+            "run_dir": s / "run",
+            "config_dir": s / "etc",
+        }
     if _is_root():
-        return {"state_dir": Path("/var/lib/nightwarden"), "log_dir": Path("/var/log/nightwarden"),
-                "report_dir": Path("/var/lib/nightwarden/reports"),
-                "run_dir": Path("/run/nightwarden"), "config_dir": Path("/etc/nightwarden")}
+        return {
+            "state_dir": Path("/var/lib/nightwarden"),
+            "log_dir": Path("/var/log/nightwarden"),
+            "report_dir": Path("/var/lib/nightwarden/reports"),
+            "run_dir": Path("/run/nightwarden"),
+            "config_dir": Path("/etc/nightwarden"),
+        }
     home = Path.home()
     state = Path(os.environ.get("XDG_STATE_HOME") or home / ".local/state") / "nightwarden"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return {"state_dir": state, "log_dir": state / "log", "report_dir": state / "reports",
-            "run_dir": Path(runtime) / "nightwarden" if runtime else state / "run",
-            "config_dir": Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "nightwarden"}
+    return {
+        "state_dir": state,
+        "log_dir": state / "log",
+        "report_dir": state / "reports",
+        "run_dir": Path(runtime) / "nightwarden" if runtime else state / "run",
+        "config_dir": Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "nightwarden",
+    }
 
 
 class Config:
     """The validated settings (one read-only section per attribute: `config.firewall`,
     `config.listener`, ...) plus the paths derived from them."""
 
-    def __init__(self, settings, schema: Schema, files: list[Path], sandbox: Path | None,
-                 dirs: dict):
+    def __init__(self, settings, schema: Schema, files: list[Path], sandbox: Path | None, dirs: dict):
         self.settings = settings
         self.schema = schema
         self.files = files
@@ -270,8 +294,7 @@ def config_candidates(explicit: str | None, sandbox: Path | None) -> tuple[Path 
     return _default_dirs(None)["config_dir"] / "nightwarden.toml", False
 
 
-def load(explicit: str | None = None, sandbox: str | Path | None = None, *,
-         schema: Schema) -> Config:
+def load(explicit: str | None = None, sandbox: str | Path | None = None, *, schema: Schema) -> Config:
     """Load, merge and validate the configuration. Raises ConfigError naming file and key."""
     if sandbox is None and os.environ.get("NIGHTWARDEN_SANDBOX"):
         sandbox = os.environ["NIGHTWARDEN_SANDBOX"]

@@ -5,18 +5,18 @@ them to say what they found; the job registry lists each job's (`nightwarden --h
 """
 
 EXIT_OK = 0
-EXIT_USAGE = 64        # bad command line
-EXIT_DATAERR = 65      # bad input: an invalid address, a malformed list line, a corrupt file
-EXIT_NOINPUT = 66      # an input file does not exist or cannot be read
+EXIT_USAGE = 64  # bad command line
+EXIT_DATAERR = 65  # bad input: an invalid address, a malformed list line, a corrupt file
+EXIT_NOINPUT = 66  # an input file does not exist or cannot be read
 EXIT_UNAVAILABLE = 69  # a needed tool or service is missing (firewall backend, mail server)
-EXIT_SOFTWARE = 70     # an internal error: a bug, with a traceback in the log file
-EXIT_CANTCREAT = 73    # an output file cannot be created
-EXIT_IOERR = 74        # an input/output error
-EXIT_BUSY = 75         # another run of the same job holds the lock; try again later
-EXIT_NOPERM = 77       # not permitted (for example: firewall changes without root)
-EXIT_CONFIG = 78       # the configuration is invalid; nothing was changed
-EXIT_REFUSED = 79      # refused by policy: the address is allowed, ignored or protected
-EXIT_TAMPERED = 80     # a signed database failed verification: tampered, another host, replayed
+EXIT_SOFTWARE = 70  # an internal error: a bug, with a traceback in the log file
+EXIT_CANTCREAT = 73  # an output file cannot be created
+EXIT_IOERR = 74  # an input/output error
+EXIT_BUSY = 75  # another run of the same job holds the lock; try again later
+EXIT_NOPERM = 77  # not permitted (for example: firewall changes without root)
+EXIT_CONFIG = 78  # the configuration is invalid; nothing was changed
+EXIT_REFUSED = 79  # refused by policy: the address is allowed, ignored or protected
+EXIT_TAMPERED = 80  # a signed database failed verification: tampered, another host, replayed
 
 
 class NightwardenError(Exception):

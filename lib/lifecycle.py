@@ -27,7 +27,7 @@ class Escalation:
     address: str
     count: int
     interval: int
-    kind: str                     # "permanent" or "network"
+    kind: str  # "permanent" or "network"
     network: str = ""
 
 
@@ -58,11 +58,12 @@ def escalate(mgr, nets: list[Network], now: float) -> list[Escalation]:
         for address in due:
             mgr.state.make_permanent(address, reason)
         entries = [parse_network(a) for a in due]
-        mgr.backend.block([Entry(n, "perm") for n in entries])     # never a moment unblocked
+        mgr.backend.block([Entry(n, "perm") for n in entries])  # never a moment unblocked
         mgr.backend.unblock([Entry(n, "temp") for n in entries])
     for address in due:
-        log.warning("%s blocked permanently: %d temporary blocks within %d s", address,
-                    counts[address], interval)
+        log.warning(
+            "%s blocked permanently: %d temporary blocks within %d s", address, counts[address], interval
+        )
     return [Escalation(a, counts[a], interval, "permanent") for a in due]
 
 
@@ -95,10 +96,20 @@ def netblock(mgr, nets: list[Network], now: float) -> list[Escalation]:
             log.info("not blocking the network %s: %s", net, why)
             continue
         permanent = cfg.net_block_permanent
-        mgr.block([net], reason=f"{len(members)} addresses of {net} blocked within {interval} s",
-                  source="netblock", permanent=permanent, strict=False)
-        log.warning("network %s blocked%s: %d of its addresses blocked within %d s", net,
-                    " permanently" if permanent else "", len(members), interval)
+        mgr.block(
+            [net],
+            reason=f"{len(members)} addresses of {net} blocked within {interval} s",
+            source="netblock",
+            permanent=permanent,
+            strict=False,
+        )
+        log.warning(
+            "network %s blocked%s: %d of its addresses blocked within %d s",
+            net,
+            " permanently" if permanent else "",
+            len(members),
+            interval,
+        )
         out.append(Escalation(display(net), len(members), interval, "network", str(net)))
     return out
 
@@ -107,8 +118,10 @@ def enforce_limits(mgr) -> dict[str, int]:
     """Rotate out the oldest automatic blocks beyond temp_limit / perm_limit."""
     cfg = mgr.config.blocks
     rotated = {"temporary": 0, "permanent": 0}
-    for permanent, limit, label in ((False, cfg.temp_limit, "temporary"),
-                                    (True, cfg.perm_limit, "permanent")):
+    for permanent, limit, label in (
+        (False, cfg.temp_limit, "temporary"),
+        (True, cfg.perm_limit, "permanent"),
+    ):
         exclude = MANUAL_SOURCES if permanent else ()
         excess = mgr.state.count_active(permanent, exclude) - limit
         if excess <= 0:
@@ -126,9 +139,11 @@ def enforce_limits(mgr) -> dict[str, int]:
 def _choose(mgr, age: int, now: float) -> tuple[list[tuple[str, str]], PurgeResult]:
     dynamic = mgr.state.dynamic_blocks(now)
     chosen = dynamic if age == 0 else mgr.state.dynamic_blocks(now, created_before=now - age)
-    result = PurgeResult(removed=[a for a, _ in chosen],
-                         kept_permanent=mgr.state.count_active(True),
-                         kept_temporary=len(dynamic) - len(chosen))
+    result = PurgeResult(
+        removed=[a for a, _ in chosen],
+        kept_permanent=mgr.state.count_active(True),
+        kept_temporary=len(dynamic) - len(chosen),
+    )
     for _, source in chosen:
         result.by_source[source] = result.by_source.get(source, 0) + 1
     return chosen, result
@@ -141,10 +156,11 @@ def purge(mgr, age: int, now: float | None = None) -> PurgeResult:
     expired = mgr.expire(now)
     with mgr.locked(), mgr.state:
         chosen, result = _choose(mgr, age, now)
-        mgr.state.end_blocks(result.removed, "purged" if age == 0 else f"purged: older than {age} s",
-                             when=now)
+        mgr.state.end_blocks(
+            result.removed, "purged" if age == 0 else f"purged: older than {age} s", when=now
+        )
         if age == 0:
-            mgr.backend.purge("temp")            # one flush, however many entries
+            mgr.backend.purge("temp")  # one flush, however many entries
         elif chosen:
             mgr.backend.unblock([Entry(parse_network(a), "temp") for a in result.removed])
     result.expired = expired
@@ -161,10 +177,14 @@ def plan_purge(mgr, age: int, kernel: list | None, now: float | None = None) -> 
     if kernel is not None:
         removed = set(result.removed)
         want, _ = mgr.desired()
-        wanted = {(e.network, e.kind) for e in want
-                  if not (e.kind == "temp" and display(e.network) in removed)}
-        have = {(k.network, k.kind) for k in kernel
-                if not (k.kind == "temp" and (age == 0 or display(k.network) in removed))}
+        wanted = {
+            (e.network, e.kind) for e in want if not (e.kind == "temp" and display(e.network) in removed)
+        }
+        have = {
+            (k.network, k.kind)
+            for k in kernel
+            if not (k.kind == "temp" and (age == 0 or display(k.network) in removed))
+        }
         result.reconciled_added = sorted(f"{display(n)} ({k})" for n, k in wanted - have)
         result.reconciled_removed = sorted(f"{display(n)} ({k})" for n, k in have - wanted)
     return result

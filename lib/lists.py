@@ -29,14 +29,16 @@ class PortFilter:
 
     proto: str
     direction: str
-    port_side: str        # "d" or "s"
+    port_side: str  # "d" or "s"
     ports: tuple[str, ...]
-    addr_side: str        # "s" or "d"
+    addr_side: str  # "s" or "d"
     network: Network
 
     def __str__(self) -> str:
-        return (f"{self.proto}|{self.direction}|{self.port_side}={','.join(self.ports)}"
-                f"|{self.addr_side}={display(self.network)}")
+        return (
+            f"{self.proto}|{self.direction}|{self.port_side}={','.join(self.ports)}"
+            f"|{self.addr_side}={display(self.network)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,11 @@ def read_list_file(path: Path, kind: str, into: AddressList, depth: int = 0) -> 
         try:
             net = parse_network(token)
         except NightwardenError as e:
-            hint = " (host names are not supported: use addresses)" if re.search(r"[a-z]", token, re.I) \
-                and ":" not in token else ""
+            hint = (
+                " (host names are not supported: use addresses)"
+                if re.search(r"[a-z]", token, re.I) and ":" not in token
+                else ""
+            )
             into.errors.append(f"{where}: {e}{hint}; line skipped")
             continue
         into.entries.append(ListEntry(net, str(path), lineno, comment))
@@ -197,8 +202,12 @@ class Lists:
 def load_lists(config) -> Lists:
     name = str(config.files[0]) if config.files else "config"
     lists = config.lists
-    return Lists(*(load_list(kind, config.list_files(kind), getattr(lists, kind), name)
-                   for kind in ("allow", "deny", "ignore")))
+    return Lists(
+        *(
+            load_list(kind, config.list_files(kind), getattr(lists, kind), name)
+            for kind in ("allow", "deny", "ignore")
+        )
+    )
 
 
 def append_entry(path: Path, net: Network, comment: str) -> None:

@@ -19,7 +19,7 @@ class LockFile:
         self.what = what
         self.fd: int | None = None
 
-    def acquire(self, wait: float = 0) -> "LockFile":
+    def acquire(self, wait: float = 0) -> LockFile:
         ensure_dir(self.path.parent)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
@@ -35,7 +35,7 @@ class LockFile:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                     os.close(fd)
                     who = f" (pid {holder})" if holder.isdigit() else ""
-                    raise BusyError(f"{self.what} is already running{who}; lock {self.path}")
+                    raise BusyError(f"{self.what} is already running{who}; lock {self.path}") from None
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -48,7 +48,7 @@ class LockFile:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> "LockFile":
+    def __enter__(self) -> LockFile:
         return self if self.fd is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 
 LOGGER = "nightwarden"
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class _StderrFormatter(logging.Formatter):
@@ -20,8 +19,13 @@ class _StderrFormatter(logging.Formatter):
         return f"nightwarden: {text}"
 
 
-def setup(verbosity: int = 0, log_dir: Path | None = None, file_level: str = "info",
-          use_syslog: bool = True, job: str = "") -> logging.Logger:
+def setup(
+    verbosity: int = 0,
+    log_dir: Path | None = None,
+    file_level: str = "info",
+    use_syslog: bool = True,
+    job: str = "",
+) -> logging.Logger:
     """Configure the 'nightwarden' logger. verbosity: -1 quiet, 0 normal, 1 -v, 2 -vv."""
     log = logging.getLogger(LOGGER)
     for handler in list(log.handlers):
@@ -31,8 +35,7 @@ def setup(verbosity: int = 0, log_dir: Path | None = None, file_level: str = "in
     log.propagate = False
 
     console = logging.StreamHandler()
-    console.setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
-        verbosity, logging.DEBUG))
+    console.setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
     console.setFormatter(_StderrFormatter())
     log.addHandler(console)
 
@@ -41,8 +44,11 @@ def setup(verbosity: int = 0, log_dir: Path | None = None, file_level: str = "in
             log_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
             handler = logging.handlers.WatchedFileHandler(log_dir / "nightwarden.log")
             handler.setLevel(LEVELS.get(file_level, logging.INFO))
-            handler.setFormatter(logging.Formatter(
-                "%(asctime)s %(process)d " + (f"{job}: " if job else "") + "%(levelname)s %(message)s"))
+            handler.setFormatter(
+                logging.Formatter(
+                    "%(asctime)s %(process)d " + (f"{job}: " if job else "") + "%(levelname)s %(message)s"
+                )
+            )
             log.addHandler(handler)
         except OSError as e:
             log.warning("cannot write the log file in %s: %s", log_dir, e.strerror)
@@ -51,10 +57,12 @@ def setup(verbosity: int = 0, log_dir: Path | None = None, file_level: str = "in
     if use_syslog and os.path.exists("/dev/log"):
         try:
             handler = logging.handlers.SysLogHandler(
-                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
             handler.setLevel(logging.WARNING)
-            handler.setFormatter(logging.Formatter(
-                "nightwarden[%(process)d]: " + (f"{job}: " if job else "") + "%(message)s"))
+            handler.setFormatter(
+                logging.Formatter("nightwarden[%(process)d]: " + (f"{job}: " if job else "") + "%(message)s")
+            )
             log.addHandler(handler)
         except OSError:
             pass

@@ -22,8 +22,10 @@ def parse_network(text: str, where: str = "") -> Network:
     except ValueError as e:
         reason = str(e)
         if "has host bits set" in reason:
-            raise DataError(f"{prefix}{text!r} has host bits set "
-                            f"(did you mean {ipaddress.ip_network(text, strict=False)}?)") from None
+            raise DataError(
+                f"{prefix}{text!r} has host bits set "
+                f"(did you mean {ipaddress.ip_network(text, strict=False)}?)"
+            ) from None
         raise DataError(f"{prefix}{text!r} is not a valid IP address or CIDR") from None
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
         mapped = net.network_address.ipv4_mapped

@@ -14,8 +14,10 @@ from pathlib import Path
 V12 = re.compile(r"^(\d+) - \d\d/\d\d/\d{4} \d\d:\d\d:\d\d Host: (\S*)/(\S+) Port: (\d+) (TCP|UDP) (\w+)\s*$")
 # PortSentry 2.x: "2024-01-02T03:04:05+00:00 Scan from: [1.2.3.4] (host) protocol: [TCP] port: [23]
 #                  type: [Connect] ... blocked: [true]"
-V2 = re.compile(r"^(\S+) Scan from: \[([^\]]+)\] \(([^)]*)\) protocol: \[(TCP|UDP)\] port: \[(\d+)\]"
-                r"(?:.*?type: \[([^\]]*)\])?(?:.*?blocked: \[(\w+)\])?")
+V2 = re.compile(
+    r"^(\S+) Scan from: \[([^\]]+)\] \(([^)]*)\) protocol: \[(TCP|UDP)\] port: \[(\d+)\]"
+    r"(?:.*?type: \[([^\]]*)\])?(?:.*?blocked: \[(\w+)\])?"
+)
 
 
 def format_line(when: float, ip: str, port: int, proto: str, action: str = "Blocked") -> str:
@@ -26,7 +28,7 @@ def format_line(when: float, ip: str, port: int, proto: str, action: str = "Bloc
 
 @dataclass
 class Imported:
-    rows: list[tuple] = field(default_factory=list)     # (time, address, port, proto, type, blocked)
+    rows: list[tuple] = field(default_factory=list)  # (time, address, port, proto, type, blocked)
     errors: list[str] = field(default_factory=list)
 
 

@@ -40,16 +40,24 @@ def need(name: str) -> str:
     return path
 
 
-def run(argv: list[str], input: bytes | None = None, timeout: float = 60,
-        env: dict | None = None) -> Completed:
+def run(
+    argv: list[str], input: bytes | None = None, timeout: float = 60, env: dict | None = None
+) -> Completed:
     """Run argv; return its status and output (it does not raise on a non-zero exit)."""
     import sh
 
     cmd = sh.Command(argv[0])
     # sh reads output line by line unless told otherwise: 20 times slower on 50k lines
-    kwargs = {"_tty_out": False, "_timeout": timeout, "_return_cmd": True,
-              "_out_bufsize": 1 << 20, "_err_bufsize": 1 << 16, "_internal_bufsize": 1 << 20,
-              "_ok_code": list(range(256)), "_in": input if input is not None else b""}
+    kwargs = {
+        "_tty_out": False,
+        "_timeout": timeout,
+        "_return_cmd": True,
+        "_out_bufsize": 1 << 20,
+        "_err_bufsize": 1 << 16,
+        "_internal_bufsize": 1 << 20,
+        "_ok_code": list(range(256)),
+        "_in": input if input is not None else b"",
+    }
     if env is not None:
         kwargs["_env"] = env
     try:

@@ -39,6 +39,7 @@ class Context:
     def state(self):
         if self._state is None:
             from .state import State
+
             self._state = State(self.config.db_path)
         return self._state
 
@@ -46,6 +47,7 @@ class Context:
     def firewall(self):
         if self._firewall is None:
             from .firewall import open_backend
+
             self._firewall = open_backend(self.config, dry_run=self.dry_run)
         return self._firewall
 
@@ -53,25 +55,33 @@ class Context:
     def blocks(self):
         if self._blocks is None:
             from .blocks import BlockManager
-            self._blocks = BlockManager(self.config, self.state, self.firewall,
-                                        notify=self._escalation_alert)
+
+            self._blocks = BlockManager(self.config, self.state, self.firewall, notify=self._escalation_alert)
         return self._blocks
 
     def _escalation_alert(self, escalation) -> None:
-        what = ("blocked permanently" if escalation.kind == "permanent"
-                else "network blocked")
-        self.mailer.alert("permblock", {
-            "ip": escalation.address, "what": what, "count": escalation.count,
-            "interval": escalation.interval,
-            "reason": (f"{escalation.count} temporary blocks within {escalation.interval} s"
-                       if escalation.kind == "permanent" else
-                       f"{escalation.count} addresses of {escalation.network} blocked within "
-                       f"{escalation.interval} s")})
+        what = "blocked permanently" if escalation.kind == "permanent" else "network blocked"
+        self.mailer.alert(
+            "permblock",
+            {
+                "ip": escalation.address,
+                "what": what,
+                "count": escalation.count,
+                "interval": escalation.interval,
+                "reason": (
+                    f"{escalation.count} temporary blocks within {escalation.interval} s"
+                    if escalation.kind == "permanent"
+                    else f"{escalation.count} addresses of {escalation.network} blocked within "
+                    f"{escalation.interval} s"
+                ),
+            },
+        )
 
     @property
     def mailer(self):
         if self._mailer is None:
             from .mail import Mailer
+
             self._mailer = Mailer(self.config, dry_run=self.dry_run)
         return self._mailer
 
@@ -126,6 +136,7 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
 
 def _flush_outbox(ctx: Context) -> None:
     from .mail import Outbox
+
     if not Outbox(ctx.config.outbox_dir).pending():
         return
     try:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Count = Annotated[int, msgspec.Meta(ge=0)]           # a number of seconds, entries, ...: never negative
+Count = Annotated[int, msgspec.Meta(ge=0)]  # a number of seconds, entries, ...: never negative
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Prefix4 = Annotated[int, msgspec.Meta(ge=0, le=32)]
 Prefix6 = Annotated[int, msgspec.Meta(ge=0, le=128)]
@@ -32,8 +32,8 @@ def default_table(**values):
 
 
 class GeneralSettings(Section):
-    hostname: str = ""               # "" = the machine's host name
-    state_dir: str = ""              # "" = derived (/var/lib/nightwarden as root)
+    hostname: str = ""  # "" = the machine's host name
+    state_dir: str = ""  # "" = derived (/var/lib/nightwarden as root)
     log_dir: str = ""
     report_dir: str = ""
     run_dir: str = ""
@@ -58,8 +58,8 @@ class ListSettings(Section):
 
 class FirewallSettings(Section):
     backend: Literal["auto", "nftables", "ipset", "iptc", "dryrun"] = "auto"
-    name: str = "nightwarden"        # nft table, iptables chain and ipset prefix
-    default_ttl: Count = 3600        # seconds for `block` without --ttl; 0 = until purged
+    name: str = "nightwarden"  # nft table, iptables chain and ipset prefix
+    default_ttl: Count = 3600  # seconds for `block` without --ttl; 0 = until purged
     ipv6: bool = True
     protect_loopback: bool = True
     protect_own_addresses: bool = True
@@ -89,9 +89,9 @@ class BlockSettings(Section):
 class MailSettings(Section):
     transport: Literal["mbox", "maildir", "smtp", "sendmail", "none"] = "mbox"
     to: str = "root"
-    sender: str = msgspec.field(default="", name="from")   # "" = nightwarden@<hostname>
-    mbox: str = ""                   # "" = <state_dir>/mail/mbox
-    maildir: str = ""                # "" = <state_dir>/mail/Maildir
+    sender: str = msgspec.field(default="", name="from")  # "" = nightwarden@<hostname>
+    mbox: str = ""  # "" = <state_dir>/mail/mbox
+    maildir: str = ""  # "" = <state_dir>/mail/Maildir
     sendmail: str = "/usr/sbin/sendmail"
     smtp_host: str = "localhost"
     smtp_port: Port = 25
@@ -101,7 +101,7 @@ class MailSettings(Section):
     smtp_password_file: str = ""
     smtp_password_env: str = "NIGHTWARDEN_SMTP_PASSWORD"
     smtp_timeout: Count = 30
-    templates_dir: str = ""          # "" = only the shipped templates
+    templates_dir: str = ""  # "" = only the shipped templates
     html: bool = True
 
 
@@ -110,14 +110,18 @@ class ScheduleSettings(Section):
     # cron syntax with days of the week as names, "off" to leave a job out. Jobs not named
     # here keep their default (nightwarden jobs lists them).
     jobs: dict[str, str] = default_table()
-    user: str = "root"               # the user field of cron.d lines
-    mailto: str = ""                 # "" = mail.to
+    user: str = "root"  # the user field of cron.d lines
+    mailto: str = ""  # "" = mail.to
     path: str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    command: str = ""                # "" = this nightwarden program's absolute path
-    in_listener: bool = False        # the listener runs the schedule too (no cron needed)
+    command: str = ""  # "" = this nightwarden program's absolute path
+    in_listener: bool = False  # the listener runs the schedule too (no cron needed)
 
 
 SHARED: dict[str, type[Section]] = {
-    "general": GeneralSettings, "lists": ListSettings, "firewall": FirewallSettings, "blocks": BlockSettings, "mail": MailSettings,
+    "general": GeneralSettings,
+    "lists": ListSettings,
+    "firewall": FirewallSettings,
+    "blocks": BlockSettings,
+    "mail": MailSettings,
     "schedule": ScheduleSettings,
 }

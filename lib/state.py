@@ -92,10 +92,20 @@ class BlockRow:
     removed_reason: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "BlockRow":
-        return cls(row["id"], row["address"], row["family"], bool(row["permanent"]), row["source"],
-                   row["reason"], row["created"], row["expires"], bool(row["active"]),
-                   row["removed"], row["removed_reason"])
+    def from_row(cls, row: sqlite3.Row) -> BlockRow:
+        return cls(
+            row["id"],
+            row["address"],
+            row["family"],
+            bool(row["permanent"]),
+            row["source"],
+            row["reason"],
+            row["created"],
+            row["expires"],
+            bool(row["active"]),
+            row["removed"],
+            row["removed_reason"],
+        )
 
 
 class State:
@@ -121,8 +131,10 @@ class State:
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise DataError(f"{self.path}: schema version {version} is newer than this "
-                            f"nightwarden understands ({SCHEMA_VERSION}); upgrade nightwarden")
+            raise DataError(
+                f"{self.path}: schema version {version} is newer than this "
+                f"nightwarden understands ({SCHEMA_VERSION}); upgrade nightwarden"
+            )
         for number in range(version, SCHEMA_VERSION):
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -140,8 +152,10 @@ class State:
         key = f"schema.{component}"
         version = int(self.get_meta(key, "0"))
         if version > len(migrations):
-            raise DataError(f"{self.path}: the {component} tables are newer ({version}) than this "
-                            f"nightwarden understands ({len(migrations)}); upgrade nightwarden")
+            raise DataError(
+                f"{self.path}: the {component} tables are newer ({version}) than this "
+                f"nightwarden understands ({len(migrations)}); upgrade nightwarden"
+            )
         for number in range(version, len(migrations)):
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -157,7 +171,7 @@ class State:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "State":
+    def __enter__(self) -> State:
         self.db.execute("BEGIN IMMEDIATE")
         return self
 
@@ -177,14 +191,18 @@ class State:
 
     def due_blocks(self, now: float) -> list[BlockRow]:
         """Active blocks whose time is up."""
-        rows = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND expires IS NOT NULL"
-                               " AND expires <= ? ORDER BY expires", (now,)).fetchall()
+        rows = self.db.execute(
+            "SELECT * FROM blocks WHERE active = 1 AND expires IS NOT NULL AND expires <= ? ORDER BY expires",
+            (now,),
+        ).fetchall()
         return [BlockRow.from_row(r) for r in rows]
 
     def dynamic_blocks(self, now: float, created_before: float | None = None) -> list[tuple[str, str]]:
         """(address, source) of active temporary blocks, optionally only the older ones."""
-        sql = ("SELECT address, source FROM blocks WHERE active = 1 AND permanent = 0"
-               " AND (expires IS NULL OR expires > ?)")
+        sql = (
+            "SELECT address, source FROM blocks WHERE active = 1 AND permanent = 0"
+            " AND (expires IS NULL OR expires > ?)"
+        )
         args: list = [now]
         if created_before is not None:
             sql += " AND created <= ?"
@@ -192,34 +210,43 @@ class State:
         return [(r[0], r[1]) for r in self.db.execute(sql, args)]
 
     def active_block(self, address: str) -> BlockRow | None:
-        row = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND address = ?",
-                              (address,)).fetchone()
+        row = self.db.execute("SELECT * FROM blocks WHERE active = 1 AND address = ?", (address,)).fetchone()
         return BlockRow.from_row(row) if row else None
 
-    def add_block(self, address: str, family: int, permanent: bool, source: str, reason: str,
-                  created: float, expires: float | None) -> None:
+    def add_block(
+        self,
+        address: str,
+        family: int,
+        permanent: bool,
+        source: str,
+        reason: str,
+        created: float,
+        expires: float | None,
+    ) -> None:
         """Insert an active block, or refresh the active one for the same address."""
         current = self.active_block(address)
         if current is None:
             self.db.execute(
                 "INSERT INTO blocks(address, family, permanent, source, reason, created, expires)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (address, family, int(permanent), source, reason, created, expires))
+                (address, family, int(permanent), source, reason, created, expires),
+            )
             return
         permanent = permanent or current.permanent
         if permanent or expires is None or current.expires is None:
-            new_expires = None      # permanent, or "until purged", wins over a TTL
+            new_expires = None  # permanent, or "until purged", wins over a TTL
         else:
             new_expires = max(expires, current.expires)
-        self.db.execute("UPDATE blocks SET permanent = ?, expires = ?, reason = ?, source = ?"
-                        " WHERE id = ?",
-                        (int(permanent), new_expires, reason or current.reason,
-                         source, current.id))
+        self.db.execute(
+            "UPDATE blocks SET permanent = ?, expires = ?, reason = ?, source = ? WHERE id = ?",
+            (int(permanent), new_expires, reason or current.reason, source, current.id),
+        )
 
     def end_block(self, address: str, reason: str, when: float | None = None) -> bool:
-        cur = self.db.execute("UPDATE blocks SET active = 0, removed = ?, removed_reason = ?"
-                              " WHERE active = 1 AND address = ?",
-                              (time.time() if when is None else when, reason, address))
+        cur = self.db.execute(
+            "UPDATE blocks SET active = 0, removed = ?, removed_reason = ? WHERE active = 1 AND address = ?",
+            (time.time() if when is None else when, reason, address),
+        )
         return cur.rowcount > 0
 
     def end_blocks(self, addresses: list[str], reason: str, when: float | None = None) -> int:
@@ -227,46 +254,59 @@ class State:
         when = time.time() if when is None else when
         total = 0
         for i in range(0, len(addresses), 500):
-            chunk = addresses[i:i + 500]
+            chunk = addresses[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            cur = self.db.execute(f"UPDATE blocks SET active = 0, removed = ?, removed_reason = ?"
-                                  f" WHERE active = 1 AND address IN ({marks})",
-                                  (when, reason, *chunk))
+            cur = self.db.execute(
+                f"UPDATE blocks SET active = 0, removed = ?, removed_reason = ?"
+                f" WHERE active = 1 AND address IN ({marks})",
+                (when, reason, *chunk),
+            )
             total += cur.rowcount
         return total
 
     def count_active(self, permanent: bool, exclude_sources: tuple = ()) -> int:
         marks = ",".join("?" * len(exclude_sources)) or "''"
-        return self.db.execute(f"SELECT COUNT(*) FROM blocks WHERE active = 1 AND permanent = ?"
-                               f" AND source NOT IN ({marks})",
-                               (int(permanent), *exclude_sources)).fetchone()[0]
+        return self.db.execute(
+            f"SELECT COUNT(*) FROM blocks WHERE active = 1 AND permanent = ? AND source NOT IN ({marks})",
+            (int(permanent), *exclude_sources),
+        ).fetchone()[0]
 
     def oldest_active(self, permanent: bool, limit: int, exclude_sources: tuple = ()) -> list[BlockRow]:
         marks = ",".join("?" * len(exclude_sources)) or "''"
-        rows = self.db.execute(f"SELECT * FROM blocks WHERE active = 1 AND permanent = ?"
-                               f" AND source NOT IN ({marks}) ORDER BY created, id LIMIT ?",
-                               (int(permanent), *exclude_sources, limit)).fetchall()
+        rows = self.db.execute(
+            f"SELECT * FROM blocks WHERE active = 1 AND permanent = ?"
+            f" AND source NOT IN ({marks}) ORDER BY created, id LIMIT ?",
+            (int(permanent), *exclude_sources, limit),
+        ).fetchall()
         return [BlockRow.from_row(r) for r in rows]
 
     def make_permanent(self, address: str, reason: str) -> None:
-        self.db.execute("UPDATE blocks SET permanent = 1, expires = NULL, reason = ?"
-                        " WHERE active = 1 AND address = ?", (reason, address))
+        self.db.execute(
+            "UPDATE blocks SET permanent = 1, expires = NULL, reason = ? WHERE active = 1 AND address = ?",
+            (reason, address),
+        )
 
     def temp_block_counts(self, addresses: list[str], since: float) -> dict[str, int]:
         """How many temporary blocks each address got since `since` (active or ended)."""
         counts: dict[str, int] = {}
         for i in range(0, len(addresses), 500):
-            chunk = addresses[i:i + 500]
+            chunk = addresses[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT address, COUNT(*) FROM blocks WHERE created >= ?"
-                                   f" AND address IN ({marks}) GROUP BY address", (since, *chunk))
+            rows = self.db.execute(
+                f"SELECT address, COUNT(*) FROM blocks WHERE created >= ?"
+                f" AND address IN ({marks}) GROUP BY address",
+                (since, *chunk),
+            )
             counts.update({a: n for a, n in rows})
         return counts
 
     def recent_addresses(self, since: float, family: int) -> list[str]:
         """Addresses (hosts) blocked since `since`, active or not."""
-        rows = self.db.execute("SELECT DISTINCT address FROM blocks WHERE created >= ?"
-                               " AND family = ? AND address NOT LIKE '%/%'", (since, family))
+        rows = self.db.execute(
+            "SELECT DISTINCT address FROM blocks WHERE created >= ?"
+            " AND family = ? AND address NOT LIKE '%/%'",
+            (since, family),
+        )
         return [r[0] for r in rows]
 
     def all_blocks(self) -> list[BlockRow]:
@@ -275,32 +315,42 @@ class State:
 
     def block_counts(self) -> dict[str, tuple[int, bool]]:
         """address -> (how often it was ever blocked, whether a permanent block is active)."""
-        rows = self.db.execute("SELECT address, COUNT(*), MAX(permanent * active) FROM blocks"
-                               " GROUP BY address")
+        rows = self.db.execute(
+            "SELECT address, COUNT(*), MAX(permanent * active) FROM blocks GROUP BY address"
+        )
         return {address: (count, bool(permanent)) for address, count, permanent in rows}
 
     def block_history(self, address: str) -> list[BlockRow]:
-        rows = self.db.execute("SELECT * FROM blocks WHERE address = ? ORDER BY created",
-                               (address,)).fetchall()
+        rows = self.db.execute(
+            "SELECT * FROM blocks WHERE address = ? ORDER BY created", (address,)
+        ).fetchall()
         return [BlockRow.from_row(r) for r in rows]
 
     def blocks_since(self, since: float) -> list[BlockRow]:
-        rows = self.db.execute("SELECT * FROM blocks WHERE created >= ? OR removed >= ?"
-                               " ORDER BY created", (since, since)).fetchall()
+        rows = self.db.execute(
+            "SELECT * FROM blocks WHERE created >= ? OR removed >= ? ORDER BY created", (since, since)
+        ).fetchall()
         return [BlockRow.from_row(r) for r in rows]
 
     # -- events ---------------------------------------------------------------
-    def add_event(self, kind: str, address: str | None = None, port: int | None = None,
-                  proto: str | None = None, source: str = "", when: float | None = None,
-                  **detail) -> None:
-        self.add_events([(time.time() if when is None else when, kind, address, port, proto,
-                          source, detail)])
+    def add_event(
+        self,
+        kind: str,
+        address: str | None = None,
+        port: int | None = None,
+        proto: str | None = None,
+        source: str = "",
+        when: float | None = None,
+        **detail,
+    ) -> None:
+        self.add_events([(time.time() if when is None else when, kind, address, port, proto, source, detail)])
 
     def add_events(self, rows) -> None:
         """Many events at once: (time, kind, address, port, proto, source, detail dict)."""
-        self.db.executemany("INSERT INTO events(time, kind, address, port, proto, source, detail)"
-                            " VALUES (?,?,?,?,?,?,?)",
-                            [(*row[:6], json.dumps(row[6], sort_keys=True)) for row in rows])
+        self.db.executemany(
+            "INSERT INTO events(time, kind, address, port, proto, source, detail) VALUES (?,?,?,?,?,?,?)",
+            [(*row[:6], json.dumps(row[6], sort_keys=True)) for row in rows],
+        )
 
     def scan_sources(self, since: float, until: float, top: int) -> tuple[list[sqlite3.Row], int]:
         """The scanning addresses with the most hits in the period, and how many there were."""
@@ -308,17 +358,27 @@ class State:
             "SELECT address, COUNT(*) AS hits, COUNT(DISTINCT port) AS ports,"
             " GROUP_CONCAT(DISTINCT proto) AS protos, MIN(time) AS first, MAX(time) AS last"
             " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?"
-            " GROUP BY address ORDER BY hits DESC LIMIT ?", (since, until, top)).fetchall()
-        total = self.db.execute("SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan'"
-                                " AND time >= ? AND time < ?", (since, until)).fetchone()[0]
+            " GROUP BY address ORDER BY hits DESC LIMIT ?",
+            (since, until, top),
+        ).fetchall()
+        total = self.db.execute(
+            "SELECT COUNT(DISTINCT address) FROM events WHERE kind = 'scan' AND time >= ? AND time < ?",
+            (since, until),
+        ).fetchone()[0]
         return rows, total
 
     def count_events(self, kind: str, since: float, until: float) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ?"
-                               " AND time < ?", (kind, since, until)).fetchone()[0]
+        return self.db.execute(
+            "SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ? AND time < ?", (kind, since, until)
+        ).fetchone()[0]
 
-    def events(self, since: float = 0, until: float | None = None, address: str | None = None,
-               kind: str | None = None) -> list[sqlite3.Row]:
+    def events(
+        self,
+        since: float = 0,
+        until: float | None = None,
+        address: str | None = None,
+        kind: str | None = None,
+    ) -> list[sqlite3.Row]:
         sql, args = "SELECT * FROM events WHERE time >= ?", [since]
         if until is not None:
             sql += " AND time < ?"
@@ -333,13 +393,16 @@ class State:
 
     # -- runs -----------------------------------------------------------------
     def start_run(self, job: str, dry_run: bool) -> int:
-        cur = self.db.execute("INSERT INTO runs(job, started, dry_run) VALUES (?,?,?)",
-                              (job, time.time(), int(dry_run)))
+        cur = self.db.execute(
+            "INSERT INTO runs(job, started, dry_run) VALUES (?,?,?)", (job, time.time(), int(dry_run))
+        )
         return cur.lastrowid
 
     def end_run(self, run_id: int, exit_code: int, summary: str) -> None:
-        self.db.execute("UPDATE runs SET ended = ?, exit_code = ?, summary = ? WHERE id = ?",
-                        (time.time(), exit_code, summary, run_id))
+        self.db.execute(
+            "UPDATE runs SET ended = ?, exit_code = ?, summary = ? WHERE id = ?",
+            (time.time(), exit_code, summary, run_id),
+        )
 
     def runs(self, since: float = 0, job: str | None = None) -> list[sqlite3.Row]:
         sql, args = "SELECT * FROM runs WHERE started >= ?", [since]
@@ -350,13 +413,15 @@ class State:
 
     def last_runs(self, job: str, count: int) -> list[sqlite3.Row]:
         """The job's last `count` runs, oldest first."""
-        rows = self.db.execute("SELECT * FROM runs WHERE job = ? ORDER BY started DESC LIMIT ?",
-                               (job, count)).fetchall()
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE job = ? ORDER BY started DESC LIMIT ?", (job, count)
+        ).fetchall()
         return rows[::-1]
 
     def last_success(self, job: str) -> float | None:
-        row = self.db.execute("SELECT MAX(ended) FROM runs WHERE job = ? AND exit_code < 64"
-                              " AND dry_run = 0", (job,)).fetchone()
+        row = self.db.execute(
+            "SELECT MAX(ended) FROM runs WHERE job = ? AND exit_code < 64 AND dry_run = 0", (job,)
+        ).fetchone()
         return row[0]
 
     # -- cursors and meta -----------------------------------------------------
@@ -365,14 +430,19 @@ class State:
         return json.loads(row[0]) if row else None
 
     def set_cursor(self, key: str, value: dict) -> None:
-        self.db.execute("INSERT INTO cursors(key, value, updated) VALUES (?,?,?)"
-                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
-                        " updated = excluded.updated", (key, json.dumps(value), time.time()))
+        self.db.execute(
+            "INSERT INTO cursors(key, value, updated) VALUES (?,?,?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+            " updated = excluded.updated",
+            (key, json.dumps(value), time.time()),
+        )
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT INTO meta(key, value) VALUES (?,?)"
-                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

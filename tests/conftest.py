@@ -38,6 +38,7 @@ def netns():
         assert _netns_inode() != before, "not in a new network namespace: refusing to go on"
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         from nightwarden.lib import netaddr
+
         netaddr.own_addresses.cache_clear()
         yield
     finally:
@@ -45,8 +46,8 @@ def netns():
             raise OSError(ctypes.get_errno(), "cannot return to the original network namespace")
         os.close(original)
         from nightwarden.lib import netaddr
-        netaddr.own_addresses.cache_clear()
 
+        netaddr.own_addresses.cache_clear()
 
 
 @pytest.fixture
@@ -61,3 +62,13 @@ def open_tmp():
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Markers that follow from a test's fixtures: a private namespace needs root."""
+    for item in items:
+        if "netns" in item.fixturenames:
+            item.add_marker(pytest.mark.netns)
+            item.add_marker(pytest.mark.root)
+        if "open_tmp" in item.fixturenames:
+            item.add_marker(pytest.mark.root)

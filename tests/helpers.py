@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 NIGHTWARDEN = str(Path(sys.executable).parent / "nightwarden")
 
 
@@ -25,7 +26,8 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     """A config whose every path is under tmp_path; loopback may be blocked (test attackers)."""
     path = tmp_path / "etc" / "nightwarden.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [general]
 state_dir = "{tmp_path}/state"
 log_dir = "{tmp_path}/log"
@@ -44,20 +46,22 @@ extra_ignore_files = []
 [firewall]
 protect_loopback = false
 name = "nwtest"
-""" + extra)
+"""
+        + extra
+    )
     return path
 
 
 def load_config(path: Path):
     from nightwarden.jobs import load_config
+
     return load_config(str(path))
 
 
 def run_cli(*args: str, env: dict | None = None, check: int | None = None, timeout: float = 60):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
     full_env.update(env or {})
-    done = subprocess.run([NIGHTWARDEN, *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
+    done = subprocess.run([NIGHTWARDEN, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
     if check is not None:
         assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
     return done
@@ -92,8 +96,26 @@ def connects(server: Server, source: str, timeout: float = 0.6) -> bool:
         c.bind((source, 0))
         try:
             c.connect((server.host, server.port))
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         conn, _ = server.sock.accept()
         conn.close()
         return True
+
+
+def real_backend(name: str):
+    """A real firewall backend on the test table `nwtest` (inside the test's namespace)."""
+    if name == "nftables":
+        need("nft")
+        from nightwarden.lib.firewall.nftables import NftablesBackend
+
+        return NftablesBackend(prefix="nwtest")
+    if name == "ipset":
+        need("ipset", "iptables", "ip6tables")
+        from nightwarden.lib.firewall.ipset import IpsetBackend
+
+        return IpsetBackend(prefix="nwtest")
+    need("iptables-legacy")
+    from nightwarden.lib.firewall.iptc import IptcBackend
+
+    return IptcBackend(prefix="nwtest")

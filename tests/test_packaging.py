@@ -27,8 +27,22 @@ def test_every_package_on_disk_is_listed_in_pyproject():
 
 
 def test_wheel_holds_every_module_and_template(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     wheel = next(tmp_path.glob("nightwarden-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

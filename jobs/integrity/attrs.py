@@ -13,18 +13,73 @@ ACL_DEFAULT = "system.posix_acl_default"
 CAPABILITY = "security.capability"
 
 # lsattr's letters, in its order
-FLAG_LETTERS = [(0x1, "s"), (0x2, "u"), (0x8, "S"), (0x10000, "D"), (0x10, "i"), (0x20, "a"),
-                (0x40, "d"), (0x80, "A"), (0x4, "c"), (0x800, "E"), (0x4000, "j"), (0x1000, "I"),
-                (0x8000, "t"), (0x20000, "T"), (0x80000, "e"), (0x800000, "C"), (0x2000000, "x"),
-                (0x40000000, "F"), (0x10000000, "N"), (0x20000000, "P"), (0x100000, "V")]
+FLAG_LETTERS = [
+    (0x1, "s"),
+    (0x2, "u"),
+    (0x8, "S"),
+    (0x10000, "D"),
+    (0x10, "i"),
+    (0x20, "a"),
+    (0x40, "d"),
+    (0x80, "A"),
+    (0x4, "c"),
+    (0x800, "E"),
+    (0x4000, "j"),
+    (0x1000, "I"),
+    (0x8000, "t"),
+    (0x20000, "T"),
+    (0x80000, "e"),
+    (0x800000, "C"),
+    (0x2000000, "x"),
+    (0x40000000, "F"),
+    (0x10000000, "N"),
+    (0x20000000, "P"),
+    (0x100000, "V"),
+]
 
-CAP_NAMES = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
-             "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
-             "net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
-             "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-             "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
-             "audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
-             "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore"]
+CAP_NAMES = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+]
 
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
 
@@ -50,8 +105,15 @@ def flags_text(flags: int | None) -> str:
 def flag_names(flags: int | None) -> str:
     if not flags:
         return "none"
-    names = {0x10: "immutable", 0x20: "append-only", 0x1: "secure-delete", 0x2: "undeletable",
-             0x40: "no-dump", 0x80: "no-atime", 0x8: "sync"}
+    names = {
+        0x10: "immutable",
+        0x20: "append-only",
+        0x1: "secure-delete",
+        0x2: "undeletable",
+        0x40: "no-dump",
+        0x80: "no-atime",
+        0x8: "sync",
+    }
     shown = [n for bit, n in names.items() if flags & bit]
     return ", ".join(shown) if shown else "none of note"
 

@@ -26,15 +26,26 @@ MAGIC = b"NWINTEGRITY\x01\n"
 SIG_LEN = 64
 
 
-def write(path: Path, header: dict, records: dict[str, list], private_key,
-          encoded: list[str] = (), encoded_count: int = 0) -> dict:
+def write(
+    path: Path,
+    header: dict,
+    records: dict[str, list],
+    private_key,
+    encoded: list[str] = (),
+    encoded_count: int = 0,
+) -> dict:
     """Sign and write the records, plus `encoded`: JSON of more records, made by the scanner's
     workers (comma-joined [path, *record] lists)."""
     parts = [json.dumps([[p, *records[p]] for p in sorted(records)], separators=(",", ":"))[1:-1]]
     parts += [e for e in encoded if e]
     body = ("[" + ",".join(p for p in parts if p) + "]").encode("ascii")
-    header = {**header, "count": len(records) + encoded_count, "body_length": len(body),
-              "body_sha256": hashlib.sha256(body).hexdigest(), "format": 1}
+    header = {
+        **header,
+        "count": len(records) + encoded_count,
+        "body_length": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "format": 1,
+    }
     head = json.dumps(header, sort_keys=True).encode()
     signed = MAGIC + struct.pack(">I", len(head)) + head
     atomic_write(path, signed + private_key.sign(signed) + body, 0o640)
@@ -55,18 +66,23 @@ def read_header(path: Path, public_key) -> tuple[dict, bytes]:
     end = len(MAGIC) + 4 + head_len
     if head_len > 1 << 20 or len(data) < end + SIG_LEN:
         raise DataError(f"{path}: truncated or corrupt header")
-    signed, signature = data[:end], data[end:end + SIG_LEN]
+    signed, signature = data[:end], data[end : end + SIG_LEN]
     from cryptography.exceptions import InvalidSignature
+
     try:
         public_key.verify(signature, signed)
     except InvalidSignature:
-        raise TamperedError(f"{path}: SIGNATURE CHECK FAILED: the database was altered or signed "
-                            f"with another key; nothing in it is trusted") from None
-    header = json.loads(signed[len(MAGIC) + 4:])
-    body = data[end + SIG_LEN:]
+        raise TamperedError(
+            f"{path}: SIGNATURE CHECK FAILED: the database was altered or signed "
+            f"with another key; nothing in it is trusted"
+        ) from None
+    header = json.loads(signed[len(MAGIC) + 4 :])
+    body = data[end + SIG_LEN :]
     if len(body) != header["body_length"] or hashlib.sha256(body).hexdigest() != header["body_sha256"]:
-        raise TamperedError(f"{path}: the records do not match the signed header (truncated or "
-                            f"altered); nothing in it is trusted")
+        raise TamperedError(
+            f"{path}: the records do not match the signed header (truncated or "
+            f"altered); nothing in it is trusted"
+        )
     return header, body
 
 

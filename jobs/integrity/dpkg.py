@@ -19,7 +19,7 @@ def owners(info_dir: Path, wanted: set[str]) -> dict[str, tuple[str, str]]:
     except OSError:
         return found
     for md5file in files:
-        package = md5file.name[:-len(".md5sums")].split(":")[0]
+        package = md5file.name[: -len(".md5sums")].split(":")[0]
         try:
             lines = md5file.read_bytes().splitlines()
         except OSError:

@@ -23,15 +23,22 @@ NAME = "integrity"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("action", nargs="?", default="check",
-                        choices=["check", "init", "update", "show", "keygen"],
-                        help="check (default), init, update, show, keygen")
-    parser.add_argument("paths", nargs="*", help="update: accept only changes under these paths; "
-                                                 "show: only these paths")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="check",
+        choices=["check", "init", "update", "show", "keygen"],
+        help="check (default), init, update, show, keygen",
+    )
+    parser.add_argument(
+        "paths", nargs="*", help="update: accept only changes under these paths; show: only these paths"
+    )
     parser.add_argument("--all", action="store_true", help="update: accept every change")
-    parser.add_argument("--quick", action="store_true",
-                        help="check: do not re-hash files whose inode, size, mtime and ctime are "
-                             "unchanged (faster, weaker)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="check: do not re-hash files whose inode, size, mtime and ctime are unchanged (faster, weaker)",
+    )
     parser.add_argument("--force", action="store_true", help="init: replace an existing database")
     parser.add_argument("--json", action="store_true", help="show: JSON output")
     parser.add_argument("--no-mail", action="store_true", help="check: do not mail the report")
@@ -39,7 +46,9 @@ def add_arguments(parser) -> None:
 
 def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "check") if ctx.args is not None else "check"
-    return {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}[action](ctx)
+    return {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}[action](
+        ctx
+    )
 
 
 def _icfg(ctx):
@@ -48,6 +57,7 @@ def _icfg(ctx):
 
 def _policy(ctx):
     from .policy import Policy
+
     policy = Policy(ctx.config)
     for missing in policy.missing_paths():
         ctx.log.warning("integrity policy path %s does not exist", missing)
@@ -56,8 +66,8 @@ def _policy(ctx):
 
 def _scan(ctx, policy, previous=None, should_stop=lambda: False, encode=False):
     from .scan import TreeScanner
-    result = TreeScanner(policy, _icfg(ctx).workers, previous, should_stop=should_stop,
-                     encode=encode).run()
+
+    result = TreeScanner(policy, _icfg(ctx).workers, previous, should_stop=should_stop, encode=encode).run()
     for path, error in sorted(result.errors.items()):
         ctx.log.warning("%s: %s", path, error)
     for note in result.skipped:
@@ -77,9 +87,10 @@ def _set_seen(ctx, generation: int) -> None:
 
 def _private_key(ctx):
     from . import keys
+
     path = integrity_file(ctx.config, "private_key")
     if not path.exists():
-        keys.load_private(path, b"")                       # raises the clear "no key" error
+        keys.load_private(path, b"")  # raises the clear "no key" error
     return keys.load_private(path, keys.passphrase(_icfg(ctx)))
 
 
@@ -89,11 +100,13 @@ class _KeyLoader:
 
     def __init__(self, ctx):
         import threading
+
         from . import keys
+
         path = integrity_file(ctx.config, "private_key")
         if not path.exists():
-            keys.load_private(path, b"")                   # the clear "no key" error, now
-        secret = keys.passphrase(_icfg(ctx))               # asked before the scan starts
+            keys.load_private(path, b"")  # the clear "no key" error, now
+        secret = keys.passphrase(_icfg(ctx))  # asked before the scan starts
         self._result, self._error = None, None
 
         def load():
@@ -101,9 +114,10 @@ class _KeyLoader:
                 self._result = keys.load_private(path, secret)
             except BaseException as e:  # handed to the main thread by key()
                 self._error = e
+
         self._thread = threading.Thread(target=load, daemon=True)
 
-    def __enter__(self) -> "_KeyLoader":
+    def __enter__(self) -> _KeyLoader:
         self._thread.start()
         return self
 
@@ -121,39 +135,60 @@ class _KeyLoader:
 
 def _verified(ctx, public_key=None):
     """The database, verified: signature, body, host, generation. Raises TamperedError."""
-    from . import dbfile
-    from . import keys
+    from . import dbfile, keys
+
     path = integrity_file(ctx.config, "database")
     public_key = public_key or keys.load_public(integrity_file(ctx.config, "public_key"))
     header, body = dbfile.read_header(path, public_key)
     if header.get("host") != ctx.config.hostname:
-        raise TamperedError(f"{path}: made for host {header.get('host')!r}, this is "
-                            f"{ctx.config.hostname!r}: refusing to compare")
+        raise TamperedError(
+            f"{path}: made for host {header.get('host')!r}, this is "
+            f"{ctx.config.hostname!r}: refusing to compare"
+        )
     if header.get("generation", 0) < _seen(ctx):
-        raise TamperedError(f"{path}: generation {header.get('generation')} is older than the "
-                            f"newest this host has seen ({_seen(ctx)}): an old database replayed")
+        raise TamperedError(
+            f"{path}: generation {header.get('generation')} is older than the "
+            f"newest this host has seen ({_seen(ctx)}): an old database replayed"
+        )
     return header, dbfile.parse_body(path, body)
 
 
 def keygen(ctx) -> Result:
     from . import keys
+
     private, public = integrity_file(ctx.config, "private_key"), integrity_file(ctx.config, "public_key")
     if ctx.dry_run:
         ctx.say(f"dry run: would write {private} and {public}")
         return Result(0, "dry run")
-    ident = keys.generate(private, public, keys.passphrase(_icfg(ctx), confirm=True),
-                          f"nightwarden-integrity@{ctx.config.hostname}")
+    ident = keys.generate(
+        private,
+        public,
+        keys.passphrase(_icfg(ctx), confirm=True),
+        f"nightwarden-integrity@{ctx.config.hostname}",
+    )
     ctx.say(f"integrity key {ident}: private {private} (0600, encrypted), public {public}")
     return Result(0, f"key {ident} created")
 
 
 def _write(ctx, records, generation: int, private_key, policy, note: str, scan=None) -> dict:
-    from . import dbfile
-    from . import keys
-    header = {"host": ctx.config.hostname, "policy": policy.fingerprint(), "created": time.time(),
-              "generation": generation, "key": keys.key_id(private_key.public_key()), "note": note}
-    header = dbfile.write(integrity_file(ctx.config, "database"), header, records, private_key,
-                          scan.encoded if scan else (), scan.encoded_count if scan else 0)
+    from . import dbfile, keys
+
+    header = {
+        "host": ctx.config.hostname,
+        "policy": policy.fingerprint(),
+        "created": time.time(),
+        "generation": generation,
+        "key": keys.key_id(private_key.public_key()),
+        "note": note,
+    }
+    header = dbfile.write(
+        integrity_file(ctx.config, "database"),
+        header,
+        records,
+        private_key,
+        scan.encoded if scan else (),
+        scan.encoded_count if scan else 0,
+    )
     _set_seen(ctx, generation)
     return header
 
@@ -161,84 +196,120 @@ def _write(ctx, records, generation: int, private_key, policy, note: str, scan=N
 def init(ctx) -> Result:
     path = integrity_file(ctx.config, "database")
     if path.exists() and not ctx.args.force:
-        raise UsageError(f"{path} exists: `integrity update` accepts changes; "
-                         f"`integrity init --force` starts over")
+        raise UsageError(
+            f"{path} exists: `integrity update` accepts changes; `integrity init --force` starts over"
+        )
     policy = _policy(ctx)
-    with _KeyLoader(ctx) as loader:                       # the passphrase KDF runs beside the scan
+    with _KeyLoader(ctx) as loader:  # the passphrase KDF runs beside the scan
         scan = _scan(ctx, policy, should_stop=loader.failed, encode=True)
     key = loader.key()
     if ctx.dry_run:
-        ctx.say(f"dry run: scanned {len(scan.records) + scan.encoded_count:,} entries in "
-                f"{scan.seconds:.1f} s; not written")
+        ctx.say(
+            f"dry run: scanned {len(scan.records) + scan.encoded_count:,} entries in "
+            f"{scan.seconds:.1f} s; not written"
+        )
         return Result(0, "dry run")
     header = _write(ctx, scan.records, _seen(ctx) + 1, key, policy, "init", scan)
-    ctx.say(f"integrity database {path}: {header['count']:,} entries, generation "
-            f"{header['generation']}, signed with key {header['key']} ({scan.seconds:.1f} s)")
-    return Result(8 if scan.errors else 0, f"init: {header['count']} entries, generation "
-                                           f"{header['generation']}")
+    ctx.say(
+        f"integrity database {path}: {header['count']:,} entries, generation "
+        f"{header['generation']}, signed with key {header['key']} ({scan.seconds:.1f} s)"
+    )
+    return Result(
+        8 if scan.errors else 0, f"init: {header['count']} entries, generation {header['generation']}"
+    )
 
 
 def check(ctx) -> Result:
     from . import dpkg
     from .compare import compare
+
     paths = [integrity_file(ctx.config, k) for k in ("database", "public_key", "private_key")]
     if not any(p.exists() for p in paths):
-        ctx.log.warning("integrity checking is not set up yet: run `nightwarden integrity keygen`, "
-                        "then `nightwarden integrity init`")
+        ctx.log.warning(
+            "integrity checking is not set up yet: run `nightwarden integrity keygen`, "
+            "then `nightwarden integrity init`"
+        )
         return Result(0, "not set up (no key, no database)")
     policy = _policy(ctx)
     try:
         header, records = _verified(ctx)
     except TamperedError as e:
-        _mail(ctx, f"DATABASE VERIFICATION FAILED on {ctx.config.hostname}",
-              "-", "-", f"{e}\n\nThe integrity database cannot be trusted. Do not accept changes "
-                        f"from it. Restore the database from a trusted copy or run `nightwarden "
-                        f"integrity init --force` on a host you know to be clean.\n")
+        _mail(
+            ctx,
+            f"DATABASE VERIFICATION FAILED on {ctx.config.hostname}",
+            "-",
+            "-",
+            f"{e}\n\nThe integrity database cannot be trusted. Do not accept changes "
+            f"from it. Restore the database from a trusted copy or run `nightwarden "
+            f"integrity init --force` on a host you know to be clean.\n",
+        )
         raise
     quick = _icfg(ctx).quick or getattr(ctx.args, "quick", False)
     scan = _scan(ctx, policy, records if quick else None)
     result = compare(records, scan.records, policy)
     explained = 0
     if _icfg(ctx).package_aware and result.changed:
-        explained = dpkg.explain(result.changed, header["created"], Path(_icfg(ctx).dpkg_info),
-                                 Path(_icfg(ctx).dpkg_log))
+        explained = dpkg.explain(
+            result.changed, header["created"], Path(_icfg(ctx).dpkg_info), Path(_icfg(ctx).dpkg_log)
+        )
     text, data = render_check(ctx, header, result, scan, quick, policy)
     code = result.exit_bits | (8 if scan.errors else 0)
     unexplained = [c for c in result.changed if not c.explained]
-    summary = (f"{len(result.added)} added, {len(result.removed)} removed, {len(unexplained)} changed"
-               + (f", {explained} explained by package upgrades" if explained else "")
-               + (f", {len(scan.errors)} unreadable" if scan.errors else ""))
+    summary = (
+        f"{len(result.added)} added, {len(result.removed)} removed, {len(unexplained)} changed"
+        + (f", {explained} explained by package upgrades" if explained else "")
+        + (f", {len(scan.errors)} unreadable" if scan.errors else "")
+    )
     if not ctx.dry_run:
         _save(ctx, text, data)
         _set_seen(ctx, header["generation"])
         with ctx.state:
-            ctx.state.add_event("integrity", source="integrity", added=len(result.added),
-                                removed=len(result.removed), changed=len(unexplained),
-                                explained=explained, unreadable=len(scan.errors))
+            ctx.state.add_event(
+                "integrity",
+                source="integrity",
+                added=len(result.added),
+                removed=len(result.removed),
+                changed=len(unexplained),
+                explained=explained,
+                unreadable=len(scan.errors),
+            )
     ctx.say(text)
     if code and not getattr(ctx.args, "no_mail", False):
         _mail(ctx, summary, str(integrity_file(ctx.config, "database")), header["generation"], text)
-    return Result(code, f"check: {summary} ({len(scan.records):,} entries, {scan.seconds:.1f} s"
-                        f"{', quick' if quick else ''})")
+    return Result(
+        code,
+        f"check: {summary} ({len(scan.records):,} entries, {scan.seconds:.1f} s{', quick' if quick else ''})",
+    )
 
 
 def render_check(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
     from tabulate import tabulate
-    lines = [f"Integrity check of {ctx.config.hostname}: database generation {header['generation']} "
-             f"of {datetime.fromtimestamp(header['created']):%Y-%m-%d %H:%M:%S}, "
-             f"{len(scan.records):,} entries scanned in {scan.seconds:.1f} s"
-             + (" (quick mode: unchanged inode/size/mtime/ctime not re-hashed)" if quick else "")]
+
+    lines = [
+        f"Integrity check of {ctx.config.hostname}: database generation {header['generation']} "
+        f"of {datetime.fromtimestamp(header['created']):%Y-%m-%d %H:%M:%S}, "
+        f"{len(scan.records):,} entries scanned in {scan.seconds:.1f} s"
+        + (" (quick mode: unchanged inode/size/mtime/ctime not re-hashed)" if quick else "")
+    ]
     if header.get("policy") != policy.fingerprint():
-        lines.append("NOTE: the policy changed since this database was made; run "
-                     "`nightwarden integrity update --all` once the changes are reviewed.")
+        lines.append(
+            "NOTE: the policy changed since this database was made; run "
+            "`nightwarden integrity update --all` once the changes are reviewed."
+        )
     unexplained = [c for c in result.changed if not c.explained]
     sections = [
-        ("Changed", [[c.path, c.severity, a, before, after] for c in unexplained for a, before, after in c.attrs],
-         ["path", "severity", "attribute", "before", "after"]),
+        (
+            "Changed",
+            [[c.path, c.severity, a, before, after] for c in unexplained for a, before, after in c.attrs],
+            ["path", "severity", "attribute", "before", "after"],
+        ),
         ("Added", [[p, s, w] for p, s, w in result.added], ["path", "severity", "now"]),
         ("Removed", [[p, s, w] for p, s, w in result.removed], ["path", "severity", "was"]),
-        ("Explained by package upgrades", [[c.path, c.explained] for c in result.changed if c.explained],
-         ["path", "why"]),
+        (
+            "Explained by package upgrades",
+            [[c.path, c.explained] for c in result.changed if c.explained],
+            ["path", "why"],
+        ),
         ("Could not be read", [[p, e] for p, e in sorted(scan.errors.items())], ["path", "error"]),
     ]
     for title, rows, headers in sections:
@@ -246,17 +317,28 @@ def render_check(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
             lines += ["", f"{title} ({len({r[0] for r in rows})})", tabulate(rows, headers)]
     if not any(rows for _, rows, _ in sections):
         lines.append("No changes.")
-    data = {"host": ctx.config.hostname, "generation": header["generation"],
-            "added": result.added, "removed": result.removed,
-            "changed": [{"path": c.path, "severity": c.severity, "explained": c.explained,
-                         "attributes": [{"name": a, "before": b, "after": f} for a, b, f in c.attrs]}
-                        for c in result.changed],
-            "unreadable": scan.errors}
+    data = {
+        "host": ctx.config.hostname,
+        "generation": header["generation"],
+        "added": result.added,
+        "removed": result.removed,
+        "changed": [
+            {
+                "path": c.path,
+                "severity": c.severity,
+                "explained": c.explained,
+                "attributes": [{"name": a, "before": b, "after": f} for a, b, f in c.attrs],
+            }
+            for c in result.changed
+        ],
+        "unreadable": scan.errors,
+    }
     return "\n".join(lines) + "\n", data
 
 
 def _save(ctx, text: str, data: dict) -> None:
     from nightwarden.lib.fsutil import atomic_write
+
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     base = ctx.config.report_dir / f"integrity-{stamp}"
     atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
@@ -264,12 +346,14 @@ def _save(ctx, text: str, data: dict) -> None:
 
 
 def _mail(ctx, summary: str, database: str, generation, details: str) -> None:
-    ctx.mailer.alert("integrity", {"summary": summary, "database": database,
-                                   "generation": generation, "details": details})
+    ctx.mailer.alert(
+        "integrity", {"summary": summary, "database": database, "generation": generation, "details": details}
+    )
 
 
 def update(ctx) -> Result:
     from .compare import compare
+
     if not ctx.args.all and not ctx.args.paths:
         raise UsageError("integrity update needs --all or the paths whose changes you accept")
     key = _private_key(ctx)
@@ -285,6 +369,7 @@ def update(ctx) -> Result:
 
         def chosen(path: str) -> bool:
             return any(path == p or path.startswith(p + "/") for p in prefixes)
+
         accepted = dict(records)
         count = 0
         for path in set(records) | set(scan.records):
@@ -298,8 +383,7 @@ def update(ctx) -> Result:
         ctx.say(f"dry run: would accept {count} change(s)")
         return Result(0, "dry run")
     new = _write(ctx, accepted, max(header["generation"], _seen(ctx)) + 1, key, policy, "update")
-    ctx.say(f"accepted {count} change(s); database generation {new['generation']}, "
-            f"{new['count']:,} entries")
+    ctx.say(f"accepted {count} change(s); database generation {new['generation']}, {new['count']:,} entries")
     return Result(0, f"update: accepted {count} changes, generation {new['generation']}")
 
 
@@ -308,9 +392,14 @@ def show_database(ctx) -> Result:
 
     from .compare import describe
     from .scan import SHA256
+
     header, records = _verified(ctx)
-    paths = sorted(p for p in records if not ctx.args.paths or
-                   any(p == q.rstrip("/") or p.startswith(q.rstrip("/") + "/") for q in ctx.args.paths))
+    paths = sorted(
+        p
+        for p in records
+        if not ctx.args.paths
+        or any(p == q.rstrip("/") or p.startswith(q.rstrip("/") + "/") for q in ctx.args.paths)
+    )
     if ctx.args.json:
         ctx.say(json.dumps({"header": header, "entries": {p: records[p] for p in paths}}, indent=1))
         return Result(0, f"{len(paths)} entries")
@@ -320,7 +409,10 @@ def show_database(ctx) -> Result:
             value = f"{datetime.fromtimestamp(value):%Y-%m-%d %H:%M:%S}"
         ctx.say(f"{key:<11} {value}")
     from nightwarden.jobs.quarantine.archive import shown
-    rows = [[shown(p.encode("utf-8", "surrogateescape")), describe(records[p]),
-             (records[p][SHA256] or "-")[:16]] for p in paths]
+
+    rows = [
+        [shown(p.encode("utf-8", "surrogateescape")), describe(records[p]), (records[p][SHA256] or "-")[:16]]
+        for p in paths
+    ]
     ctx.say(tabulate(rows, ["path", "entry", "sha256"]))
     return Result(0, f"{len(paths)} entries")

@@ -24,8 +24,9 @@ def passphrase(cfg, confirm: bool = False) -> bytes:
     if env and os.environ.get(env):
         return os.environ[env].encode()
     if not sys.stdin.isatty():
-        raise ConfigError(f"no passphrase: not on a terminal, integrity.passphrase_file is unset "
-                          f"and ${env} is empty")
+        raise ConfigError(
+            f"no passphrase: not on a terminal, integrity.passphrase_file is unset and ${env} is empty"
+        )
     first = getpass.getpass("integrity key passphrase: ").encode()
     if confirm and getpass.getpass("again: ").encode() != first:
         raise DataError("the passphrases differ")
@@ -39,13 +40,16 @@ def generate(private_path: Path, public_path: Path, secret: bytes, comment: str)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if private_path.exists():
-        raise DataError(f"{private_path} exists; move it away first (a new key makes the "
-                        f"current database unverifiable)")
+        raise DataError(
+            f"{private_path} exists; move it away first (a new key makes the current database unverifiable)"
+        )
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.BestAvailableEncryption(secret))
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(secret),
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     atomic_write(private_path, private, 0o600)
     atomic_write(public_path, public + f" {comment}\n".encode(), 0o644)
     return key_id(key.public_key())
@@ -55,12 +59,14 @@ def key_id(public_key) -> str:
     import hashlib
 
     from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_private(path: Path, secret: bytes):
     from cryptography.hazmat.primitives import serialization
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -78,6 +84,7 @@ def load_private(path: Path, secret: bytes):
 def load_public(path: Path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:

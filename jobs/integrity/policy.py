@@ -10,9 +10,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
-ATTRS = ("type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime", "target",
-         "sha256", "xattrs", "acl", "caps", "flags")
+ATTRS = (
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "inode",
+    "nlink",
+    "mtime",
+    "ctime",
+    "target",
+    "sha256",
+    "xattrs",
+    "acl",
+    "caps",
+    "flags",
+)
 # "growing": a log that may only grow: its content and times may change, its size not shrink
 GROWING_IGNORES = {"size", "sha256", "mtime", "ctime"}
 
@@ -31,10 +45,16 @@ class Policy:
         self.paths = [config.sandboxed(p) for p in icfg.paths]
         self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg.excludes]
         self.rules: list[PolicyRule] = []
-        for raw in icfg.rules:          # attribute names were checked at config load
+        for raw in icfg.rules:  # attribute names were checked at config load
             attrs = set(ATTRS) if {"default", "all"} & set(raw.attrs) else set(raw.attrs)
-            self.rules.append(PolicyRule(str(config.sandboxed(raw.path)).rstrip("/") or "/",
-                                   frozenset(attrs), raw.severity, raw.growing))
+            self.rules.append(
+                PolicyRule(
+                    str(config.sandboxed(raw.path)).rstrip("/") or "/",
+                    frozenset(attrs),
+                    raw.severity,
+                    raw.growing,
+                )
+            )
         self.rules.sort(key=lambda r: len(r.path), reverse=True)
         self.default = PolicyRule("/", frozenset(ATTRS), "high", False)
         pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.excludes)
@@ -50,8 +70,11 @@ class Policy:
         return self.default
 
     def fingerprint(self) -> str:
-        data = {"paths": [str(p) for p in self.paths], "excludes": self.excludes,
-                "rules": [[r.path, sorted(r.attrs), r.severity, r.growing] for r in self.rules]}
+        data = {
+            "paths": [str(p) for p in self.paths],
+            "excludes": self.excludes,
+            "rules": [[r.path, sorted(r.attrs), r.severity, r.growing] for r in self.rules],
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def missing_paths(self) -> list[Path]:

@@ -26,8 +26,15 @@ OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLO
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-TYPES = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFIFO: "p",
-         stat.S_IFCHR: "c", stat.S_IFBLK: "b", stat.S_IFSOCK: "s"}
+TYPES = {
+    stat.S_IFREG: "f",
+    stat.S_IFDIR: "d",
+    stat.S_IFLNK: "l",
+    stat.S_IFIFO: "p",
+    stat.S_IFCHR: "c",
+    stat.S_IFBLK: "b",
+    stat.S_IFSOCK: "s",
+}
 
 
 def type_of(mode: int) -> str:
@@ -65,11 +72,29 @@ def _path_xattrs(path) -> dict:
     return out
 
 
-def record(st: os.stat_result, target: str | None = None, sha: str | None = None,
-           xattrs: dict | None = None, flags: int | None = None) -> list:
-    return [type_of(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size,
-            st.st_ino, st.st_nlink, st.st_mtime_ns, st.st_ctime_ns, target, sha, xattrs or {},
-            flags, st.st_dev]
+def record(
+    st: os.stat_result,
+    target: str | None = None,
+    sha: str | None = None,
+    xattrs: dict | None = None,
+    flags: int | None = None,
+) -> list:
+    return [
+        type_of(st.st_mode),
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_ino,
+        st.st_nlink,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        target,
+        sha,
+        xattrs or {},
+        flags,
+        st.st_dev,
+    ]
 
 
 def hash_file(path: str, buf: bytearray) -> tuple[str, list | None, str | None]:
@@ -79,7 +104,7 @@ def hash_file(path: str, buf: bytearray) -> tuple[str, list | None, str | None]:
     except FileNotFoundError:
         return path, None, "vanished during the scan"
     except OSError as e:
-        if e.errno == 40:                               # ELOOP: became a symlink
+        if e.errno == 40:  # ELOOP: became a symlink
             return path, None, "changed type during the scan"
         return path, None, f"unreadable: {e.strerror}"
     try:
@@ -119,8 +144,10 @@ def encode_file_record(path: str, rec: list) -> str:
     only the path and the extended attributes need the general encoder."""
     xattrs = _dumps(rec[XATTRS]) if rec[XATTRS] else "{}"
     flags = "null" if rec[FLAGS] is None else rec[FLAGS]
-    return (f'[{_dumps(path)},"f",{rec[MODE]},{rec[UID]},{rec[GID]},{rec[SIZE]},{rec[INODE]},'
-            f'{rec[NLINK]},{rec[MTIME]},{rec[CTIME]},null,"{rec[SHA256]}",{xattrs},{flags},{rec[DEV]}]')
+    return (
+        f'[{_dumps(path)},"f",{rec[MODE]},{rec[UID]},{rec[GID]},{rec[SIZE]},{rec[INODE]},'
+        f'{rec[NLINK]},{rec[MTIME]},{rec[CTIME]},null,"{rec[SHA256]}",{xattrs},{flags},{rec[DEV]}]'
+    )
 
 
 def hash_batch(paths: list[str]) -> list[tuple]:
@@ -147,7 +174,7 @@ def hash_batch_encoded(paths: list[str]) -> tuple[str, int, list[tuple]]:
 @dataclass
 class ScanResult:
     records: dict[str, list] = field(default_factory=dict)
-    encoded: list[str] = field(default_factory=list)   # snapshots: JSON of the workers' records
+    encoded: list[str] = field(default_factory=list)  # snapshots: JSON of the workers' records
     encoded_count: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -157,11 +184,18 @@ class ScanResult:
 
 
 class TreeScanner:
-    def __init__(self, policy, workers: int = 2, previous: dict | None = None, progress: bool | None = None,
-                 should_stop=lambda: False, encode: bool = False):
+    def __init__(
+        self,
+        policy,
+        workers: int = 2,
+        previous: dict | None = None,
+        progress: bool | None = None,
+        should_stop=lambda: False,
+        encode: bool = False,
+    ):
         self.policy = policy
         self.workers = max(1, workers)
-        self.previous = previous          # quick mode: records to reuse when nothing moved
+        self.previous = previous  # quick mode: records to reuse when nothing moved
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.result = ScanResult()
         self.should_stop = should_stop
@@ -197,15 +231,20 @@ class TreeScanner:
             except OSError:
                 pass
             self.result.records[key] = record(st, None, None, xattrs, flags)
-        else:                                           # FIFO, device, socket: never opened
+        else:  # FIFO, device, socket: never opened
             self.result.records[key] = record(st, None, None, _path_xattrs(path))
 
     def _quick_reuse(self, path: str, st: os.stat_result) -> bool:
         old = self.previous.get(path) if self.previous else None
         if old is None or old[TYPE] != "f":
             return False
-        if (old[DEV], old[INODE], old[SIZE], old[MTIME], old[CTIME]) != \
-                (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        if (old[DEV], old[INODE], old[SIZE], old[MTIME], old[CTIME]) != (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        ):
             return False
         self.result.records[path] = list(old)
         self.result.files_reused += 1
@@ -219,7 +258,7 @@ class TreeScanner:
             try:
                 st = os.lstat(rootb)
             except FileNotFoundError:
-                continue                                # warned about by the policy
+                continue  # warned about by the policy
             except OSError as e:
                 self.result.errors[rootb] = f"unreadable: {e.strerror}"
                 continue

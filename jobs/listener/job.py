@@ -24,16 +24,20 @@ def run(ctx) -> Result:
     def make_blocks(config):
         return BlockManager(config, State(config.db_path), open_backend(config, dry_run=ctx.dry_run))
 
-    ctx.blocks.ensure_ready()          # after a reboot: the base rules and every block
-    listener = Listener(ctx.config, make_blocks, mail=not ctx.args.no_mail,
-                        mode=ctx.args.mode or ctx.config.listener.mode,
-                        reload_from=(getattr(ctx.args, "config", None),
-                                     getattr(ctx.args, "sandbox", None)))
+    ctx.blocks.ensure_ready()  # after a reboot: the base rules and every block
+    listener = Listener(
+        ctx.config,
+        make_blocks,
+        mail=not ctx.args.no_mail,
+        mode=ctx.args.mode or ctx.config.listener.mode,
+        reload_from=(getattr(ctx.args, "config", None), getattr(ctx.args, "sandbox", None)),
+    )
     listener.install_signals()
     listener.open()
     scheduler = None
-    if ctx.config.schedule.in_listener:           # the only resident process runs the jobs too
+    if ctx.config.schedule.in_listener:  # the only resident process runs the jobs too
         from nightwarden.lib import schedule
+
         scheduler = schedule.scheduler(ctx.config)
         scheduler.start()
         ctx.log.info("scheduler in the listener: %d jobs", len(scheduler.get_jobs()))

@@ -22,7 +22,7 @@ from .packets import parse_ipv4, parse_ipv6, ports_in_use
 from .responder import MinuteCap, Responder
 
 log = get("listener")
-MAX_SOURCES = 200_000            # sources remembered (threshold counts, decisions): oldest forgotten
+MAX_SOURCES = 200_000  # sources remembered (threshold counts, decisions): oldest forgotten
 RCVBUF = 64 << 20
 
 
@@ -57,27 +57,28 @@ class RateLimitedLog:
 
 
 class Listener:
-    def __init__(self, config, make_blocks, mail: bool = True, mode: str = "connect",
-                 reload_from: tuple = (None, None)):
+    def __init__(
+        self, config, make_blocks, mail: bool = True, mode: str = "connect", reload_from: tuple = (None, None)
+    ):
         self.make_blocks = make_blocks
         self.mailer = mail
-        self.mode = mode                      # kept across reloads: the sockets stay as they are
-        self.reload_from = reload_from        # (--config, --sandbox) for SIGHUP
+        self.mode = mode  # kept across reloads: the sockets stay as they are
+        self.reload_from = reload_from  # (--config, --sandbox) for SIGHUP
         self.sel = selectors.DefaultSelector()
-        self.sockets: dict[tuple, socket.socket] = {}           # (family, kind, addr, port) -> bait
+        self.sockets: dict[tuple, socket.socket] = {}  # (family, kind, addr, port) -> bait
         self.raw_sockets: list[socket.socket] = []
         self.running = True
         self.reload_requested = False
-        self.counts: OrderedDict[str, list] = OrderedDict()      # source -> [first, hits]
-        self.decided: OrderedDict[str, str] = OrderedDict()      # source -> "blocked" / "ignored: why"
-        self.alerts: dict[str, dict] = {}                        # aggregated for the log and the digest
+        self.counts: OrderedDict[str, list] = OrderedDict()  # source -> [first, hits]
+        self.decided: OrderedDict[str, str] = OrderedDict()  # source -> "blocked" / "ignored: why"
+        self.alerts: dict[str, dict] = {}  # aggregated for the log and the digest
         self.digest: list[str] = []
         self.hits = 0
         self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         self.responder = Responder(config, make_blocks)
         self.fast_pending: list[str] = []
-        self.outbox: list[Message] = []      # for the responder, handed over after the fast path
-        self.unbound: list[tuple] = []       # bait ports busy at start, tried again later
+        self.outbox: list[Message] = []  # for the responder, handed over after the fast path
+        self.unbound: list[tuple] = []  # bait ports busy at start, tried again later
         self.policy = None
         self._configure(config)
 
@@ -88,7 +89,7 @@ class Listener:
         self.rlog = RateLimitedLog(self.lcfg.log_lines_per_second)
         if self.policy is not None:
             self.policy.state.close()
-        self.policy = self.make_blocks(config)          # the block policy, decided in this thread
+        self.policy = self.make_blocks(config)  # the block policy, decided in this thread
         # On nftables with libnftables, the kernel entry is added from this loop, once per pass
         # over the ready sockets for everything that pass found: one in-process transaction
         # (about 0.2 ms), so a sequential scan gets few answers. The responder then records the
@@ -111,8 +112,9 @@ class Listener:
             sock.close()
             if key not in self.unbound:
                 self.unbound.append(key)
-                log.warning("port %d/%s not watched yet: %s (tried again every 30 s)", port, proto,
-                            e.strerror)
+                log.warning(
+                    "port %d/%s not watched yet: %s (tried again every 30 s)", port, proto, e.strerror
+                )
             return
         if key in self.unbound:
             self.unbound.remove(key)
@@ -120,7 +122,7 @@ class Listener:
         if kind == socket.SOCK_DGRAM:
             _big_buffer(sock)
         if kind == socket.SOCK_STREAM:
-            sock.listen(4096)         # PortSentry's backlog of 5 loses most of a burst
+            sock.listen(4096)  # PortSentry's backlog of 5 loses most of a burst
         sock.setblocking(False)
         self.sockets[key] = sock
         self.sel.register(sock, selectors.EVENT_READ, ("accept" if proto == "tcp" else "udp", port))
@@ -136,8 +138,9 @@ class Listener:
         lcfg = self.lcfg
         # a sandboxed listener opens no port on the host's real interfaces
         bind4, bind6 = ("127.0.0.1", "::1") if self.config.sandbox else (lcfg.bind4, lcfg.bind6)
-        families = [(socket.AF_INET, bind4)] + \
-                   ([(socket.AF_INET6, bind6)] if lcfg.ipv6 and socket.has_ipv6 else [])
+        families = [(socket.AF_INET, bind4)] + (
+            [(socket.AF_INET6, bind6)] if lcfg.ipv6 and socket.has_ipv6 else []
+        )
         wanted = set()
         for proto, kind in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
             used = ports_in_use(proto)
@@ -241,9 +244,12 @@ class Listener:
             except (BlockingIOError, OSError):
                 return
             try:
-                found = parse_ipv4(packet, proto) if family == socket.AF_INET else \
-                    parse_ipv6(packet, _plain(addr[0]), proto)
-            except Exception:      # a malformed packet is skipped, whatever it is
+                found = (
+                    parse_ipv4(packet, proto)
+                    if family == socket.AF_INET
+                    else parse_ipv6(packet, _plain(addr[0]), proto)
+                )
+            except Exception:  # a malformed packet is skipped, whatever it is
                 found = None
             if found is None:
                 continue
@@ -285,12 +291,12 @@ class Listener:
     def _fast_block(self) -> None:
         """The kernel entries for this pass's new sources, through the backend's fast path."""
         pending, self.fast_pending = self.fast_pending, []
-        pending = pending[:self.fast_cap.take(len(pending))]
+        pending = pending[: self.fast_cap.take(len(pending))]
         if not pending:
             return
         try:
             self.policy.backend.fast_block([parse_network(a) for a in pending], self.lcfg.block_ttl)
-        except Exception as e:    # the responder's block puts the entry in place all the same
+        except Exception as e:  # the responder's block puts the entry in place all the same
             self.rlog.warning("fast block path failed (the responder will retry): %s", e)
 
     def _record(self, probe: Probe) -> None:
@@ -322,8 +328,14 @@ class Listener:
         if a is None:
             if len(self.alerts) >= 10000:
                 self._flush_alerts(force=True)
-            a = self.alerts[src] = {"first": now, "kind": kind, "proto": proto, "ports": set(),
-                                    "hits": 0, "recorded": set()}
+            a = self.alerts[src] = {
+                "first": now,
+                "kind": kind,
+                "proto": proto,
+                "ports": set(),
+                "hits": 0,
+                "recorded": set(),
+            }
         a["ports"].add(port)
         a["hits"] += 1
 
@@ -333,15 +345,21 @@ class Listener:
             a = self.alerts.pop(src)
             ports = sorted(a["ports"])
             span = str(ports[0]) if len(ports) == 1 else f"{ports[0]}-{ports[-1]} ({len(ports)} ports)"
-            what = "Connect from host" if a["kind"] == "connect" else \
-                ("UDP scan from host" if a["kind"] == "UDP" else f"{a['kind']}/Normal scan from host")
+            what = (
+                "Connect from host"
+                if a["kind"] == "connect"
+                else ("UDP scan from host" if a["kind"] == "UDP" else f"{a['kind']}/Normal scan from host")
+            )
             state = self.decided.get(src, "")
             suffix = "" if state == "blocked" else f" ({state})" if state else ""
-            self.rlog.warning("attackalert: %s: %s/%s to %s port: %s%s", what, src, src,
-                              a["proto"].upper(), span, suffix)
-            self.digest.append(f"{time.strftime('%H:%M:%S', time.localtime(a['first']))}  {src}  "
-                               f"{a['kind']} {a['proto']} {span}  {a['hits']} probe(s)  "
-                               f"{'blocked' if state == 'blocked' else state or 'below threshold'}")
+            self.rlog.warning(
+                "attackalert: %s: %s/%s to %s port: %s%s", what, src, src, a["proto"].upper(), span, suffix
+            )
+            self.digest.append(
+                f"{time.strftime('%H:%M:%S', time.localtime(a['first']))}  {src}  "
+                f"{a['kind']} {a['proto']} {span}  {a['hits']} probe(s)  "
+                f"{'blocked' if state == 'blocked' else state or 'below threshold'}"
+            )
 
     def _send_digest(self) -> None:
         """One mail for everything since the last one (never one mail per probe); the
@@ -362,23 +380,31 @@ class Listener:
         the raw sockets stay. A configuration that does not load changes nothing."""
         from nightwarden.jobs import load_config
         from nightwarden.lib.netaddr import own_addresses
+
         try:
             fresh = load_config(*self.reload_from)
         except Exception as e:
             log.error("reload refused, the old configuration stays: %s", e)
             return
         if fresh.listener.mode != self.mode:
-            log.warning("listener.mode is now %s: it takes a restart (the sockets stay in %s mode)",
-                        fresh.listener.mode, self.mode)
+            log.warning(
+                "listener.mode is now %s: it takes a restart (the sockets stay in %s mode)",
+                fresh.listener.mode,
+                self.mode,
+            )
         own_addresses.cache_clear()
         self._configure(fresh)
         if self.mode == "connect":
             self._rebind()
         self.decided = OrderedDict((k, v) for k, v in self.decided.items() if v == "blocked")
         self.responder.submit(Reload(fresh))
-        log.warning("configuration and lists reloaded: %d bait socket(s), block %s, ttl %d s, "
-                    "trigger %d", len(self.sockets) + len(self.raw_sockets),
-                    "on" if self.lcfg.block else "off", self.lcfg.block_ttl, self.lcfg.scan_trigger)
+        log.warning(
+            "configuration and lists reloaded: %d bait socket(s), block %s, ttl %d s, trigger %d",
+            len(self.sockets) + len(self.raw_sockets),
+            "on" if self.lcfg.block else "off",
+            self.lcfg.block_ttl,
+            self.lcfg.scan_trigger,
+        )
 
     def serve(self, until: float | None = None) -> None:
         # the responder thread must not hold the GIL for long while a probe waits here
@@ -386,8 +412,9 @@ class Listener:
         sdnotify.notify("READY=1\nSTATUS=watching")
         watchdog = sdnotify.watchdog_interval()
         last_dog = last_flush = last_retry = time.monotonic()
-        log.warning("listening (%s mode) on %d socket(s)", self.mode,
-                    len(self.sockets) + len(self.raw_sockets))
+        log.warning(
+            "listening (%s mode) on %d socket(s)", self.mode, len(self.sockets) + len(self.raw_sockets)
+        )
         while self.running and (until is None or time.monotonic() < until):
             for key, _ in self.sel.select(timeout=0.25):
                 action, arg = key.data

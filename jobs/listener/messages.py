@@ -12,8 +12,8 @@ class Probe:
     when: float
     source: str
     port: int
-    proto: str                   # tcp or udp
-    kind: str                    # connect, UDP, SYN, FIN, NULL, XMAS
+    proto: str  # tcp or udp
+    kind: str  # connect, UDP, SYN, FIN, NULL, XMAS
 
 
 @dataclass(frozen=True, slots=True)

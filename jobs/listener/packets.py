@@ -60,7 +60,7 @@ def ports_in_use(proto: str, proc: Path = Path("/proc/net")) -> set[int]:
             parts = line.split()
             if len(parts) < 4:
                 continue
-            if proto == "tcp" and parts[3] != "0A":          # LISTEN
+            if proto == "tcp" and parts[3] != "0A":  # LISTEN
                 continue
             try:
                 ports.add(int(parts[1].rsplit(":", 1)[1], 16))

@@ -44,12 +44,12 @@ class Responder(threading.Thread):
 
     def __init__(self, config, make_blocks):
         super().__init__(name="responder", daemon=True)
-        self.make_blocks = make_blocks          # called in this thread: sqlite and netlink are per thread
+        self.make_blocks = make_blocks  # called in this thread: sqlite and netlink are per thread
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.capped = 0
         self.blocked = 0
-        self.applied: dict[str, float] = {}     # address -> when its block was in place (bench, tests)
+        self.applied: dict[str, float] = {}  # address -> when its block was in place (bench, tests)
         self.children: list[subprocess.Popen] = []
         self.mgr = None
         self._configure(config)
@@ -59,10 +59,10 @@ class Responder(threading.Thread):
         self.config = config
         self.lcfg = config.listener
         self.cap = MinuteCap(self.lcfg.max_blocks_per_minute)
-        self.history = config.configured_path(self.lcfg.history_file,
-                                               config.state_dir / "portsentry.history")
-        self.blocked_file = config.configured_path(self.lcfg.blocked_file,
-                                                   config.state_dir / "portsentry.blocked")
+        self.history = config.configured_path(self.lcfg.history_file, config.state_dir / "portsentry.history")
+        self.blocked_file = config.configured_path(
+            self.lcfg.blocked_file, config.state_dir / "portsentry.blocked"
+        )
 
     def submit(self, message: Message) -> None:
         self.queue.put(message)
@@ -104,8 +104,12 @@ class Responder(threading.Thread):
             self._block(blocks)
         if probes:
             with self.mgr.state:
-                self.mgr.state.add_events([(p.when, "scan", p.source, p.port, p.proto, "listener",
-                                            {"type": p.kind}) for p in probes])
+                self.mgr.state.add_events(
+                    [
+                        (p.when, "scan", p.source, p.port, p.proto, "listener", {"type": p.kind})
+                        for p in probes
+                    ]
+                )
         for message in batch:
             if isinstance(message, Digest):
                 self._digest(message.lines)
@@ -117,12 +121,20 @@ class Responder(threading.Thread):
 
     def _digest(self, lines: tuple[str, ...]) -> None:
         from nightwarden.lib.mail import Mailer
+
         sources = {line.split()[1] for line in lines}
         try:
-            Mailer(self.config).alert("portscan", {
-                "ip": f"{len(sources)} source(s)", "scantype": "see below", "ports": "see below",
-                "hits": len(lines), "hitlines": list(lines[:500]),
-                "temp": f"for {self.lcfg.block_ttl} s" if self.lcfg.block else "no (block = false)"})
+            Mailer(self.config).alert(
+                "portscan",
+                {
+                    "ip": f"{len(sources)} source(s)",
+                    "scantype": "see below",
+                    "ports": "see below",
+                    "hits": len(lines),
+                    "hitlines": list(lines[:500]),
+                    "temp": f"for {self.lcfg.block_ttl} s" if self.lcfg.block else "no (block = false)",
+                },
+            )
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
 
@@ -134,15 +146,23 @@ class Responder(threading.Thread):
         chosen = list(unique.values())[:room]
         if len(unique) > room:
             self.capped += len(unique) - room
-            log.warning("block cap of %d a minute reached: %d source(s) recorded, not blocked",
-                        self.lcfg.max_blocks_per_minute, len(unique) - room)
+            log.warning(
+                "block cap of %d a minute reached: %d source(s) recorded, not blocked",
+                self.lcfg.max_blocks_per_minute,
+                len(unique) - room,
+            )
         if not chosen:
             return
         added: set[str] = set()
         if self.lcfg.block:
-            result = self.mgr.block([p.source for p in chosen], ttl=self.lcfg.block_ttl,
-                                    reason="port scan", source="listener", strict=False,
-                                    policy_checked=True)
+            result = self.mgr.block(
+                [p.source for p in chosen],
+                ttl=self.lcfg.block_ttl,
+                reason="port scan",
+                source="listener",
+                strict=False,
+                policy_checked=True,
+            )
             added = {display(n) for n in result.added}
         done = time.time()
         for p in chosen:
@@ -158,8 +178,9 @@ class Responder(threading.Thread):
             with open(self.history, "a") as hist, open(self.blocked_file, "a") as blk:
                 for p in chosen:
                     blocked = p.source in added
-                    line = format_line(p.when, p.source, p.port, p.proto,
-                                       "Blocked" if blocked else "Detected")
+                    line = format_line(
+                        p.when, p.source, p.port, p.proto, "Blocked" if blocked else "Detected"
+                    )
                     hist.write(line)
                     if blocked:
                         blk.write(line)
@@ -188,11 +209,16 @@ class Responder(threading.Thread):
             return
         for p in chosen:
             mode = p.proto if p.kind in ("connect", "UDP") else f"a{p.proto}"
-            args = [a.replace("$TARGET$", p.source).replace("$PORT$", str(p.port)).replace("$MODE$", mode)
-                    for a in argv]
-            try:   # an argument list, never a shell
-                self.children.append(subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            args = [
+                a.replace("$TARGET$", p.source).replace("$PORT$", str(p.port)).replace("$MODE$", mode)
+                for a in argv
+            ]
+            try:  # an argument list, never a shell
+                self.children.append(
+                    subprocess.Popen(
+                        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    )
+                )
             except OSError as e:
                 log.warning("run_command %s: %s", args[0], e.strerror)
         self._reap()

@@ -12,14 +12,14 @@ import ipaddress
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .rules import Compiled
 from .formats import YearGuess
+from .rules import Compiled
 
-CONN_TTL = 600          # sshd connection state is kept this long (LoginGraceTime is 120 s)
+CONN_TTL = 600  # sshd connection state is kept this long (LoginGraceTime is 120 s)
 
-try:                    # the compiled sshd scan; the regular expressions do the same without it
+try:  # the compiled sshd scan; the regular expressions do the same without it
     from . import _sshscan
-except ImportError:     # pragma: no cover - a build without a compiler
+except ImportError:  # pragma: no cover - a build without a compiler
     _sshscan = None
 FAST_FORMATS = {"rfc3164": 0, "rfc3339": 1}
 
@@ -37,9 +37,9 @@ class Tally:
     conns_old: dict = field(default_factory=dict)
     conns_old_pre: set = field(default_factory=set)
     conns_since: float | None = None
-    successes: list = field(default_factory=list)     # (time, service, user, address)
-    local: list = field(default_factory=list)         # (time, service, user, count)
-    users: Counter = field(default_factory=Counter)   # (service, raw address, user) -> attempts
+    successes: list = field(default_factory=list)  # (time, service, user, address)
+    local: list = field(default_factory=list)  # (time, service, user, count)
+    users: Counter = field(default_factory=Counter)  # (service, raw address, user) -> attempts
     lines: int = 0
     understood: int = 0
     first: float | None = None
@@ -84,8 +84,7 @@ class Tally:
         for failed, pre in ((self.conns_old, self.conns_old_pre), (self.conns, self.conns_pre)):
             for key in failed.keys() | pre:
                 pid, raw = key
-                out[f"{pid.decode()} {raw.decode('ascii', 'replace')}"] = [failed.get(key, 0),
-                                                                          key in pre]
+                out[f"{pid.decode()} {raw.decode('ascii', 'replace')}"] = [failed.get(key, 0), key in pre]
         return {"since": self.conns_since, "conns": out}
 
     def restore(self, saved: dict | None) -> None:
@@ -124,7 +123,7 @@ def address(raw: bytes) -> str | None:
 
 def _line_at(buf: bytes, start: int) -> bytes:
     end = buf.find(b"\n", start)
-    return buf[start:end if end >= 0 else len(buf)]
+    return buf[start : end if end >= 0 else len(buf)]
 
 
 def segments(buf: bytes, start: int, end: int, stamp, resolution: float):
@@ -138,7 +137,7 @@ def segments(buf: bytes, start: int, end: int, stamp, resolution: float):
             continue
         t1 = stamp(_line_at(buf, a))
         last_start = buf.rfind(b"\n", a, b - 1) + 1
-        if last_start <= a:                       # one line
+        if last_start <= a:  # one line
             out.append((a, b, t1))
             continue
         t2 = stamp(_line_at(buf, last_start))
@@ -157,8 +156,9 @@ def segments(buf: bytes, start: int, end: int, stamp, resolution: float):
 class AttemptCounter:
     """Scans chunks of one source with its compiled rules into a Tally."""
 
-    def __init__(self, compiled: Compiled, tally: Tally, reference: float,
-                 resolution: float = 60.0, fast: bool = True):
+    def __init__(
+        self, compiled: Compiled, tally: Tally, reference: float, resolution: float = 60.0, fast: bool = True
+    ):
         self.c = compiled
         self.tally = tally
         self.years = YearGuess(reference)
@@ -167,11 +167,14 @@ class AttemptCounter:
         years = self.years
         self.stamp = lambda line: stamp_fn(line, years)
         # sshd lines through the compiled scan (same rules), everything else through the regex
-        self.fast = (FAST_FORMATS.get(compiled.fmt.name) if _sshscan is not None and fast
-                     and any(r.service == "sshd" for r in compiled.rules) else None)
+        self.fast = (
+            FAST_FORMATS.get(compiled.fmt.name)
+            if _sshscan is not None and fast and any(r.service == "sshd" for r in compiled.rules)
+            else None
+        )
         self.known = tuple(r.tag for r in compiled.rules if r.kind == "known" and r.service == "sshd")
-        self.since: float | None = None          # lines before this time are skipped
-        self.until: float | None = None          # and from this time on
+        self.since: float | None = None  # lines before this time are skipped
+        self.until: float | None = None  # and from this time on
         self.last_time: float | None = None
 
     def scan(self, buf: bytes, part: int = 0, base: int = 0) -> None:
@@ -182,21 +185,21 @@ class AttemptCounter:
                 if t is None:
                     t = self.years.reference
             self.last_time = t
-            if (self.since is not None and t < self.since) or (
-                    self.until is not None and t >= self.until):
+            if (self.since is not None and t < self.since) or (self.until is not None and t >= self.until):
                 continue
             self.tally.lines += buf.count(b"\n", a, b)
             self._segment(buf, a, b, t, (part, base + a - 1, base + b - 1))
 
     def _segment(self, buf: bytes, a: int, b: int, t: float, ref: tuple) -> None:
         tally, c = self.tally, self.c
-        failed_lines: list = []     # one (pid, address) per Failed line
-        failed_extra: list = []     # (key, n - 1) for "message repeated n times"
+        failed_lines: list = []  # one (pid, address) per Failed line
+        failed_extra: list = []  # (key, n - 1) for "message repeated n times"
         pre: set = set()
         seen: set = set()
         if self.fast is not None:
-            (failed_lines, failed_extra, pre_list, noaddr, ok, users, others,
-             understood) = _sshscan.sshd(buf, a, b, self.fast, tally.want_users, self.known)
+            (failed_lines, failed_extra, pre_list, noaddr, ok, users, others, understood) = _sshscan.sshd(
+                buf, a, b, self.fast, tally.want_users, self.known
+            )
             found = c.regex.findall(others) if others else []
             pre.update(pre_list)
             if noaddr:
@@ -218,7 +221,7 @@ class AttemptCounter:
         tally.understood += matched
         by_tag: dict = defaultdict(list)
         tp = c.tag_pos
-        for tup in found:                       # the one per-line Python step
+        for tup in found:  # the one per-line Python step
             by_tag[tup[tp]].append(tup)
         buckets: dict = {}
         for tag, tuples in by_tag.items():
@@ -239,7 +242,7 @@ class AttemptCounter:
             ip_i, user_i, n_i = pos.get("ip"), pos.get("user"), pos.get("n")
             if kind == "failed" or kind == "pre":
                 pid_i = c.pid_pos
-                if ip_i is None:        # old sshd: the address comes from the connection
+                if ip_i is None:  # old sshd: the address comes from the connection
                     keys = self._resolve([tup[pid_i] for tup in tuples])
                 else:
                     keys = [(tup[pid_i], tup[ip_i]) for tup in tuples]
@@ -248,11 +251,12 @@ class AttemptCounter:
                     continue
                 failed_lines += keys
                 if n_i is not None:
-                    failed_extra += [(k, int(tup[n_i]) - 1) for k, tup in zip(keys, tuples)]
+                    failed_extra += [(k, int(tup[n_i]) - 1) for k, tup in zip(keys, tuples, strict=True)]
                 if tally.want_users and user_i is not None:
-                    for k, tup in zip(keys, tuples):
+                    for k, tup in zip(keys, tuples, strict=True):
                         tally.users[(rule.service, k[1], tup[user_i])] += (
-                            int(tup[n_i]) if n_i is not None else 1)
+                            int(tup[n_i]) if n_i is not None else 1
+                        )
             elif kind == "fail":
                 per: Counter = Counter()
                 if n_i is None:
@@ -265,16 +269,24 @@ class AttemptCounter:
                 if tally.want_users and user_i is not None:
                     for tup in tuples:
                         tally.users[(rule.service, tup[ip_i], tup[user_i])] += (
-                            int(tup[n_i] or 1) if n_i is not None else 1)
+                            int(tup[n_i] or 1) if n_i is not None else 1
+                        )
             elif kind == "success":
                 for tup in tuples:
                     raw = tup[ip_i] if ip_i is not None else b""
-                    tally.successes.append((t, rule.service, _text(tup[user_i]),
-                                            (address(raw) or "") if raw else ""))
+                    tally.successes.append(
+                        (t, rule.service, _text(tup[user_i]), (address(raw) or "") if raw else "")
+                    )
             elif kind == "local":
                 for tup in tuples:
-                    tally.local.append((t, rule.service, _text(tup[user_i]),
-                                        int(tup[n_i]) if n_i is not None and tup[n_i] else 1))
+                    tally.local.append(
+                        (
+                            t,
+                            rule.service,
+                            _text(tup[user_i]),
+                            int(tup[n_i]) if n_i is not None and tup[n_i] else 1,
+                        )
+                    )
         if failed_lines or pre:
             delta = self._connections(failed_lines, failed_extra, pre, t)
             tally.rows.append((t, "sshd", delta))
@@ -284,8 +296,9 @@ class AttemptCounter:
 
     def _resolve(self, pids: list) -> list:
         t = self.tally
-        by_pid = {pid: raw for gen in (t.conns_old, t.conns_old_pre, t.conns, t.conns_pre)
-                  for (pid, raw) in gen}
+        by_pid = {
+            pid: raw for gen in (t.conns_old, t.conns_old_pre, t.conns, t.conns_pre) for (pid, raw) in gen
+        }
         return [(pid, by_pid.get(pid, b"")) for pid in pids]
 
     def _connections(self, failed_lines: list, failed_extra: list, pre: set, t: float) -> Counter:
@@ -298,8 +311,12 @@ class AttemptCounter:
         for k, extra in failed_extra:
             failed[k] += extra
         touched = failed.keys() | pre
-        old = ((touched & tally.conns.keys()) | (touched & tally.conns_pre)
-               | (touched & tally.conns_old.keys()) | (touched & tally.conns_old_pre))
+        old = (
+            (touched & tally.conns.keys())
+            | (touched & tally.conns_pre)
+            | (touched & tally.conns_old.keys())
+            | (touched & tally.conns_old_pre)
+        )
         delta: Counter = Counter()
         totals = {}
         for key in old:

@@ -9,12 +9,16 @@ file: rules for them start right after the timestamp.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
-MONTHS = {m.encode(): i for i, m in enumerate(
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
+MONTHS = {
+    m.encode(): i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
 
 
 class YearGuess:
@@ -82,10 +86,10 @@ def _local(text: bytes, fmt: str) -> float | None:
 @dataclass(frozen=True)
 class Format:
     name: str
-    prefix: bytes              # regex from the newline before the line to the program/rule
-    syslog: bool               # True: rules name a program; prog/pid follow the prefix
-    progpid: bytes             # how "prog[pid]: " looks (syslog formats); {prog} is filled in
-    stamp: Callable[[bytes, "YearGuess"], float | None]   # whole line -> epoch seconds
+    prefix: bytes  # regex from the newline before the line to the program/rule
+    syslog: bool  # True: rules name a program; prog/pid follow the prefix
+    progpid: bytes  # how "prog[pid]: " looks (syslog formats); {prog} is filled in
+    stamp: Callable[[bytes, YearGuess], float | None]  # whole line -> epoch seconds
 
 
 def _stamp_3164(line: bytes, years: YearGuess) -> float | None:
@@ -126,28 +130,53 @@ def _stamp_vsftpd(line: bytes, years: YearGuess) -> float | None:
 
 
 SYSLOG_PROGPID = rb"(?P<prog>{prog})(?:\[(?P<pid>\d+)\]: |: )"
-FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("rfc3164", rb"\n[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^ \n]+ ", True,
-           SYSLOG_PROGPID, _stamp_3164),
-    Format("rfc3339", rb"\n\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) [^ \n]+ ", True,
-           SYSLOG_PROGPID, _stamp_3339),
-    # <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG (rsyslog's RSYSLOG_SyslogProtocol23Format)
-    Format("rfc5424", rb"\n<\d{1,3}>1 \S+ [^ \n]+ ", True,
-           rb"(?P<prog>{prog}) (?:(?P<pid>\d+)|-) [^ \n]+ (?:-|(?:\[(?:[^\]\\\n]|\\.)*\])+) ?(?:\xef\xbb\xbf)?",
-           _stamp_5424),
-    Format("apache", rb"\n\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:.]+ \d{4}\] ", False, b"",
-           _stamp_apache),
-    Format("nginx", rb"\n\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", False, b"", _stamp_nginx),
-    Format("exim", rb"\n\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})? (?:\[\d+\] )?",
-           False, b"", _stamp_exim),
-    Format("vsftpd", rb"\n[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} ", False, b"",
-           _stamp_vsftpd),
-]}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format(
+            "rfc3164", rb"\n[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^ \n]+ ", True, SYSLOG_PROGPID, _stamp_3164
+        ),
+        Format(
+            "rfc3339",
+            rb"\n\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) [^ \n]+ ",
+            True,
+            SYSLOG_PROGPID,
+            _stamp_3339,
+        ),
+        # <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG (rsyslog's RSYSLOG_SyslogProtocol23Format)
+        Format(
+            "rfc5424",
+            rb"\n<\d{1,3}>1 \S+ [^ \n]+ ",
+            True,
+            rb"(?P<prog>{prog}) (?:(?P<pid>\d+)|-) [^ \n]+ (?:-|(?:\[(?:[^\]\\\n]|\\.)*\])+) ?(?:\xef\xbb\xbf)?",
+            _stamp_5424,
+        ),
+        Format(
+            "apache", rb"\n\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:.]+ \d{4}\] ", False, b"", _stamp_apache
+        ),
+        Format("nginx", rb"\n\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", False, b"", _stamp_nginx),
+        Format(
+            "exim",
+            rb"\n\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})? (?:\[\d+\] )?",
+            False,
+            b"",
+            _stamp_exim,
+        ),
+        Format(
+            "vsftpd",
+            rb"\n[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} ",
+            False,
+            b"",
+            _stamp_vsftpd,
+        ),
+    ]
+}
 
 
 def detect_format(sample: bytes) -> str:
     """The syslog format of a file from its first lines (rfc3164 when unsure)."""
     import re
+
     for name in ("rfc5424", "rfc3339", "rfc3164"):
         pat = re.compile(FORMATS[name].prefix)
         if pat.match(b"\n" + sample.split(b"\n", 1)[0] + b" "):

@@ -52,12 +52,14 @@ def run(ctx) -> Result:
             _alert(ctx, scans, windows, *item)
     problems = [s.error for s in scans if s.error]
     lines = sum(s.tally.lines for s in scans)
-    summary = (f"{lines:,} lines from {len(sources)} source(s); {len(due)} address(es) over a limit"
-               f", {len(blocked)} blocked" + (f", {len(skipped)} allowed/ignored" if skipped else "")
-               + (f"; {len(problems)} source problem(s)" if problems else ""))
+    summary = (
+        f"{lines:,} lines from {len(sources)} source(s); {len(due)} address(es) over a limit"
+        f", {len(blocked)} blocked"
+        + (f", {len(skipped)} allowed/ignored" if skipped else "")
+        + (f"; {len(problems)} source problem(s)" if problems else "")
+    )
     ctx.say(summary)
-    return Result(1 if blocked else 0, summary,
-                  {"blocked": [b[1] for b in blocked], "problems": problems})
+    return Result(1 if blocked else 0, summary, {"blocked": [b[1] for b in blocked], "problems": problems})
 
 
 def _log_problems(ctx, scans) -> None:
@@ -82,8 +84,10 @@ def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> li
         w[0] += n
         w[1], w[2] = min(w[1], t), max(w[2], t)
     limits = cfg.limits
-    return sorted(((svc, addr, w) for (svc, addr), w in window.items()
-                   if limits.get(svc) and w[0] >= limits[svc]), key=lambda x: -x[2][0])
+    return sorted(
+        ((svc, addr, w) for (svc, addr), w in window.items() if limits.get(svc) and w[0] >= limits[svc]),
+        key=lambda x: -x[2][0],
+    )
 
 
 def _record(ctx, scans, rows: list, since: float) -> None:
@@ -99,8 +103,9 @@ def _record(ctx, scans, rows: list, since: float) -> None:
             if s.lost:
                 ctx.state.add_event("log_gap", source=s.source.name, why=s.lost)
             if s.forged:
-                ctx.state.add_event("log_forged", source=s.source.name, count=len(s.forged),
-                                    sample=s.forged[:5])
+                ctx.state.add_event(
+                    "log_forged", source=s.source.name, count=len(s.forged), sample=s.forged[:5]
+                )
 
 
 def _block(ctx, due: list) -> tuple[list, list]:
@@ -119,17 +124,20 @@ def _block(ctx, due: list) -> tuple[list, list]:
             why = ctx.blocks.refusal(ctx.blocks.parse_all([addr])[0])
             ctx.say(f"dry run: would block {addr} ({reason})" + (f"; refused: {why}" if why else ""))
             continue
-        result = ctx.blocks.block([addr], ttl=cfg.block_ttl, reason=reason,
-                                  source="login-failures", strict=False)
+        result = ctx.blocks.block(
+            [addr], ttl=cfg.block_ttl, reason=reason, source="login-failures", strict=False
+        )
         with ctx.state:
             AttemptStore(ctx.state).clear(service, addr)
             if result.refused:
                 skipped.append((addr, result.refused[0][1]))
-                ctx.state.add_event("login_ignored", addr, source=service, failures=failures,
-                                    why=result.refused[0][1])
+                ctx.state.add_event(
+                    "login_ignored", addr, source=service, failures=failures, why=result.refused[0][1]
+                )
                 continue
-            ctx.state.add_event("login_block", addr, source=service, failures=failures,
-                                first=first, last=last)
+            ctx.state.add_event(
+                "login_block", addr, source=service, failures=failures, first=first, last=last
+            )
         blocked.append((service, addr, failures, first, last))
         ctx.log.warning("blocked %s: %s", addr, reason)
     for addr, why in skipped:
@@ -137,8 +145,9 @@ def _block(ctx, due: list) -> tuple[list, list]:
     return blocked, skipped
 
 
-def _alert(ctx, scans, windows: dict, service: str, addr: str, failures: int, first: float,
-           last: float) -> None:
+def _alert(
+    ctx, scans, windows: dict, service: str, addr: str, failures: int, first: float, last: float
+) -> None:
     """lfd's alert: IP, service, failures, interval, how it is blocked, the log lines."""
     from . import reading
 
@@ -147,12 +156,20 @@ def _alert(ctx, scans, windows: dict, service: str, addr: str, failures: int, fi
     for s in scans:
         for raw in (addr.encode(), f"::ffff:{addr}".encode()):
             text += reading.sample_lines(s, raw, cfg.alert_lines)
-    clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))   # noqa: E731
-    ctx.mailer.alert("alert", {
-        "ip": addr, "service": service, "count": failures,
-        "text": f"{failures} failures from {clock(first)} to {clock(last)}",
-        "interval": windows.get(service, cfg.interval),
-        "block": (f"temporary, {cfg.block_ttl} s (escalates after "
-                  f"{ctx.config.blocks.perm_block_count} blocks)"
-                  if cfg.block_ttl else "until purged"),
-        "loglines": "\n".join(text[-cfg.alert_lines:]) or "(not available)"})
+    clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))  # noqa: E731
+    ctx.mailer.alert(
+        "alert",
+        {
+            "ip": addr,
+            "service": service,
+            "count": failures,
+            "text": f"{failures} failures from {clock(first)} to {clock(last)}",
+            "interval": windows.get(service, cfg.interval),
+            "block": (
+                f"temporary, {cfg.block_ttl} s (escalates after {ctx.config.blocks.perm_block_count} blocks)"
+                if cfg.block_ttl
+                else "until purged"
+            ),
+            "loglines": "\n".join(text[-cfg.alert_lines :]) or "(not available)",
+        },
+    )

@@ -10,26 +10,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import rules
-
-from . import formats
-
-from . import counting
-
-from . import sources
 from nightwarden.lib.errors import NightwardenError
 from nightwarden.lib.logsetup import get
+
+from . import counting, formats, rules, sources
 
 log = get("logins")
 
 
 @dataclass
 class Source:
-    name: str               # the path, or "journal"
+    name: str  # the path, or "journal"
     path: Path | None
-    fmt: str                # a format name; "auto" until the file is looked at
+    fmt: str  # a format name; "auto" until the file is looked at
     services: list[str]
-    trusted: bool           # journal fields; a syslog file is spoofable by any local user
+    trusted: bool  # journal fields; a syslog file is spoofable by any local user
 
     @property
     def key(self) -> str:
@@ -59,8 +54,11 @@ def configured(config) -> list[Source]:
             continue
         out.append(Source(str(path), path, spec.format, list(spec.services or rules.SERVICES), False))
     use_journal = cfg.journal == "yes" or (
-        cfg.journal == "auto" and config.sandbox is None
-        and not any("sshd" in s.services for s in out) and shutil.which(cfg.journal_command[0]))
+        cfg.journal == "auto"
+        and config.sandbox is None
+        and not any("sshd" in s.services for s in out)
+        and shutil.which(cfg.journal_command[0])
+    )
     if use_journal:
         out.append(Source("journal", None, "rfc3339", list(cfg.journal_services), True))
     return out
@@ -78,8 +76,15 @@ def _format(source: Source) -> str:
     return formats.detect_format(first)
 
 
-def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float, full: bool,
-                since: float | None = None, until: float | None = None) -> None:
+def _scan_parts(
+    source: Source,
+    out: SourceScan,
+    parts: list,
+    resolution: float,
+    full: bool,
+    since: float | None = None,
+    until: float | None = None,
+) -> None:
     """Read and scan each file part in turn (each with its own year reference)."""
     compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full)
     for i, part in enumerate(parts):
@@ -90,8 +95,15 @@ def _scan_parts(source: Source, out: SourceScan, parts: list, resolution: float,
         out.parts.append(part)
 
 
-def _scan_journal(source: Source, out: SourceScan, command: list[str], after: str | None,
-                  config, reference: float, full: bool):
+def _scan_journal(
+    source: Source,
+    out: SourceScan,
+    command: list[str],
+    after: str | None,
+    config,
+    reference: float,
+    full: bool,
+):
     """Run the journal command, scan what it gave; the batch, or None after an error."""
     try:
         batch = sources.read_journal(command, after, config.hostname)
@@ -101,8 +113,9 @@ def _scan_journal(source: Source, out: SourceScan, command: list[str], after: st
     out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
         compiled = rules.compile_rules("rfc3339", source.services, known=full, users=full)
-        counting.AttemptCounter(compiled, out.tally, reference,
-                        config.logins.resolution).scan(b"\n" + batch.text)
+        counting.AttemptCounter(compiled, out.tally, reference, config.logins.resolution).scan(
+            b"\n" + batch.text
+        )
         out.parts.append(batch.text)
     return batch
 
@@ -139,14 +152,14 @@ def scan_period(source: Source, since: float, until: float, config) -> SourceSca
     oldest first, lines from `since` to `until`, with the understood-line count."""
     out = SourceScan(source, counting.Tally(want_users=True))
     if source.path is None:
-        command = list(config.logins.journal_command) + [f"--since=@{int(since)}",
-                                                                f"--until=@{int(until)}"]
+        command = list(config.logins.journal_command) + [f"--since=@{int(since)}", f"--until=@{int(until)}"]
         _scan_journal(source, out, command, None, config, until, True)
         return out
     try:
         out.fmt = _format(source)
-        files = [p for p in reversed(sources.siblings(source.path))
-                 if p.stat().st_mtime >= since] + [source.path]
+        files = [p for p in reversed(sources.siblings(source.path)) if p.stat().st_mtime >= since] + [
+            source.path
+        ]
         parts = [sources.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
         _scan_parts(source, out, parts, config.logins.resolution, True, since, until)
     except (NightwardenError, OSError) as e:

@@ -19,10 +19,11 @@ class LogSource(Section):
 
     path: str
     format: Literal[FORMATS] = "auto"
-    services: list[Service] = default_list()   # empty: every service
+    services: list[Service] = default_list()  # empty: every service
 
     def __post_init__(self):
         from .rules import services_without_rules
+
         missing = services_without_rules(self.format, self.services)
         if missing:
             raise ValueError(f"format {self.format!r} has no rules for {', '.join(missing)}")
@@ -30,16 +31,18 @@ class LogSource(Section):
 
 class LoginSettings(Section):
     # Files read by `nightwarden login-failures` (a missing file is skipped).
-    sources: list[LogSource] = msgspec.field(default_factory=lambda: [
-        LogSource(path="/var/log/auth.log", services=["sshd", "su", "sudo"]),
-        LogSource(path="/var/log/secure", services=["sshd", "su", "sudo"]),
-        LogSource(path="/var/log/mail.log", services=["imapd", "pop3d", "smtpauth"]),
-        LogSource(path="/var/log/syslog", services=["ftpd"]),
-        LogSource(path="/var/log/vsftpd.log", format="vsftpd", services=["ftpd"]),
-        LogSource(path="/var/log/apache2/error.log", format="apache", services=["htaccess", "modsec"]),
-        LogSource(path="/var/log/nginx/error.log", format="nginx", services=["htaccess", "modsec"]),
-        LogSource(path="/var/log/exim4/mainlog", format="exim", services=["smtpauth"]),
-    ])
+    sources: list[LogSource] = msgspec.field(
+        default_factory=lambda: [
+            LogSource(path="/var/log/auth.log", services=["sshd", "su", "sudo"]),
+            LogSource(path="/var/log/secure", services=["sshd", "su", "sudo"]),
+            LogSource(path="/var/log/mail.log", services=["imapd", "pop3d", "smtpauth"]),
+            LogSource(path="/var/log/syslog", services=["ftpd"]),
+            LogSource(path="/var/log/vsftpd.log", format="vsftpd", services=["ftpd"]),
+            LogSource(path="/var/log/apache2/error.log", format="apache", services=["htaccess", "modsec"]),
+            LogSource(path="/var/log/nginx/error.log", format="nginx", services=["htaccess", "modsec"]),
+            LogSource(path="/var/log/exim4/mainlog", format="exim", services=["smtpauth"]),
+        ]
+    )
     # The journal: "auto" = when no file source for sshd exists (Debian 12 without rsyslog),
     # "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
     journal: Literal["auto", "yes", "no"] = "auto"
@@ -47,14 +50,16 @@ class LoginSettings(Section):
     journal_services: list[Service] = default_list("sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd")
     # LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC: this many
     # failures from one address within `interval` seconds block it. 0 = off.
-    limits: dict[Literal[BLOCKING], Count] = default_table(sshd=5, ftpd=10, smtpauth=5, pop3d=10, imapd=10,
-                                                  htaccess=5, modsec=5)
-    interval: Count = 3600           # LF_INTERVAL
+    limits: dict[Literal[BLOCKING], Count] = default_table(
+        sshd=5, ftpd=10, smtpauth=5, pop3d=10, imapd=10, htaccess=5, modsec=5
+    )
+    interval: Count = 3600  # LF_INTERVAL
     # a window of its own for a service (seconds); 0 = `interval`
-    intervals: dict[Literal[BLOCKING], Count] = default_table(sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0,
-                                                     htaccess=0, modsec=0)
+    intervals: dict[Literal[BLOCKING], Count] = default_table(
+        sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0, htaccess=0, modsec=0
+    )
     block: bool = True
-    block_ttl: Count = 3600          # temporary; repeated blocks escalate (blocks.perm_block_count)
-    alert: bool = True               # LF_EMAIL_ALERT
-    alert_lines: Count = 10          # log lines quoted in an alert
-    resolution: Annotated[int, msgspec.Meta(ge=1)] = 60   # counting windows are exact to this
+    block_ttl: Count = 3600  # temporary; repeated blocks escalate (blocks.perm_block_count)
+    alert: bool = True  # LF_EMAIL_ALERT
+    alert_lines: Count = 10  # log lines quoted in an alert
+    resolution: Annotated[int, msgspec.Meta(ge=1)] = 60  # counting windows are exact to this

@@ -19,9 +19,9 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from nightwarden.lib.errors import DataError, NoInputError, UnavailableError
 from nightwarden.lib.logsetup import get
@@ -47,7 +47,7 @@ class Part:
 @dataclass
 class Plan:
     parts: list[Part]
-    lost: str = ""          # why lines may be missing (the old file was not found)
+    lost: str = ""  # why lines may be missing (the old file was not found)
 
 
 def _open(path: Path) -> int:
@@ -90,7 +90,7 @@ def siblings(path: Path) -> list[Path]:
     for e in entries:
         if e.name == path.name or not e.name.startswith(path.name):
             continue
-        rest = e.name[len(path.name):]
+        rest = e.name[len(path.name) :]
         if rest[:1] not in (".", "-") or not e.is_file(follow_symlinks=False):
             continue
         core = rest[1:].removesuffix(".gz")
@@ -100,12 +100,14 @@ def siblings(path: Path) -> list[Path]:
             out.append((e.stat(follow_symlinks=False).st_mtime, rest, Path(e.path)))
         except OSError:
             continue
+
     # newest first; on equal times a lower number is newer (.1 before .2)
     def rank(item):
         mtime, rest, _ = item
         core = rest[1:].removesuffix(".gz")
         num = int(core) if core.isdigit() and len(core) < 6 else 0
         return (-mtime, num)
+
     return [p for _, _, p in sorted(out, key=rank)]
 
 
@@ -138,9 +140,11 @@ def plan(path: Path, cursor: dict | None) -> Plan:
             old = i
             break
     if old is None:
-        why = (f"{path}: rotated and the part after offset {cursor.get('offset', 0)} of the "
-               f"previous file was not found among {len(sibs)} rotated copies; lines written "
-               f"there since the last run were not read")
+        why = (
+            f"{path}: rotated and the part after offset {cursor.get('offset', 0)} of the "
+            f"previous file was not found among {len(sibs)} rotated copies; lines written "
+            f"there since the last run were not read"
+        )
         return Plan([here], lost=why)
     parts = [Part(sibs[old], cursor.get("offset", 0), False, sibs[old].stat().st_mtime)]
     parts += [Part(s, 0, False, s.stat().st_mtime) for s in reversed(sibs[:old])]
@@ -188,34 +192,41 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
 def cursor_after(path: Path, part: Part) -> dict:
     """The cursor for the current file once `part` (its current part) was read."""
     st = os.stat(path, follow_symlinks=False)
-    return {"dev": st.st_dev, "ino": st.st_ino,
-            "offset": part.end if part.end is not None else part.start,
-            "head": head_hash(path), "time": time.time()}
+    return {
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "offset": part.end if part.end is not None else part.start,
+        "head": head_hash(path),
+        "time": time.time(),
+    }
 
 
 # -- the journal ---------------------------------------------------------------------------
 
 # SYSLOG_IDENTIFIER is whatever the sender says; _COMM and _SYSTEMD_UNIT are set by journald.
 TRUSTED_COMM = {
-    "sshd": ("sshd", "sshd-session", "sshd-auth"), "sshd-session": ("sshd-session",),
-    "sudo": ("sudo",), "su": ("su",), "dovecot": ("dovecot", "auth", "imap-login", "pop3-login"),
-    "pure-ftpd": ("pure-ftpd",), "vsftpd": ("vsftpd",),
+    "sshd": ("sshd", "sshd-session", "sshd-auth"),
+    "sshd-session": ("sshd-session",),
+    "sudo": ("sudo",),
+    "su": ("su",),
+    "dovecot": ("dovecot", "auth", "imap-login", "pop3-login"),
+    "pure-ftpd": ("pure-ftpd",),
+    "vsftpd": ("vsftpd",),
 }
-TRUSTED_UNITS = ("ssh.service", "sshd.service", "dovecot.service", "postfix", "pure-ftpd",
-                 "vsftpd.service")
+TRUSTED_UNITS = ("ssh.service", "sshd.service", "dovecot.service", "postfix", "pure-ftpd", "vsftpd.service")
 
 
 @dataclass
 class JournalBatch:
     text: bytes
     cursor: str | None
-    forged: list[str]       # lines that claim a daemon's name from another process
+    forged: list[str]  # lines that claim a daemon's name from another process
     entries: int
 
 
 def _field(entry: dict, name: str) -> str:
     v = entry.get(name, "")
-    if isinstance(v, list):         # binary fields come as byte arrays
+    if isinstance(v, list):  # binary fields come as byte arrays
         try:
             v = bytes(v).decode("utf-8", "backslashreplace")
         except (TypeError, ValueError):
@@ -239,7 +250,7 @@ def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
         except ValueError:
             log.warning("journal: line %d is not JSON; skipped", n)
             continue
-        if skipping:            # a command that ignored --after-cursor
+        if skipping:  # a command that ignored --after-cursor
             if e.get("__CURSOR") == after:
                 skipping = False
             continue
@@ -258,11 +269,12 @@ def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
         prog = comm or ident
         expected = TRUSTED_COMM.get(ident)
         if expected is not None and comm not in expected and not unit.startswith(TRUSTED_UNITS):
-            forged.append(f"{stamp} {ident}[{pid}] written by {comm or '?'}[{pid}] "
-                          f"({unit or 'no unit'}): {msg[:200]}")
+            forged.append(
+                f"{stamp} {ident}[{pid}] written by {comm or '?'}[{pid}] ({unit or 'no unit'}): {msg[:200]}"
+            )
             prog = comm or "unknown"
         elif expected is not None:
-            prog = ident            # a trusted sender: its own name, as a file would show
+            prog = ident  # a trusted sender: its own name, as a file would show
         out.append(f"{stamp} {_field(e, '_HOSTNAME') or host} {prog}[{pid}]: {msg}")
     text = ("\n".join(out) + "\n").encode("utf-8", "backslashreplace") if out else b""
     return JournalBatch(text, cursor, forged, entries)
@@ -271,6 +283,7 @@ def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
 def read_journal(command: list[str], after: str | None, host: str, timeout: int = 120) -> JournalBatch:
     """Runs the journal command (argv) with --after-cursor and converts its output."""
     import subprocess
+
     argv = list(command) + (["--after-cursor", after] if after else [])
     try:
         done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
@@ -280,6 +293,5 @@ def read_journal(command: list[str], after: str | None, host: str, timeout: int 
         raise UnavailableError(f"journal: {command[0]} did not finish in {timeout} s") from None
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
-        raise UnavailableError(f"journal: {command[0]} exited {done.returncode}: "
-                               f"{err[-1] if err else ''}")
+        raise UnavailableError(f"journal: {command[0]} exited {done.returncode}: {err[-1] if err else ''}")
     return journal_lines(done.stdout, after, host)

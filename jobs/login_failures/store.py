@@ -25,18 +25,24 @@ class AttemptStore:
 
     def since(self, since: float) -> list[tuple[str, str, float, int]]:
         """(service, address, time, count) rows from `since` on."""
-        return [tuple(r) for r in self.state.db.execute(
-            "SELECT service, address, time, count FROM login_attempts WHERE time >= ?", (since,))]
+        return [
+            tuple(r)
+            for r in self.state.db.execute(
+                "SELECT service, address, time, count FROM login_attempts WHERE time >= ?", (since,)
+            )
+        ]
 
     def add(self, rows) -> None:
         """rows: (service, address, time, count)."""
-        self.state.db.executemany("INSERT INTO login_attempts(service, address, time, count)"
-                                  " VALUES (?,?,?,?)", rows)
+        self.state.db.executemany(
+            "INSERT INTO login_attempts(service, address, time, count) VALUES (?,?,?,?)", rows
+        )
 
     def clear(self, service: str, address: str) -> None:
         """Forget an address's attempts at a service (it was just blocked)."""
-        self.state.db.execute("DELETE FROM login_attempts WHERE service = ? AND address = ?",
-                              (service, address))
+        self.state.db.execute(
+            "DELETE FROM login_attempts WHERE service = ? AND address = ?", (service, address)
+        )
 
     def prune(self, before: float) -> None:
         self.state.db.execute("DELETE FROM login_attempts WHERE time < ?", (before,))

@@ -26,8 +26,7 @@ from nightwarden.lib.fsutil import ensure_dir
 
 from .settings import archive_dir
 from .store import QuarantineStore
-from .sweep import Finding
-from .sweep import Handler
+from .sweep import Finding, Handler
 
 CHUNK = 1 << 20
 
@@ -57,7 +56,7 @@ class Record:
     member: str | None = None
     member_offset: int | None = None
     sha256: str | None = None
-    unlink: tuple | None = None       # (dfd, name, dev, ino) to remove after commit
+    unlink: tuple | None = None  # (dfd, name, dev, ino) to remove after commit
 
 
 @dataclass
@@ -104,10 +103,15 @@ class Quarantine(Handler):
         except OSError as e:
             raise CantCreateError(f"{path}: cannot open the quarantine archive: {e.strerror}") from None
         self.archive_file = os.fdopen(fd, "r+b")
-        self.archive_file.truncate(committed)                   # cut off what a dead run left
+        self.archive_file.truncate(committed)  # cut off what a dead run left
         self.archive_file.seek(committed)
-        self.tar = tarfile.open(fileobj=self.archive_file, mode="w", format=tarfile.GNU_FORMAT,
-                                encoding="utf-8", errors="surrogateescape")
+        self.tar = tarfile.open(
+            fileobj=self.archive_file,
+            mode="w",
+            format=tarfile.GNU_FORMAT,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
         self.archive_name = name
         self.outcome.archive = str(path)
 
@@ -141,7 +145,7 @@ class Quarantine(Handler):
         digest = hashlib.sha256()
         with tempfile.SpooledTemporaryFile(max_size=CHUNK, dir=archive_dir(self.config)) as copy:
             offset = 0
-            while True:                                 # read through the verified descriptor
+            while True:  # read through the verified descriptor
                 chunk = os.pread(fd, CHUNK, offset)
                 if not chunk:
                     break
@@ -150,16 +154,32 @@ class Quarantine(Handler):
                 offset += len(chunk)
             copy.seek(0)
             member, member_offset = self._append(finding, copy, offset)
-        self.pending.append(Record(finding, "quarantined", member, member_offset, digest.hexdigest(),
-                                   (dfd, name, finding.st.st_dev, finding.st.st_ino)))
+        self.pending.append(
+            Record(
+                finding,
+                "quarantined",
+                member,
+                member_offset,
+                digest.hexdigest(),
+                (dfd, name, finding.st.st_dev, finding.st.st_ino),
+            )
+        )
 
     def symlink(self, dfd: int, name: str, finding: Finding) -> None:
         if self.report_only:
             self.report(finding)
             return
         member, offset = self._append(finding)
-        self.pending.append(Record(finding, "quarantined", member, offset, None,
-                                   (dfd, name, finding.st.st_dev, finding.st.st_ino)))
+        self.pending.append(
+            Record(
+                finding,
+                "quarantined",
+                member,
+                offset,
+                None,
+                (dfd, name, finding.st.st_dev, finding.st.st_ino),
+            )
+        )
 
     def report(self, finding: Finding) -> None:
         if self._new(finding):
@@ -170,7 +190,7 @@ class Quarantine(Handler):
             if self._new(finding):
                 self.pending.append(Record(finding, "reported (too large to archive)"))
             return
-        os.fchmod(fd, 0)                                # on the verified descriptor, not the name
+        os.fchmod(fd, 0)  # on the verified descriptor, not the name
         self.pending.append(Record(finding, "made unreadable (too large to archive)"))
 
     def over_limit(self, finding: Finding) -> None:
@@ -203,11 +223,23 @@ class Quarantine(Handler):
     def _record(self, r: Record, now: float) -> None:
         st = r.finding.st
         self.store.add(
-            time=now, path=r.finding.path, kind=r.finding.kind, reason="; ".join(r.finding.reasons),
-            action=r.action, archive=self.archive_name if r.member else None,
-            member=os.fsencode(r.member) if r.member else None, member_offset=r.member_offset,
-            sha256=r.sha256, size=st.st_size, uid=st.st_uid, gid=st.st_gid, owner=_owner(st.st_uid),
-            mode=stat.S_IMODE(st.st_mode), mtime=st.st_mtime, link_target=r.finding.link_target)
+            time=now,
+            path=r.finding.path,
+            kind=r.finding.kind,
+            reason="; ".join(r.finding.reasons),
+            action=r.action,
+            archive=self.archive_name if r.member else None,
+            member=os.fsencode(r.member) if r.member else None,
+            member_offset=r.member_offset,
+            sha256=r.sha256,
+            size=st.st_size,
+            uid=st.st_uid,
+            gid=st.st_gid,
+            owner=_owner(st.st_uid),
+            mode=stat.S_IMODE(st.st_mode),
+            mtime=st.st_mtime,
+            link_target=r.finding.link_target,
+        )
 
     @staticmethod
     def _remove(r: Record) -> None:
@@ -220,14 +252,14 @@ class Quarantine(Handler):
             r.action = "quarantined (the name now holds another file: left in place)"
             return
         try:
-            os.unlink(name, dir_fd=dfd)                 # unlinkat never follows a link
+            os.unlink(name, dir_fd=dfd)  # unlinkat never follows a link
         except OSError as e:
             r.action = f"quarantined (not removed: {e.strerror})"
 
     def close(self) -> None:
         self.commit()
         if self.tar is not None:
-            self.tar.close()                             # end-of-archive blocks
+            self.tar.close()  # end-of-archive blocks
             self.archive_file.close()
             self.tar = None
 
@@ -249,15 +281,18 @@ def get_row(state, ident: int):
 def read_member(config, row) -> tuple[tarfile.TarInfo, bytes]:
     path = archive_dir(config) / row["archive"]
     try:
-        with tarfile.open(path, "r", format=tarfile.GNU_FORMAT, encoding="utf-8",
-                          errors="surrogateescape") as tar:
-            tar.firstmember = None                      # jump straight to the recorded member
+        with tarfile.open(
+            path, "r", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+        ) as tar:
+            tar.firstmember = None  # jump straight to the recorded member
             tar.offset = row["member_offset"]
             tar.fileobj.seek(tar.offset)
             info = tar.next()
             if info is None or os.fsencode(info.name) != row["member"]:
-                raise DataError(f"{path}: no member {shown(row['member'])} at offset "
-                                f"{row['member_offset']}: the archive is damaged")
+                raise DataError(
+                    f"{path}: no member {shown(row['member'])} at offset "
+                    f"{row['member_offset']}: the archive is damaged"
+                )
             data = tar.extractfile(info).read() if info.isfile() else b""
     except (OSError, tarfile.TarError) as e:
         raise DataError(f"{path}: cannot read the quarantine archive: {e}") from None
@@ -284,8 +319,9 @@ def _open_parent(target: bytes) -> tuple[int, bytes]:
             fd = nxt
     except OSError as e:
         os.close(fd)
-        raise CantCreateError(f"{shown(target)}: cannot reach its directory without following "
-                              f"a link: {e.strerror}") from None
+        raise CantCreateError(
+            f"{shown(target)}: cannot reach its directory without following a link: {e.strerror}"
+        ) from None
     return fd, parts[-1]
 
 
@@ -294,7 +330,7 @@ def _chown(fd: int, uid: int, gid: int) -> None:
         os.fchown(fd, uid, gid)
     except PermissionError:
         if os.geteuid() == 0:
-            raise                 # a normal user cannot give files away, as with tar
+            raise  # a normal user cannot give files away, as with tar
 
 
 def restore_member(config, state, ident: int, to: Path | None = None) -> bytes:
@@ -312,12 +348,13 @@ def restore_member(config, state, ident: int, to: Path | None = None) -> bytes:
             if os.geteuid() == 0:
                 os.chown(name, info.uid, info.gid, dir_fd=dfd, follow_symlinks=False)
         else:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=dfd)
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
+            )
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view[:CHUNK]):]
+                    view = view[os.write(fd, view[:CHUNK]) :]
                 _chown(fd, info.uid, info.gid)
                 os.fchmod(fd, info.mode)
                 os.utime(fd, (info.mtime, info.mtime))

@@ -15,13 +15,20 @@ NAME = "quarantine"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("action", nargs="?", default="sweep",
-                        choices=["sweep", "list", "show", "restore"],
-                        help="sweep (default), list the manifest, show ID, restore ID")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="sweep",
+        choices=["sweep", "list", "show", "restore"],
+        help="sweep (default), list the manifest, show ID, restore ID",
+    )
     parser.add_argument("id", nargs="?", type=int, help="manifest entry (for show and restore)")
     parser.add_argument("--to", metavar="DIR", help="restore under DIR instead of the original path")
-    parser.add_argument("--report-only", action="store_true",
-                        help="find and alert, archive and remove nothing (mode = report)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="find and alert, archive and remove nothing (mode = report)",
+    )
     parser.add_argument("--no-mail", action="store_true", help="no alert mail for this sweep")
 
 
@@ -29,6 +36,7 @@ def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "sweep") if ctx.args is not None else "sweep"
     if action in ("show", "restore") and getattr(ctx.args, "id", None) is None:
         from nightwarden.lib.errors import UsageError
+
         raise UsageError(f"quarantine {action} needs an ID (see: nightwarden quarantine list)")
     return {"sweep": sweep, "list": list_entries, "show": show_entry, "restore": restore}[action](ctx)
 
@@ -55,24 +63,40 @@ def sweep(ctx) -> Result:
         ctx.log.info("%s", note)
     if stats.stopped:
         ctx.log.warning("sweep stopped early: %s", stats.stopped)
-    lines = [f"{shown(r.finding.path)}  [{r.finding.kind}, owner uid {r.finding.st.st_uid}]\n"
-             f"    reason: {'; '.join(r.finding.reasons)}\n    action: {r.action}" for r in records]
+    lines = [
+        f"{shown(r.finding.path)}  [{r.finding.kind}, owner uid {r.finding.st.st_uid}]\n"
+        f"    reason: {'; '.join(r.finding.reasons)}\n    action: {r.action}"
+        for r in records
+    ]
     quarantined = sum(1 for r in records if r.action.startswith("quarantined"))
-    summary = (f"{stats.entries} entries in {stats.dirs} directories, {len(records)} suspicious, "
-               f"{quarantined} quarantined" + (f"; stopped: {stats.stopped}" if stats.stopped else ""))
+    summary = (
+        f"{stats.entries} entries in {stats.dirs} directories, {len(records)} suspicious, "
+        f"{quarantined} quarantined" + (f"; stopped: {stats.stopped}" if stats.stopped else "")
+    )
     ctx.say(f"quarantine: {summary}")
     for line in lines:
         ctx.say("  " + line.replace("\n", "\n  "))
     if records and not getattr(ctx.args, "no_mail", False):
         action = "report only" if report_only or ctx.dry_run else "quarantined into the archive"
-        ctx.mailer.alert("filealert", {"count": len(records), "action": action,
-                                       "archive": handler.outcome.archive or "-",
-                                       "files": "\n".join(lines)})
+        ctx.mailer.alert(
+            "filealert",
+            {
+                "count": len(records),
+                "action": action,
+                "archive": handler.outcome.archive or "-",
+                "files": "\n".join(lines),
+            },
+        )
     if not ctx.dry_run:
         with ctx.state:
             for r in records:
-                ctx.state.add_event("quarantine", source="quarantine", path=shown(r.finding.path),
-                                    reason="; ".join(r.finding.reasons), action=r.action)
+                ctx.state.add_event(
+                    "quarantine",
+                    source="quarantine",
+                    path=shown(r.finding.path),
+                    reason="; ".join(r.finding.reasons),
+                    action=r.action,
+                )
     return Result(1 if records else 0, summary)
 
 
@@ -81,35 +105,62 @@ def list_entries(ctx) -> Result:
 
     from .archive import shown
     from .store import QuarantineStore
+
     rows = QuarantineStore(ctx.state).all()
-    table = [[r["id"], _when(r["time"]), shown(bytes(r["path"]))[:60], r["owner"], r["action"][:30],
-              r["reason"][:40], "yes" if r["restored"] else ""] for r in rows]
-    ctx.say(tabulate(table, ["id", "time", "path", "owner", "action", "reason", "restored"])
-            if table else "(the quarantine is empty)")
+    table = [
+        [
+            r["id"],
+            _when(r["time"]),
+            shown(bytes(r["path"]))[:60],
+            r["owner"],
+            r["action"][:30],
+            r["reason"][:40],
+            "yes" if r["restored"] else "",
+        ]
+        for r in rows
+    ]
+    ctx.say(
+        tabulate(table, ["id", "time", "path", "owner", "action", "reason", "restored"])
+        if table
+        else "(the quarantine is empty)"
+    )
     return Result(0, f"{len(rows)} entries")
 
 
 def show_entry(ctx) -> Result:
     from .archive import get_row, shown
     from .settings import archive_dir
+
     r = get_row(ctx.state, ctx.args.id)
-    fields = [("id", r["id"]), ("time", _when(r["time"])), ("path", shown(bytes(r["path"]))),
-              ("kind", r["kind"]), ("reason", r["reason"]), ("action", r["action"]),
-              ("owner", f"{r['owner']} (uid {r['uid']}, gid {r['gid']})"),
-              ("mode", oct(r["mode"] or 0)), ("size", r["size"]), ("mtime", _when(r["mtime"])),
-              ("sha256", r["sha256"] or "-"),
-              ("link target", shown(bytes(r["link_target"])) if r["link_target"] else "-"),
-              ("archive", f"{archive_dir(ctx.config) / r['archive']} "
-                          f"(member {shown(bytes(r['member']))})" if r["archive"] else "-"),
-              ("restored", _when(r["restored"]) if r["restored"] else "no")]
+    fields = [
+        ("id", r["id"]),
+        ("time", _when(r["time"])),
+        ("path", shown(bytes(r["path"]))),
+        ("kind", r["kind"]),
+        ("reason", r["reason"]),
+        ("action", r["action"]),
+        ("owner", f"{r['owner']} (uid {r['uid']}, gid {r['gid']})"),
+        ("mode", oct(r["mode"] or 0)),
+        ("size", r["size"]),
+        ("mtime", _when(r["mtime"])),
+        ("sha256", r["sha256"] or "-"),
+        ("link target", shown(bytes(r["link_target"])) if r["link_target"] else "-"),
+        (
+            "archive",
+            f"{archive_dir(ctx.config) / r['archive']} (member {shown(bytes(r['member']))})"
+            if r["archive"]
+            else "-",
+        ),
+        ("restored", _when(r["restored"]) if r["restored"] else "no"),
+    ]
     for key, value in fields:
         ctx.say(f"{key:<12} {value}")
     return Result(0, f"entry {r['id']}")
 
 
 def restore(ctx) -> Result:
-    from .archive import restore_member
-    from .archive import shown
+    from .archive import restore_member, shown
+
     to = Path(ctx.args.to) if getattr(ctx.args, "to", None) else None
     if ctx.dry_run:
         ctx.say(f"dry run: would restore entry {ctx.args.id}" + (f" under {to}" if to else ""))
@@ -121,4 +172,5 @@ def restore(ctx) -> Result:
 
 def _when(ts) -> str:
     import time
+
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"

@@ -12,23 +12,46 @@ RULES = ("elf", "shebang", "extension", "exploit_name", "bad_name", "hidden_dir"
 
 class QuarantineSettings(Section):
     dirs: list[str] = default_list("/tmp", "/dev/shm", "/var/tmp")
-    mode: Literal["quarantine", "report"] = "quarantine"   # report: find and alert, touch nothing
-    ignore_root: bool = True         # files owned by root are not examined (as lfd does)
-    ignore_file: str = ""            # "" = <config dir>/nightwarden.fignore (csf.fignore format)
+    mode: Literal["quarantine", "report"] = "quarantine"  # report: find and alert, touch nothing
+    ignore_root: bool = True  # files owned by root are not examined (as lfd does)
+    ignore_file: str = ""  # "" = <config dir>/nightwarden.fignore (csf.fignore format)
     extra_ignore_files: list[str] = default_list("/etc/csf/csf.fignore")
     rules: list[Literal[RULES]] = default_list(*RULES)
-    extensions: list[str] = default_list(".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml",
-                                  ".py", ".sh", ".bash")
+    extensions: list[str] = default_list(
+        ".pl", ".cgi", ".php", ".php3", ".php4", ".php5", ".phtml", ".py", ".sh", ".bash"
+    )
     exploit_names: list[str] = default_list(
-        "r00t", "rootkit", "xploit", "sploit", "ptrace", "vmsplice", "dirtycow", "dirtypipe",
-        "pwnkit", "overlayfs", "xmrig", "kinsing", "kdevtmpfsi", "kaiten", "tsunami", "mirai",
-        "psybnc", "eggdrop", "emech", "bindshell", "backconnect", "c99shell", "r57shell", "wso.php")
-    max_files: Count = 1000          # per sweep; the rest are reported
-    max_size: Count = 52428800       # larger files are reported and made unreadable
+        "r00t",
+        "rootkit",
+        "xploit",
+        "sploit",
+        "ptrace",
+        "vmsplice",
+        "dirtycow",
+        "dirtypipe",
+        "pwnkit",
+        "overlayfs",
+        "xmrig",
+        "kinsing",
+        "kdevtmpfsi",
+        "kaiten",
+        "tsunami",
+        "mirai",
+        "psybnc",
+        "eggdrop",
+        "emech",
+        "bindshell",
+        "backconnect",
+        "c99shell",
+        "r57shell",
+        "wso.php",
+    )
+    max_files: Count = 1000  # per sweep; the rest are reported
+    max_size: Count = 52428800  # larger files are reported and made unreadable
     max_depth: Count = 64
-    time_limit: Count = 120          # seconds per sweep
-    archive_dir: str = ""            # "" = <state_dir>/quarantine
-    archive_max_size: Count = 1073741824   # then a new archive is started
+    time_limit: Count = 120  # seconds per sweep
+    archive_dir: str = ""  # "" = <state_dir>/quarantine
+    archive_max_size: Count = 1073741824  # then a new archive is started
 
 
 def archive_dir(config) -> Path:

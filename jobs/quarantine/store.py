@@ -38,8 +38,24 @@ MIGRATIONS = [
     """,
 ]
 
-COLUMNS = ("time", "path", "kind", "reason", "action", "archive", "member", "member_offset",
-           "sha256", "size", "uid", "gid", "owner", "mode", "mtime", "link_target")
+COLUMNS = (
+    "time",
+    "path",
+    "kind",
+    "reason",
+    "action",
+    "archive",
+    "member",
+    "member_offset",
+    "sha256",
+    "size",
+    "uid",
+    "gid",
+    "owner",
+    "mode",
+    "mtime",
+    "link_target",
+)
 
 
 class QuarantineStore:
@@ -51,20 +67,26 @@ class QuarantineStore:
 
     def reported(self) -> set[tuple[bytes, int, float]]:
         """(path, size, mtime) of what was only reported, so it is not reported again."""
-        return {(bytes(r[0]), r[1], r[2]) for r in self.state.db.execute(
-            "SELECT path, size, mtime FROM quarantine WHERE action LIKE 'reported%'")}
+        return {
+            (bytes(r[0]), r[1], r[2])
+            for r in self.state.db.execute(
+                "SELECT path, size, mtime FROM quarantine WHERE action LIKE 'reported%'"
+            )
+        }
 
     def current_archive(self):
-        return self.state.db.execute("SELECT name, committed FROM archives ORDER BY created DESC,"
-                                     " name DESC LIMIT 1").fetchone()
+        return self.state.db.execute(
+            "SELECT name, committed FROM archives ORDER BY created DESC, name DESC LIMIT 1"
+        ).fetchone()
 
     def new_archive(self) -> str:
         """Name and register the next archive file (in a transaction of its own)."""
         number = 1 + self.state.db.execute("SELECT COUNT(*) FROM archives").fetchone()[0]
         name = f"quarantine-{number:04d}.tar"
         with self.state:
-            self.state.db.execute("INSERT INTO archives(name, committed, created) VALUES (?,?,?)",
-                                  (name, 0, time.time()))
+            self.state.db.execute(
+                "INSERT INTO archives(name, committed, created) VALUES (?,?,?)", (name, 0, time.time())
+            )
         return name
 
     def set_committed(self, archive: str, length: int) -> None:
@@ -72,8 +94,10 @@ class QuarantineStore:
 
     def add(self, **row) -> None:
         """One manifest row (inside the caller's transaction)."""
-        self.state.db.execute(f"INSERT INTO quarantine({', '.join(COLUMNS)}) VALUES"
-                              f" ({', '.join('?' * len(COLUMNS))})", [row[c] for c in COLUMNS])
+        self.state.db.execute(
+            f"INSERT INTO quarantine({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [row[c] for c in COLUMNS],
+        )
 
     def get(self, ident: int):
         return self.state.db.execute("SELECT * FROM quarantine WHERE id = ?", (ident,)).fetchone()
@@ -82,10 +106,10 @@ class QuarantineStore:
         return self.state.db.execute("SELECT * FROM quarantine ORDER BY id").fetchall()
 
     def between(self, since: float, until: float) -> list:
-        return self.state.db.execute("SELECT * FROM quarantine WHERE time >= ? AND time < ?"
-                                     " ORDER BY id", (since, until)).fetchall()
+        return self.state.db.execute(
+            "SELECT * FROM quarantine WHERE time >= ? AND time < ? ORDER BY id", (since, until)
+        ).fetchall()
 
     def mark_restored(self, ident: int) -> None:
         with self.state:
-            self.state.db.execute("UPDATE quarantine SET restored = ? WHERE id = ?",
-                                  (time.time(), ident))
+            self.state.db.execute("UPDATE quarantine SET restored = ? WHERE id = ?", (time.time(), ident))

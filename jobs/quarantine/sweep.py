@@ -29,7 +29,7 @@ CORE_NAME = re.compile(rb"^core(\.\d+)?$")
 @dataclass
 class Finding:
     path: bytes
-    kind: str                         # "file", "symlink", "dir", "other"
+    kind: str  # "file", "symlink", "dir", "other"
     reasons: list[str]
     st: os.stat_result
     link_target: bytes | None = None
@@ -39,11 +39,11 @@ class Finding:
 class SweepStats:
     dirs: int = 0
     entries: int = 0
-    examined: int = 0                 # files whose content was read
+    examined: int = 0  # files whose content was read
     ignored: int = 0
     findings: int = 0
-    skipped: list[str] = field(default_factory=list)   # what was left out, and why
-    stopped: str = ""                 # why the sweep stopped early, if it did
+    skipped: list[str] = field(default_factory=list)  # what was left out, and why
+    stopped: str = ""  # why the sweep stopped early, if it did
 
 
 class Detector:
@@ -122,7 +122,7 @@ class Sweep:
                 self.stats.skipped.append(f"{root}: not opened ({e.strerror}; a symlink is never followed)")
                 continue
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) in seen:           # /var/tmp bound onto /tmp, say
+            if (st.st_dev, st.st_ino) in seen:  # /var/tmp bound onto /tmp, say
                 os.close(fd)
                 continue
             seen.add((st.st_dev, st.st_ino))
@@ -155,11 +155,12 @@ class Sweep:
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError:
-                continue                                 # vanished: nothing to do
+                continue  # vanished: nothing to do
             bname = os.fsencode(name)
             path = dpath.rstrip(b"/") + b"/" + bname
-            if self.ignore.ignores(path, st.st_uid) or (self.cfg.ignore_root and st.st_uid == 0
-                                                        and not stat.S_ISDIR(st.st_mode)):
+            if self.ignore.ignores(path, st.st_uid) or (
+                self.cfg.ignore_root and st.st_uid == 0 and not stat.S_ISDIR(st.st_mode)
+            ):
                 self.stats.ignored += 1
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -198,7 +199,7 @@ class Sweep:
         try:
             sub = os.open(name, OPEN_DIR, dir_fd=dfd)
         except OSError:
-            return                                       # swapped for a symlink, or gone
+            return  # swapped for a symlink, or gone
         try:
             now = os.fstat(sub)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
@@ -235,15 +236,16 @@ class Sweep:
                 try:
                     fd = os.open(name, OPEN_FILE, dir_fd=dfd)
                 except OSError:
-                    return                               # swapped for a symlink, or gone
+                    return  # swapped for a symlink, or gone
                 now = os.fstat(fd)
                 if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
-                    return                               # not what we examined: leave it
+                    return  # not what we examined: leave it
                 st = now
                 self.stats.examined += 1
                 if self.detector.wants_content():
-                    reasons += [r for r in self.detector.by_content(os.pread(fd, HEAD, 0))
-                                if r not in reasons]
+                    reasons += [
+                        r for r in self.detector.by_content(os.pread(fd, HEAD, 0)) if r not in reasons
+                    ]
             if not reasons:
                 return
             finding = Finding(path, "file", reasons, st)

@@ -53,18 +53,26 @@ def fmt_time(ts: float | None) -> str:
 def job_health(state, since: float, until: float) -> ReportSection:
     from nightwarden.jobs import JOBS
 
-    sec = ReportSection("Job health", ["job", "runs", "failed", "last run", "last exit", "last success",
-                                 "last summary"])
+    sec = ReportSection(
+        "Job health", ["job", "runs", "failed", "last run", "last exit", "last success", "last summary"]
+    )
     runs = [r for r in state.runs(since) if r["started"] < until]
     names = list(JOBS) + sorted({r["job"] for r in runs} - set(JOBS))
     for name in names:
         mine = [r for r in runs if r["job"] == name]
         last = mine[-1] if mine else None
         failed = sum(1 for r in mine if r["exit_code"] is not None and r["exit_code"] >= 64)
-        sec.rows.append([name, len(mine), failed, fmt_time(last["started"]) if last else "never",
-                         "-" if last is None else
-                         ("running" if last["exit_code"] is None else last["exit_code"]),
-                         fmt_time(state.last_success(name)), (last["summary"] if last else "")[:60]])
+        sec.rows.append(
+            [
+                name,
+                len(mine),
+                failed,
+                fmt_time(last["started"]) if last else "never",
+                "-" if last is None else ("running" if last["exit_code"] is None else last["exit_code"]),
+                fmt_time(state.last_success(name)),
+                (last["summary"] if last else "")[:60],
+            ]
+        )
     return sec
 
 
@@ -72,20 +80,33 @@ def blocks_sections(state, since: float, until: float, lists) -> list[ReportSect
     active = state.active_blocks()
     temp = [b for b in active if not b.permanent]
     perm = [b for b in active if b.permanent]
-    summary = ReportSection("Firewall", ["what", "count"], [
-        ["temporary blocks active", len(temp)],
-        ["permanent blocks active", len(perm)],
-        ["deny list entries", len(lists.deny.entries)],
-        ["allow list entries", len(lists.allow.entries)],
-        ["ignore list entries", len(lists.ignore.entries)],
-    ])
-    made = ReportSection("Blocks made in the period",
-                   ["address", "kind", "source", "reason", "created", "expires"])
+    summary = ReportSection(
+        "Firewall",
+        ["what", "count"],
+        [
+            ["temporary blocks active", len(temp)],
+            ["permanent blocks active", len(perm)],
+            ["deny list entries", len(lists.deny.entries)],
+            ["allow list entries", len(lists.allow.entries)],
+            ["ignore list entries", len(lists.ignore.entries)],
+        ],
+    )
+    made = ReportSection(
+        "Blocks made in the period", ["address", "kind", "source", "reason", "created", "expires"]
+    )
     lifted = ReportSection("Blocks lifted in the period", ["address", "source", "reason", "removed", "why"])
     for b in state.blocks_since(since):
         if since <= b.created < until:
-            made.rows.append([b.address, "permanent" if b.permanent else "temporary", b.source,
-                              b.reason, fmt_time(b.created), fmt_time(b.expires)])
+            made.rows.append(
+                [
+                    b.address,
+                    "permanent" if b.permanent else "temporary",
+                    b.source,
+                    b.reason,
+                    fmt_time(b.created),
+                    fmt_time(b.expires),
+                ]
+            )
         if b.removed and since <= b.removed < until:
             lifted.rows.append([b.address, b.source, b.reason, fmt_time(b.removed), b.removed_reason])
     return [summary, made, lifted]
@@ -100,10 +121,16 @@ def events_sections(state, since: float, until: float) -> list[ReportSection]:
         if e["address"]:
             key = (e["address"], e["kind"])
             by_addr[key] = by_addr.get(key, 0) + 1
-    kinds = ReportSection("Events by kind", ["kind", "count"],
-                    [[k, n] for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1])])
-    top = ReportSection("Top addresses", ["address", "kind", "events"],
-                  [[a, k, n] for (a, k), n in sorted(by_addr.items(), key=lambda kv: -kv[1])[:20]])
+    kinds = ReportSection(
+        "Events by kind",
+        ["kind", "count"],
+        [[k, n] for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1])],
+    )
+    top = ReportSection(
+        "Top addresses",
+        ["address", "kind", "events"],
+        [[a, k, n] for (a, k), n in sorted(by_addr.items(), key=lambda kv: -kv[1])[:20]],
+    )
     return [kinds, top]
 
 
@@ -112,31 +139,52 @@ def quarantine_section(state, since: float, until: float) -> ReportSection:
 
     sec = ReportSection("Suspicious files", ["time", "path", "owner", "reason", "action"])
     from nightwarden.jobs.quarantine.store import QuarantineStore
+
     for r in QuarantineStore(state).between(since, until):
-        sec.rows.append([fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"],
-                         r["reason"][:50], r["action"]])
+        sec.rows.append(
+            [fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"], r["reason"][:50], r["action"]]
+        )
     return sec
 
 
 def integrity_section(state, since: float, until: float) -> ReportSection:
-    sec = ReportSection("Integrity checks", ["time", "added", "removed", "changed", "explained by packages",
-                                       "unreadable"])
+    sec = ReportSection(
+        "Integrity checks", ["time", "added", "removed", "changed", "explained by packages", "unreadable"]
+    )
     for e in state.events(since, until, kind="integrity"):
         d = json.loads(e["detail"])
-        sec.rows.append([fmt_time(e["time"]), d.get("added", 0), d.get("removed", 0),
-                         d.get("changed", 0), d.get("explained", 0), d.get("unreadable", 0)])
+        sec.rows.append(
+            [
+                fmt_time(e["time"]),
+                d.get("added", 0),
+                d.get("removed", 0),
+                d.get("changed", 0),
+                d.get("explained", 0),
+                d.get("unreadable", 0),
+            ]
+        )
     if sec.rows:
         sec.note = "Details: the integrity-<time>.txt report beside this one."
     return sec
 
 
 def scans_section(state, since: float, until: float) -> ReportSection:
-    sec = ReportSection("Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last",
-                                           "blocked now"])
+    sec = ReportSection(
+        "Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last", "blocked now"]
+    )
     rows, total = state.scan_sources(since, until, 20)
     for r in rows:
-        sec.rows.append([r["address"], r["hits"], r["ports"], r["protos"] or "", fmt_time(r["first"]),
-                         fmt_time(r["last"]), "yes" if state.active_block(r["address"]) else "no"])
+        sec.rows.append(
+            [
+                r["address"],
+                r["hits"],
+                r["ports"],
+                r["protos"] or "",
+                fmt_time(r["first"]),
+                fmt_time(r["last"]),
+                "yes" if state.active_block(r["address"]) else "no",
+            ]
+        )
     if total > len(rows):
         sec.note = f"{total} scanning addresses in all; nightwarden scan-history has the analysis."
     return sec
@@ -145,8 +193,10 @@ def scans_section(state, since: float, until: float) -> ReportSection:
 def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
     from nightwarden.jobs.login_failures import report
 
-    return [ReportSection(d["title"], d["headers"], d["rows"], d["note"])
-            for d in report.sections(ctx.config, since, until, fmt_time)]
+    return [
+        ReportSection(d["title"], d["headers"], d["rows"], d["note"])
+        for d in report.sections(ctx.config, since, until, fmt_time)
+    ]
 
 
 def problems_section(lists, outbox_pending: int) -> ReportSection:
@@ -177,8 +227,9 @@ def render_html(sections: list[ReportSection]) -> str:
     for sec in sections:
         out.append(f"<h2>{html.escape(sec.title)}</h2>")
         # tabulate's "html" format escapes cell text
-        out.append(tabulate(sec.rows, sec.headers, tablefmt="html") if sec.rows
-                   else '<p class="muted">(none)</p>')
+        out.append(
+            tabulate(sec.rows, sec.headers, tablefmt="html") if sec.rows else '<p class="muted">(none)</p>'
+        )
         if sec.note:
             out.append(f"<p>{html.escape(sec.note)}</p>")
     return "\n".join(out)
@@ -190,11 +241,16 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
 
     lists = load_lists(ctx.config)
     state = ctx.state
-    sections = [job_health(state, since, until), *auth_sections(ctx, since, until),
-                *blocks_sections(state, since, until, lists), scans_section(state, since, until),
-                *events_sections(state, since, until), integrity_section(state, since, until),
-                quarantine_section(state, since, until),
-                problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending()))]
+    sections = [
+        job_health(state, since, until),
+        *auth_sections(ctx, since, until),
+        *blocks_sections(state, since, until, lists),
+        scans_section(state, since, until),
+        *events_sections(state, since, until),
+        integrity_section(state, since, until),
+        quarantine_section(state, since, until),
+        problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending())),
+    ]
     period = f"{fmt_time(since)} to {fmt_time(until)}"
     return sections, period
 
@@ -206,8 +262,9 @@ def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]
         return {}
     if not ctx.state.count_events("scan", since, until):
         return {}
-    from nightwarden.jobs.scan_history.job import analyse_period
     from nightwarden.jobs.scan_history import analysis
+    from nightwarden.jobs.scan_history.job import analyse_period
+
     pngs = analysis.charts(analyse_period(ctx, since, until), ctx.config.report_dir, stem)
     return {f"{stem}-{name}": path.read_bytes() for name, path in pngs.items()}
 
@@ -225,9 +282,14 @@ def run(ctx) -> Result:
     sections, period = build_report(ctx, since, until)
     text = render_text(sections)
     body_html = render_html(sections)
-    data = {"host": ctx.config.hostname, "since": since, "until": until,
-            "sections": [{"title": s.title, "headers": s.headers, "rows": s.rows, "note": s.note}
-                         for s in sections]}
+    data = {
+        "host": ctx.config.hostname,
+        "since": since,
+        "until": until,
+        "sections": [
+            {"title": s.title, "headers": s.headers, "rows": s.rows, "note": s.note} for s in sections
+        ],
+    }
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     base = ctx.config.report_dir / f"report-{stamp}"
     if ctx.dry_run:
@@ -239,7 +301,8 @@ def run(ctx) -> Result:
     images = _scan_charts(ctx, since, until, f"report-{stamp}") if not ctx.dry_run else {}
     if images:
         body_html += "\n<h2>Scans</h2>\n" + "\n".join(
-            f'<p><img src="cid:{cid}" alt="{html.escape(cid)}"></p>' for cid in images)
+            f'<p><img src="cid:{cid}" alt="{html.escape(cid)}"></p>' for cid in images
+        )
     fields = {"period": period, "body": text, "body_html": body_html}
     mailer = ctx.mailer
     msg = mailer.build("report", fields, images=images)
@@ -255,6 +318,9 @@ def run(ctx) -> Result:
     counts = {s.title: len(s.rows) for s in sections}
     events = sum(r[1] for s in sections if s.title == "Events by kind" for r in s.rows)
     failures = sum(r[1] for s in sections if s.title == "Auth failures by service" for r in s.rows)
-    return Result(0, f"report for {period}: {failures} auth failures, "
-                     f"{counts['Blocks made in the period']} blocks made, "
-                     f"{events} events, {counts['Suspicious files']} suspicious files; {sent}")
+    return Result(
+        0,
+        f"report for {period}: {failures} auth failures, "
+        f"{counts['Blocks made in the period']} blocks made, "
+        f"{events} events, {counts['Suspicious files']} suspicious files; {sent}",
+    )

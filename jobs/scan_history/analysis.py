@@ -54,8 +54,7 @@ def subnet(addresses, prefix4: int, prefix6: int):
         a = idx[i]
         try:
             ip = ipaddress.ip_address(a)
-            out[i] = str(ipaddress.ip_network(f"{a}/{prefix4 if ip.version == 4 else prefix6}",
-                                              strict=False))
+            out[i] = str(ipaddress.ip_network(f"{a}/{prefix4 if ip.version == 4 else prefix6}", strict=False))
         except ValueError:
             out[i] = a
     return out.to_numpy()
@@ -63,10 +62,10 @@ def subnet(addresses, prefix4: int, prefix6: int):
 
 @dataclass
 class Analysis:
-    tables: dict                    # title -> DataFrame
+    tables: dict  # title -> DataFrame
     summary: dict
-    candidates: list[str]           # permanent-block candidates
-    subnets: list[str]              # networks worth blocking
+    candidates: list[str]  # permanent-block candidates
+    subnets: list[str]  # networks worth blocking
 
 
 def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
@@ -76,12 +75,23 @@ def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
     top = cfg.top
     tables: dict = {}
     if df.empty:
-        summary = {"hits": 0, "sources": 0, "ports": 0, "previous_hits": int(len(previous)),
-                   "previous_sources": int(previous["address"].nunique()) if len(previous) else 0}
+        summary = {
+            "hits": 0,
+            "sources": 0,
+            "ports": 0,
+            "previous_hits": int(len(previous)),
+            "previous_sources": int(previous["address"].nunique()) if len(previous) else 0,
+        }
         return Analysis(tables, summary, [], [])
     g = df.groupby("address", observed=True)
-    sources = pd.DataFrame({"first seen": g["time"].min(), "last seen": g["time"].max(),
-                            "hits": g.size(), "ports": g["port"].nunique()})
+    sources = pd.DataFrame(
+        {
+            "first seen": g["time"].min(),
+            "last seen": g["time"].max(),
+            "hits": g.size(),
+            "ports": g["port"].nunique(),
+        }
+    )
     sources["danger"] = danger(sources["hits"].to_numpy(), sources["ports"].to_numpy())
     times_blocked = pd.Series({a: b[0] for a, b in blocks.items()}, dtype="int64")
     counts = times_blocked.reindex(sources.index.astype(str)).fillna(0).astype("int64").to_numpy()
@@ -90,8 +100,9 @@ def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
     sources = sources.sort_values(["hits", "ports"], ascending=False)
     tables["Top sources"] = sources.head(top)
 
-    ports = df.groupby(["port", "proto"], observed=True).agg(hits=("address", "size"),
-                                                             sources=("address", "nunique"))
+    ports = df.groupby(["port", "proto"], observed=True).agg(
+        hits=("address", "size"), sources=("address", "nunique")
+    )
     tables["Top ports"] = ports.sort_values("hits", ascending=False).head(top)
 
     per_source = sources[["hits"]].copy()
@@ -112,12 +123,17 @@ def analyse(df, previous, blocks: dict, cfg: dict) -> Analysis:
     repeat = sources[sources["times blocked"] >= 2].sort_values("times blocked", ascending=False)
     tables["Repeat offenders"] = repeat[["times blocked", "hits", "ports", "danger"]].head(top)
 
-    summary = {"hits": int(len(df)), "sources": int(df["address"].nunique()),
-               "ports": int(df["port"].nunique()), "previous_hits": int(len(previous)),
-               "previous_sources": int(previous["address"].nunique()) if len(previous) else 0}
+    summary = {
+        "hits": int(len(df)),
+        "sources": int(df["address"].nunique()),
+        "ports": int(df["port"].nunique()),
+        "previous_hits": int(len(previous)),
+        "previous_sources": int(previous["address"].nunique()) if len(previous) else 0,
+    }
     permanent = {a for a, b in blocks.items() if b[1]}
-    cands = sources[((sources["danger"] >= cfg.candidate_danger) |
-                     (sources["times blocked"] >= cfg.repeat_blocks))]
+    cands = sources[
+        ((sources["danger"] >= cfg.candidate_danger) | (sources["times blocked"] >= cfg.repeat_blocks))
+    ]
     candidates = [a for a in cands.index if a not in permanent]
     nets24 = tables["Subnets /24"]
     subnets = [n for n, row in nets24.iterrows() if row["sources"] >= cfg.subnet_min_sources]
@@ -135,14 +151,17 @@ def charts(analysis: Analysis, out_dir: Path, stem: str) -> dict[str, Path]:
     if not analysis.tables:
         return {}
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     made = {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = [("timeline", "Hourly", "hits", "Probes per hour", "line"),
-             ("ports", "Top ports", "hits", "Top ports", "barh"),
-             ("sources", "Top sources", "hits", "Top sources", "barh")]
+    specs = [
+        ("timeline", "Hourly", "hits", "Probes per hour", "line"),
+        ("ports", "Top ports", "hits", "Top ports", "barh"),
+        ("sources", "Top sources", "hits", "Top sources", "barh"),
+    ]
     for name, table, column, title, kind in specs:
         data = analysis.tables[table][column]
         if data.empty:

@@ -20,10 +20,17 @@ NAME = "scan-history"
 def add_arguments(parser) -> None:
     parser.add_argument("--since", help="start (YYYY-MM-DD[THH:MM] or 24h, 7d); default: the period")
     parser.add_argument("--until", help="end (default: now)")
-    parser.add_argument("--import", dest="imports", metavar="FILE", action="append", default=[],
-                        help="a PortSentry history file (1.2 or 2.x format) to bring in first")
-    parser.add_argument("--apply", action="store_true",
-                        help="block the recommended sources (permanently) and subnets")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a PortSentry history file (1.2 or 2.x format) to bring in first",
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="block the recommended sources (permanently) and subnets"
+    )
     parser.add_argument("--no-mail", action="store_true")
 
 
@@ -39,23 +46,33 @@ def _shown(df, index_name: str):
 
 def _table_text(df, index_name: str) -> str:
     from tabulate import tabulate
+
     return tabulate(*_shown(df, index_name)) if df is not None and not df.empty else "(none)"
 
 
 def _table_html(df, index_name: str) -> str:
     from tabulate import tabulate
+
     if df is None or df.empty:
         return '<p class="muted">(none)</p>'
-    return tabulate(*_shown(df, index_name), tablefmt="html")        # html escapes the cells
+    return tabulate(*_shown(df, index_name), tablefmt="html")  # html escapes the cells
 
 
-SECTIONS = [("Top sources", "address"), ("Top ports", "port"), ("Subnets /24", "subnet"),
-            ("Subnets /16", "subnet"), ("Scan types", "type"), ("Repeat offenders", "address"),
-            ("Daily (shown)", "day"), ("Hourly (shown)", "hour")]
+SECTIONS = [
+    ("Top sources", "address"),
+    ("Top ports", "port"),
+    ("Subnets /24", "subnet"),
+    ("Subnets /16", "subnet"),
+    ("Scan types", "type"),
+    ("Repeat offenders", "address"),
+    ("Daily (shown)", "day"),
+    ("Hourly (shown)", "hour"),
+]
 
 
 def analyse_period(ctx, since: float, until: float):
     from . import analysis, store
+
     state = ctx.state
     df = store.scan_frame(state, since, until)
     previous = store.scan_frame(state, since - (until - since), since)
@@ -64,13 +81,19 @@ def analyse_period(ctx, since: float, until: float):
 
 def render_history(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:
     from .analysis import change
+
     s = analysis.summary
-    period = f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(until):%Y-%m-%d %H:%M}"
-    head = (f"Scan history {period}: {s['hits']} probes from {s['sources']} sources to {s['ports']} ports; "
-            f"against the previous period: probes {change(s['hits'], s['previous_hits'])}, "
-            f"sources {change(s['sources'], s['previous_sources'])}")
-    rec = [f"permanent-block candidate: {a}" for a in analysis.candidates] + \
-          [f"subnet worth blocking: {n}" for n in analysis.subnets]
+    period = (
+        f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(until):%Y-%m-%d %H:%M}"
+    )
+    head = (
+        f"Scan history {period}: {s['hits']} probes from {s['sources']} sources to {s['ports']} ports; "
+        f"against the previous period: probes {change(s['hits'], s['previous_hits'])}, "
+        f"sources {change(s['sources'], s['previous_sources'])}"
+    )
+    rec = [f"permanent-block candidate: {a}" for a in analysis.candidates] + [
+        f"subnet worth blocking: {n}" for n in analysis.subnets
+    ]
     text = [head, ""]
     body = [f"<p>{html.escape(head)}</p>"]
     for name in ("timeline", "ports", "sources"):
@@ -82,12 +105,24 @@ def render_history(analysis, since: float, until: float, chart_names: dict) -> t
         text += [label, "=" * len(label), _table_text(df, index_name), ""]
         body += [f"<h2>{html.escape(label)}</h2>", _table_html(df, index_name)]
     text += ["Recommendations", "===============", "\n".join(rec) or "(none)", ""]
-    body += ["<h2>Recommendations</h2>", "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in rec)
-             + "</ul>" if rec else '<p class="muted">(none)</p>']
-    data = {"since": since, "until": until, "summary": s, "candidates": analysis.candidates,
-            "subnets": analysis.subnets,
-            "tables": {t: json.loads(df.reset_index().to_json(orient="records", date_format="iso"))
-                       for t, df in analysis.tables.items() if not t.endswith("(shown)")}}
+    body += [
+        "<h2>Recommendations</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in rec) + "</ul>"
+        if rec
+        else '<p class="muted">(none)</p>',
+    ]
+    data = {
+        "since": since,
+        "until": until,
+        "summary": s,
+        "candidates": analysis.candidates,
+        "subnets": analysis.subnets,
+        "tables": {
+            t: json.loads(df.reset_index().to_json(orient="records", date_format="iso"))
+            for t, df in analysis.tables.items()
+            if not t.endswith("(shown)")
+        },
+    }
     return "\n".join(text), "\n".join(body), data
 
 
@@ -114,8 +149,11 @@ def run(ctx) -> Result:
         ctx.log.warning("%s", error)
     now = time.time()
     until = parse_when(args.until, now) if args is not None and getattr(args, "until", None) else now
-    since = parse_when(args.since, now) if args is not None and getattr(args, "since", None) \
+    since = (
+        parse_when(args.since, now)
+        if args is not None and getattr(args, "since", None)
         else until - hcfg.period_hours * 3600
+    )
     seen = analyse_period(ctx, since, until)
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     stem = f"scan-history-{stamp}"
@@ -129,22 +167,38 @@ def run(ctx) -> Result:
         html_page = body_html
         for name, path in pngs.items():
             html_page = html_page.replace(f"cid:{cids[name]}", path.name)
-        atomic_write(base.with_suffix(".html"), ("<!DOCTYPE html><html><body>" + html_page +
-                                                 "</body></html>").encode(), 0o640)
+        atomic_write(
+            base.with_suffix(".html"),
+            ("<!DOCTYPE html><html><body>" + html_page + "</body></html>").encode(),
+            0o640,
+        )
     ctx.say(text)
     applied = ""
     if getattr(args, "apply", False) and (seen.candidates or seen.subnets):
         mgr = ctx.blocks
         mgr.ensure_ready()
-        done = mgr.block(seen.candidates + seen.subnets, source="scan-history",
-                         reason="recommended by the scan-history seen", permanent=True, strict=False)
+        done = mgr.block(
+            seen.candidates + seen.subnets,
+            source="scan-history",
+            reason="recommended by the scan-history seen",
+            permanent=True,
+            strict=False,
+        )
         applied = f"; applied: {len(done.added)} blocked, {len(done.refused)} refused"
-        ctx.say(f"applied: blocked {', '.join(str(n) for n in done.added) or 'nothing'}"
-                + (f"; refused {', '.join(a for a, _ in done.refused)}" if done.refused else ""))
+        ctx.say(
+            f"applied: blocked {', '.join(str(n) for n in done.added) or 'nothing'}"
+            + (f"; refused {', '.join(a for a, _ in done.refused)}" if done.refused else "")
+        )
     if not getattr(args, "no_mail", False) and seen.summary["hits"]:
         images = {cids[name]: path.read_bytes() for name, path in pngs.items()}
-        ctx.mailer.alert("history", {"summary": text.split("\n", 1)[0], "body": text,
-                                     "body_html": body_html}, images=images)
+        ctx.mailer.alert(
+            "history",
+            {"summary": text.split("\n", 1)[0], "body": text, "body_html": body_html},
+            images=images,
+        )
     s = seen.summary
-    return Result(0, f"{s['hits']} probes from {s['sources']} sources; {len(seen.candidates)} "
-                     f"candidates, {len(seen.subnets)} subnets{applied}; {len(errors)} bad lines")
+    return Result(
+        0,
+        f"{s['hits']} probes from {s['sources']} sources; {len(seen.candidates)} "
+        f"candidates, {len(seen.subnets)} subnets{applied}; {len(errors)} bad lines",
+    )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from .analysis import COLUMNS, frame
 
-SCAN_SQL = ("SELECT time, address, port, proto, COALESCE(json_extract(detail, '$.type'), 'connect')"
-            " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?")
+SCAN_SQL = (
+    "SELECT time, address, port, proto, COALESCE(json_extract(detail, '$.type'), 'connect')"
+    " FROM events WHERE kind = 'scan' AND time >= ? AND time < ?"
+)
 
 
 def scan_frame(state, since: float, until: float):
@@ -32,8 +34,13 @@ def scan_frame(state, since: float, until: float):
     if len(parts) == 1:
         return parts[0]
     from pandas.api.types import union_categoricals
-    out = pd.DataFrame({"time": pd.concat([p["time"] for p in parts], ignore_index=True),
-                        "port": pd.concat([p["port"] for p in parts], ignore_index=True)})
+
+    out = pd.DataFrame(
+        {
+            "time": pd.concat([p["time"] for p in parts], ignore_index=True),
+            "port": pd.concat([p["port"] for p in parts], ignore_index=True),
+        }
+    )
     for col in ("address", "proto", "type"):
         out[col] = union_categoricals([p[col] for p in parts])
     return out[COLUMNS]
@@ -48,6 +55,7 @@ def _load_arrow(state, period: tuple[float, float]):
     except ImportError:
         return None
     from urllib.parse import quote
+
     con = dbapi.connect(f"file:{quote(str(state.path))}?mode=ro")
     try:
         cur = con.cursor()
@@ -58,7 +66,8 @@ def _load_arrow(state, period: tuple[float, float]):
         con.close()
     table = table.rename_columns(COLUMNS)
     for name in ("address", "proto", "type"):
-        table = table.set_column(table.schema.get_field_index(name), name,
-                                 pc.dictionary_encode(table.column(name)))
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pc.dictionary_encode(table.column(name))
+        )
     # the Arrow buffers are released as the columns move to pandas: a lower peak
     return frame(table.to_pandas(split_blocks=True, self_destruct=True))

@@ -34,21 +34,29 @@ class Parser(argparse.ArgumentParser):
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="configuration file (default: $NIGHTWARDEN_CONFIG or "
-                             "/etc/nightwarden/nightwarden.toml)")
-    common.add_argument("--sandbox", metavar="DIR", default=argparse.SUPPRESS,
-                        help="keep every path under DIR and use the dry-run firewall")
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="more output (-vv for debug)")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="errors only")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $NIGHTWARDEN_CONFIG or /etc/nightwarden/nightwarden.toml)",
+    )
+    common.add_argument(
+        "--sandbox",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="keep every path under DIR and use the dry-run firewall",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output (-vv for debug)"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
     return common
 
 
 def exit_code_table() -> list[tuple[str, str]]:
     """Every exit code with its meaning: the shared ones, then each job's findings."""
     from nightwarden.jobs import JOBS
+
     rows = [(str(code), text) for code, text in EXIT_CODES]
     for job in JOBS.values():
         rows += [(f"{job.name} {code}", text) for code, text in job.exit_codes]
@@ -65,26 +73,32 @@ def build_parser(job: str | None = None) -> Parser:
     from nightwarden.jobs import JOBS, load_job
 
     common = _common()
-    parser = Parser(prog="nightwarden", parents=[common],
-                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                    description="Host defence for Linux servers: firewall blocks, scan and "
-                                "login-failure blocking, quarantine, file integrity, reports.",
-                    epilog=_epilog())
+    parser = Parser(
+        prog="nightwarden",
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Host defence for Linux servers: firewall blocks, scan and "
+        "login-failure blocking, quarantine, file integrity, reports.",
+        epilog=_epilog(),
+    )
     parser.add_argument("--version", action="version", version="nightwarden 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     dry = argparse.ArgumentParser(add_help=False)
     dry.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
 
     for name, info in JOBS.items():
-        p = sub.add_parser(name, parents=[common, dry], help=f"job: {info.summary}",
-                           description=info.summary)
+        p = sub.add_parser(name, parents=[common, dry], help=f"job: {info.summary}", description=info.summary)
         if name == job:
             load_job(name).add_arguments(p)
         else:
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     for name, command in commands().items():
-        p = sub.add_parser(name, parents=[common, dry] if command.dry_run else [common],
-                           help=command.summary, description=command.summary)
+        p = sub.add_parser(
+            name,
+            parents=[common, dry] if command.dry_run else [common],
+            help=command.summary,
+            description=command.summary,
+        )
         command.arguments(p)
     return parser
 
@@ -108,7 +122,7 @@ def _job_in_argv(argv: list[str]) -> str | None:
 
 def dispatch(args) -> int:
     """Load the configuration, set up logging, run the job or the command: its exit code."""
-    from nightwarden.jobs import JOBS, load_job, load_config
+    from nightwarden.jobs import JOBS, load_config, load_job
     from nightwarden.lib import logsetup
     from nightwarden.lib.runner import Context, run_job
 
@@ -117,8 +131,13 @@ def dispatch(args) -> int:
     command = commands().get(name)
     read_only = command is not None and command.read_only
     general = cfg.general
-    logsetup.setup(args.verbosity, None if (read_only or not general.log_file) else cfg.log_dir,
-                   general.log_level, general.syslog and cfg.sandbox is None, job=name)
+    logsetup.setup(
+        args.verbosity,
+        None if (read_only or not general.log_file) else cfg.log_dir,
+        general.log_level,
+        general.syslog and cfg.sandbox is None,
+        job=name,
+    )
     dry_run = getattr(args, "dry_run", False)
     if name in JOBS:
         return run_job(load_job(name), cfg, args, dry_run)

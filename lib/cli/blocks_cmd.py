@@ -40,6 +40,7 @@ def _address(p) -> None:
 
 def _ttl(text: str | None) -> int | None:
     from nightwarden.lib.blocks import validate_ttl
+
     return None if text is None else validate_ttl(text)
 
 
@@ -100,6 +101,7 @@ def deny(ctx) -> int:
 
 def list_blocks(ctx) -> int:
     from nightwarden.lib.lists import load_lists
+
     now = time.time()
     state = ctx.state
     rows = []
@@ -109,15 +111,31 @@ def list_blocks(ctx) -> int:
         blocks = state.active_blocks(now)
     for b in blocks:
         status = "active" if b.active else f"ended {when(b.removed)} ({b.removed_reason})"
-        rows.append({"address": b.address, "kind": "permanent" if b.permanent else "temporary",
-                     "source": b.source, "reason": b.reason, "created": when(b.created),
-                     "expires": "never" if b.permanent else (left(b.expires, now) if b.active
-                                                               else when(b.expires)),
-                     "status": status})
+        rows.append(
+            {
+                "address": b.address,
+                "kind": "permanent" if b.permanent else "temporary",
+                "source": b.source,
+                "reason": b.reason,
+                "created": when(b.created),
+                "expires": "never"
+                if b.permanent
+                else (left(b.expires, now) if b.active else when(b.expires)),
+                "status": status,
+            }
+        )
     for e in load_lists(ctx.config).deny.entries:
-        rows.append({"address": display(e.network) if e.filter is None else str(e.filter),
-                     "kind": "deny list", "source": e.where, "reason": e.comment, "created": "-",
-                     "expires": "never", "status": "active"})
+        rows.append(
+            {
+                "address": display(e.network) if e.filter is None else str(e.filter),
+                "kind": "deny list",
+                "source": e.where,
+                "reason": e.comment,
+                "created": "-",
+                "expires": "never",
+                "status": "active",
+            }
+        )
     if ctx.args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -130,9 +148,11 @@ def list_blocks(ctx) -> int:
 
 def grep(ctx) -> int:
     from nightwarden.lib.errors import NightwardenError
+
     net = parse_network(ctx.args.address)
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.firewall.dryrun import DryRunBackend
+
     mgr = BlockManager(ctx.config, ctx.state, DryRunBackend())
     lists = mgr.lists
     addr = display(net)
@@ -146,9 +166,11 @@ def grep(ctx) -> int:
     print(f"  can be blocked: {'no, ' + why if why else 'yes'}")
     for b in ctx.state.block_history(addr):
         state = "active" if b.active else f"ended {when(b.removed)} ({b.removed_reason})"
-        print(f"  block: {'permanent' if b.permanent else 'temporary'} by {b.source}, "
-              f"{when(b.created)}, expires {when(b.expires) if b.expires else 'never'}, "
-              f"{state}; reason: {b.reason or '-'}")
+        print(
+            f"  block: {'permanent' if b.permanent else 'temporary'} by {b.source}, "
+            f"{when(b.created)}, expires {when(b.expires) if b.expires else 'never'}, "
+            f"{state}; reason: {b.reason or '-'}"
+        )
     events = ctx.state.events(address=addr)
     for e in events[-20:]:
         port = f" port {e['port']}/{e['proto']}" if e["port"] else ""
@@ -157,8 +179,12 @@ def grep(ctx) -> int:
         print(f"  ({len(events) - 20} older events not shown)")
     try:
         from nightwarden.lib.firewall import open_backend
-        kernel = [k for k in open_backend(ctx.config).list()
-                  if k.network.version == net.version and k.network.overlaps(net)]
+
+        kernel = [
+            k
+            for k in open_backend(ctx.config).list()
+            if k.network.version == net.version and k.network.overlaps(net)
+        ]
         for k in kernel:
             left = f", expires in {int(k.expires_in)} s" if k.expires_in else ""
             print(f"  firewall: in the {k.kind} set as {display(k.network)}{left}")
@@ -170,13 +196,24 @@ def grep(ctx) -> int:
 
 
 COMMANDS = [
-    Command("block", "block addresses (temporarily: --ttl, default from config)", block,
-            _block_arguments, dry_run=True),
+    Command(
+        "block",
+        "block addresses (temporarily: --ttl, default from config)",
+        block,
+        _block_arguments,
+        dry_run=True,
+    ),
     Command("unblock", "lift blocks of addresses", unblock, _addresses, dry_run=True),
-    Command("allow", "add an address to the allow list (it is never blocked)", allow,
-            _list_arguments, dry_run=True),
-    Command("deny", "add an address to the deny list (blocked permanently)", deny,
-            _list_arguments, dry_run=True),
+    Command(
+        "allow",
+        "add an address to the allow list (it is never blocked)",
+        allow,
+        _list_arguments,
+        dry_run=True,
+    ),
+    Command(
+        "deny", "add an address to the deny list (blocked permanently)", deny, _list_arguments, dry_run=True
+    ),
     Command("blocks", "list the active blocks", list_blocks, _blocks_arguments, read_only=True),
     Command("grep", "everything known about an address", grep, _address, read_only=True),
 ]

@@ -4,8 +4,8 @@ schedule_cmd) with its parsers beside its handlers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 def _no_arguments(parser) -> None:
@@ -16,7 +16,7 @@ def _no_arguments(parser) -> None:
 class Command:
     name: str
     summary: str
-    handler: Callable            # handler(ctx) -> exit code
+    handler: Callable  # handler(ctx) -> exit code
     arguments: Callable = _no_arguments
-    dry_run: bool = False        # takes --dry-run
-    read_only: bool = False      # only looks: nothing is written to the log file
+    dry_run: bool = False  # takes --dry-run
+    read_only: bool = False  # only looks: nothing is written to the log file

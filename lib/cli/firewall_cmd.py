@@ -8,9 +8,12 @@ from .command import Command
 
 
 def _firewall_arguments(p) -> None:
-    p.add_argument("action", choices=["status", "start", "stop"],
-                   help="status: what is in the kernel; start: set up and load every entry "
-                        "(also after a reboot); stop: remove all of nightwarden's rules")
+    p.add_argument(
+        "action",
+        choices=["status", "start", "stop"],
+        help="status: what is in the kernel; start: set up and load every entry "
+        "(also after a reboot); stop: remove all of nightwarden's rules",
+    )
 
 
 def _mail_arguments(p) -> None:
@@ -31,8 +34,7 @@ def firewall(ctx) -> int:
         counts = {k: sum(1 for e in kernel if e.kind == k) for k in ("allow", "perm", "temp")}
         print(f"backend: {fw.describe()}")
         print(f"base rules: {'in place' if fw.is_ready() else 'missing (run: nightwarden firewall start)'}")
-        print(f"entries: {counts['temp']} temporary, {counts['perm']} permanent, "
-              f"{counts['allow']} allowed")
+        print(f"entries: {counts['temp']} temporary, {counts['perm']} permanent, {counts['allow']} allowed")
         print(f"state: {len(ctx.state.active_blocks())} active blocks")
         return EXIT_OK
     if action == "stop":
@@ -41,8 +43,10 @@ def firewall(ctx) -> int:
         _report_dry_run(ctx)
         return EXIT_OK
     result = ctx.blocks.sync()
-    ctx.say(f"firewall ready ({fw.describe()}): {len(result.added)} entries loaded, "
-            f"{len(result.removed)} stale removed, {result.expired} expired")
+    ctx.say(
+        f"firewall ready ({fw.describe()}): {len(result.added)} entries loaded, "
+        f"{len(result.removed)} stale removed, {result.expired} expired"
+    )
     _report_dry_run(ctx)
     return EXIT_OK
 
@@ -51,6 +55,7 @@ def mail(ctx) -> int:
     mailer = ctx.mailer
     if ctx.args.action == "flush":
         from nightwarden.lib.errors import NightwardenError
+
         pending = len(mailer.outbox.pending())
         if ctx.dry_run:
             ctx.say(f"dry run: would deliver {pending} message(s) via {mailer.transport.describe()}")
@@ -63,16 +68,21 @@ def mail(ctx) -> int:
             return EXIT_UNAVAILABLE
         ctx.say(f"delivered {sent} message(s) via {mailer.transport.describe()}; {left} left")
         return EXIT_OK
-    msg = mailer.build("report", {"period": "test message",
-                                  "body": "This is a test message from nightwarden.\n"})
+    msg = mailer.build(
+        "report", {"period": "test message", "body": "This is a test message from nightwarden.\n"}
+    )
     result = mailer.send(msg)
     ctx.say(f"test message {result.status}: {result.where}")
     return EXIT_OK if result.status != "spooled" else EXIT_UNAVAILABLE
 
 
 COMMANDS = [
-    Command("firewall", "set up, inspect or remove nightwarden's firewall rules", firewall,
-            _firewall_arguments, dry_run=True),
-    Command("mail", "deliver the outbox, or send a test message", mail, _mail_arguments,
-            dry_run=True),
+    Command(
+        "firewall",
+        "set up, inspect or remove nightwarden's firewall rules",
+        firewall,
+        _firewall_arguments,
+        dry_run=True,
+    ),
+    Command("mail", "deliver the outbox, or send a test message", mail, _mail_arguments, dry_run=True),
 ]

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nightwarden.lib import config as configmod
 from nightwarden.lib.errors import EXIT_DATAERR, EXIT_OK, UsageError
-from nightwarden.lib.runner import run_job
 
 from .command import Command
 from .output import table, when
@@ -26,15 +24,24 @@ def _config_arguments(p) -> None:
 
 def list_jobs(ctx) -> int:
     from nightwarden.jobs import JOBS
+
     sched = ctx.config.schedule.jobs
-    rows = [[j.name, "resident" if j.resident else (sched.get(j.name) or "off"),
-             "yes" if j.daily else "", j.summary] for j in JOBS.values()]
+    rows = [
+        [
+            j.name,
+            "resident" if j.resident else (sched.get(j.name) or "off"),
+            "yes" if j.daily else "",
+            j.summary,
+        ]
+        for j in JOBS.values()
+    ]
     print(table(rows, ["job", "schedule (cron)", "daily", "what it does"]))
     return EXIT_OK
 
 
 def _job_args(name: str, args) -> argparse.Namespace:
     from nightwarden.jobs import load_job
+
     parser = argparse.ArgumentParser(add_help=False)
     load_job(name).add_arguments(parser)
     ns = parser.parse_args([])
@@ -44,6 +51,8 @@ def _job_args(name: str, args) -> argparse.Namespace:
 
 def daily(ctx) -> int:
     from nightwarden.jobs import daily_order, load_job
+    from nightwarden.lib.runner import run_job
+
     codes = []
     for name in daily_order():
         codes.append(run_job(load_job(name), ctx.config, _job_args(name, ctx.args), ctx.dry_run))
@@ -53,6 +62,7 @@ def daily(ctx) -> int:
 
 def runs(ctx) -> int:
     from nightwarden.jobs import JOBS
+
     names = [ctx.args.job] if ctx.args.job else list(JOBS)
     if ctx.args.job and ctx.args.job not in JOBS:
         raise UsageError(f"unknown job {ctx.args.job!r} (nightwarden jobs lists them)")
@@ -60,35 +70,55 @@ def runs(ctx) -> int:
     for name in names:
         for r in ctx.state.last_runs(name, max(1, ctx.args.last)):
             took = (r["ended"] - r["started"]) if r["ended"] else None
-            rows.append({"job": name, "started": r["started"], "seconds": took,
-                         "exit_code": r["exit_code"], "dry_run": bool(r["dry_run"]),
-                         "summary": r["summary"] or ""})
+            rows.append(
+                {
+                    "job": name,
+                    "started": r["started"],
+                    "seconds": took,
+                    "exit_code": r["exit_code"],
+                    "dry_run": bool(r["dry_run"]),
+                    "summary": r["summary"] or "",
+                }
+            )
     if ctx.args.json:
         print(json.dumps(rows, indent=1))
         return EXIT_OK
-    table = [[r["job"], when(r["started"]),
-              "running" if r["seconds"] is None else f"{r['seconds']:.1f} s",
-              "-" if r["exit_code"] is None else r["exit_code"],
-              ("(dry run) " if r["dry_run"] else "") + r["summary"][:70]] for r in rows]
+    table = [
+        [
+            r["job"],
+            when(r["started"]),
+            "running" if r["seconds"] is None else f"{r['seconds']:.1f} s",
+            "-" if r["exit_code"] is None else r["exit_code"],
+            ("(dry run) " if r["dry_run"] else "") + r["summary"][:70],
+        ]
+        for r in rows
+    ]
     print(table(table, ["job", "started", "took", "exit", "summary"]))
     return EXIT_OK
 
 
 def show_config(ctx) -> int:
+    from nightwarden.lib.config import to_toml
+
     cfg = ctx.config
     if ctx.args.action == "show":
         print(f"# files read: {', '.join(map(str, cfg.files)) or '(none: embedded defaults)'}")
-        print(f"# state {cfg.state_dir}, logs {cfg.log_dir}, reports {cfg.report_dir}, "
-              f"locks {cfg.run_dir}, lists {cfg.config_dir}")
-        print(configmod.to_toml(cfg.as_dict()))
+        print(
+            f"# state {cfg.state_dir}, logs {cfg.log_dir}, reports {cfg.report_dir}, "
+            f"locks {cfg.run_dir}, lists {cfg.config_dir}"
+        )
+        print(to_toml(cfg.as_dict()))
         return EXIT_OK
     from nightwarden.lib.lists import load_lists
+
     lists = load_lists(cfg)
     for error in lists.errors:
         print(error)
     print(f"configuration: {', '.join(map(str, cfg.files)) or 'embedded defaults'}: OK")
-    print(f"lists: {len(lists.allow.entries)} allow, {len(lists.deny.entries)} deny, "
-          f"{len(lists.ignore.entries)} ignore entries; {len(lists.errors)} bad line(s) skipped")
+    print(
+        f"lists: {len(lists.allow.entries)} allow, {len(lists.deny.entries)} deny, "
+        f"{len(lists.ignore.entries)} ignore entries; {len(lists.errors)} bad line(s) skipped"
+    )
     print(f"firewall backend: {cfg.firewall_backend()}; mail: {cfg.mail.transport}")
     return EXIT_DATAERR if lists.errors else EXIT_OK
 
@@ -96,8 +126,12 @@ def show_config(ctx) -> int:
 COMMANDS = [
     Command("jobs", "list the jobs and their schedules", list_jobs, read_only=True),
     Command("daily", "the daily run: every daily job, then the report", daily, dry_run=True),
-    Command("runs", "the last runs of each job (start, duration, exit code, summary)", runs,
-            _runs_arguments, read_only=True),
-    Command("config", "check or show the configuration", show_config, _config_arguments,
-            read_only=True),
+    Command(
+        "runs",
+        "the last runs of each job (start, duration, exit code, summary)",
+        runs,
+        _runs_arguments,
+        read_only=True,
+    ),
+    Command("config", "check or show the configuration", show_config, _config_arguments, read_only=True),
 ]

@@ -7,6 +7,7 @@ import time
 
 def table(rows, headers) -> str:
     from tabulate import tabulate
+
     return tabulate(rows, headers, tablefmt="simple") if rows else "(none)"
 
 

@@ -12,36 +12,52 @@ from .output import table
 
 
 def _schedule_arguments(p) -> None:
-    p.add_argument("action", choices=["show", "cron", "systemd", "logrotate", "run"],
-                   help="show: jobs, cron, OnCalendar, next run; cron/systemd/logrotate: print "
-                        "the file(s); run: run the schedule in the foreground (APScheduler)")
+    p.add_argument(
+        "action",
+        choices=["show", "cron", "systemd", "logrotate", "run"],
+        help="show: jobs, cron, OnCalendar, next run; cron/systemd/logrotate: print "
+        "the file(s); run: run the schedule in the foreground (APScheduler)",
+    )
     p.add_argument("--output", metavar="PATH", help="write there instead (systemd: a directory)")
 
 
 def _root(p) -> None:
-    p.add_argument("--root", default="/", metavar="DIR",
-                   help="install under DIR (for packaging or a look first); default /")
+    p.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="install under DIR (for packaging or a look first); default /",
+    )
 
 
 def _install_arguments(p) -> None:
     _root(p)
     p.add_argument("--timers", action="store_true", help="systemd timer units instead of the cron.d file")
-    p.add_argument("--force", action="store_true",
-                   help="replace files that were not installed by nightwarden")
+    p.add_argument(
+        "--force", action="store_true", help="replace files that were not installed by nightwarden"
+    )
 
 
 def schedule_command(ctx) -> int:
     from nightwarden.lib import schedule
     from nightwarden.lib.fsutil import atomic_write
+
     action, out = ctx.args.action, ctx.args.output
     if action == "show":
         import datetime
+
         now = datetime.datetime.now().astimezone()
         rows = []
         for e in schedule.entries(ctx.config):
             nxt = schedule.trigger(e, now.tzinfo).get_next_fire_time(None, now)
-            rows.append([e.job, " ".join(e.cron.fields), e.cron.on_calendar(),
-                         nxt.strftime("%a %Y-%m-%d %H:%M") if nxt else "-"])
+            rows.append(
+                [
+                    e.job,
+                    " ".join(e.cron.fields),
+                    e.cron.on_calendar(),
+                    nxt.strftime("%a %Y-%m-%d %H:%M") if nxt else "-",
+                ]
+            )
         print(table(rows, ["job", "cron", "systemd OnCalendar", "next run"]))
         return EXIT_OK
     if action == "run":
@@ -71,18 +87,21 @@ def _run_schedule(ctx) -> int:
     import threading
 
     from nightwarden.lib import schedule
+
     stop = threading.Event()
 
     def on_signal(signum, frame):
         ctx.log.info("signal %d: stopping the scheduler", signum)
         stop.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sch = schedule.scheduler(ctx.config)
     sch.start()
     jobs = schedule.entries(ctx.config)
-    ctx.log.info("scheduler: %d jobs (%s)", len(jobs),
-                 ", ".join(f"{e.job} '{' '.join(e.cron.fields)}'" for e in jobs))
+    ctx.log.info(
+        "scheduler: %d jobs (%s)", len(jobs), ", ".join(f"{e.job} '{' '.join(e.cron.fields)}'" for e in jobs)
+    )
     ctx.say(f"running {len(jobs)} jobs on their schedule; SIGTERM or Ctrl-C stops")
     while not stop.wait(1.0):
         pass
@@ -92,24 +111,41 @@ def _run_schedule(ctx) -> int:
 
 def install_files(ctx) -> int:
     from nightwarden.lib.schedule import install
-    for line in install.install(ctx.config, Path(ctx.args.root), timers=ctx.args.timers,
-                                force=ctx.args.force, dry_run=ctx.dry_run):
+
+    for line in install.install(
+        ctx.config, Path(ctx.args.root), timers=ctx.args.timers, force=ctx.args.force, dry_run=ctx.dry_run
+    ):
         print(line)
     return EXIT_OK
 
 
 def uninstall_files(ctx) -> int:
     from nightwarden.lib.schedule import install
+
     for line in install.uninstall(ctx.config, Path(ctx.args.root), dry_run=ctx.dry_run):
         print(line)
     return EXIT_OK
 
 
 COMMANDS = [
-    Command("schedule", "the schedule: show it, render cron.d / systemd timers / logrotate.d, or run it",
-            schedule_command, _schedule_arguments),
-    Command("install", "put the cron.d, logrotate.d and systemd files in place (say what was done)",
-            install_files, _install_arguments, dry_run=True),
-    Command("uninstall", "remove what install put in place (a file changed since is kept)",
-            uninstall_files, _root, dry_run=True),
+    Command(
+        "schedule",
+        "the schedule: show it, render cron.d / systemd timers / logrotate.d, or run it",
+        schedule_command,
+        _schedule_arguments,
+    ),
+    Command(
+        "install",
+        "put the cron.d, logrotate.d and systemd files in place (say what was done)",
+        install_files,
+        _install_arguments,
+        dry_run=True,
+    ),
+    Command(
+        "uninstall",
+        "remove what install put in place (a file changed since is kept)",
+        uninstall_files,
+        _root,
+        dry_run=True,
+    ),
 ]

@@ -7,8 +7,16 @@ import os
 from ..errors import ConfigError, PermissionDenied, UnavailableError
 from .base import KINDS, Backend, Entry, Filter, KernelEntry
 
-__all__ = ["KINDS", "Backend", "Entry", "Filter", "KernelEntry", "open_backend", "backend_class",
-           "detect_backend"]
+__all__ = [
+    "KINDS",
+    "Backend",
+    "Entry",
+    "Filter",
+    "KernelEntry",
+    "open_backend",
+    "backend_class",
+    "detect_backend",
+]
 
 ORDER = ("nftables", "ipset", "iptc")
 
@@ -16,15 +24,19 @@ ORDER = ("nftables", "ipset", "iptc")
 def backend_class(name: str) -> type[Backend]:
     if name == "nftables":
         from .nftables import NftablesBackend
+
         return NftablesBackend
     if name == "ipset":
         from .ipset import IpsetBackend
+
         return IpsetBackend
     if name == "iptc":
         from .iptc import IptcBackend
+
         return IptcBackend
     if name == "dryrun":
         from .dryrun import DryRunBackend
+
         return DryRunBackend
     raise ConfigError(f"unknown firewall backend {name!r}")
 
@@ -47,6 +59,7 @@ def open_backend(config, dry_run: bool = False) -> Backend:
     choice = config.firewall_backend()
     if dry_run or choice == "dryrun":
         from .dryrun import DryRunBackend
+
         path = None if dry_run else config.state_dir / "firewall-dryrun.json"
         return DryRunBackend(**common, path=path)
     if os.geteuid() != 0:

@@ -8,8 +8,8 @@ table, chain or sets, so purge and teardown can never touch rules that are not o
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from ..lists import PortFilter
 from ..netaddr import Network, is_host
@@ -21,7 +21,7 @@ KINDS = ("allow", "perm", "temp")
 class Entry:
     network: Network
     kind: str = "temp"
-    ttl: int | None = None        # seconds; temp only; None = until unblocked or purged
+    ttl: int | None = None  # seconds; temp only; None = until unblocked or purged
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -40,15 +40,15 @@ class Filter:
     """A csf advanced filter applied in the kernel: accept (allow) or drop (deny)."""
 
     rule: PortFilter
-    action: str                   # "allow" or "deny"
+    action: str  # "allow" or "deny"
 
 
 class Backend:
     """Base class. Subclasses implement the kernel side; all take batches."""
 
     name = "base"
-    kernel_timeouts = True        # temp entries expire in the kernel by themselves
-    fast_in_process = False       # fast_block runs in this process, without a fork
+    kernel_timeouts = True  # temp entries expire in the kernel by themselves
+    fast_in_process = False  # fast_block runs in this process, without a fork
 
     def __init__(self, prefix: str = "nightwarden", ipv6: bool = True, lock_timeout: float = 30):
         self.prefix = prefix

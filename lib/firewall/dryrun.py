@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..fsutil import atomic_write
 from ..logsetup import get
@@ -46,8 +46,7 @@ class DryRunBackend(Backend):
 
     def _live(self) -> dict[str, dict]:
         now = time.time()
-        return {k: v for k, v in self._entries.items()
-                if v["expires"] is None or v["expires"] > now}
+        return {k: v for k, v in self._entries.items() if v["expires"] is None or v["expires"] > now}
 
     def ensure(self, filters: Sequence[Filter] = ()) -> None:
         self._record(f"set up base rules ({len(filters)} advanced filters)")
@@ -74,8 +73,10 @@ class DryRunBackend(Backend):
         for e in entries:
             self._entries.pop(self._key(e), None)
         if entries:
-            self._record(f"remove {', '.join(display(e.network) for e in entries[:5])}"
-                         + (f" and {len(entries) - 5} more" if len(entries) > 5 else ""))
+            self._record(
+                f"remove {', '.join(display(e.network) for e in entries[:5])}"
+                + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            )
         self._save()
 
     def list(self) -> list[KernelEntry]:

@@ -6,7 +6,7 @@ of our own jumped from INPUT. Every iptables call waits for the xtables lock (-w
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import proc
 from ..errors import FirewallError
@@ -42,8 +42,9 @@ class IpsetBackend(Backend):
     def _ipset_restore(self, lines: list[str]) -> None:
         if not lines:
             return
-        done = proc.run([self.ipset, "restore", "-exist"], input=("\n".join(lines) + "\n").encode(),
-                        timeout=120)
+        done = proc.run(
+            [self.ipset, "restore", "-exist"], input=("\n".join(lines) + "\n").encode(), timeout=120
+        )
         if done.returncode != 0:
             raise FirewallError(f"ipset restore refused the change: {done.error_line}")
 
@@ -63,21 +64,31 @@ class IpsetBackend(Backend):
             for version in self.families():
                 family = "inet" if version == 4 else "inet6"
                 timeout = " timeout 0" if kind == "temp" else ""
-                creates.append(f"create {self.set_name(kind, version)} hash:net family {family}"
-                               f" hashsize 4096 maxelem {MAXELEM}{timeout}")
+                creates.append(
+                    f"create {self.set_name(kind, version)} hash:net family {family}"
+                    f" hashsize 4096 maxelem {MAXELEM}{timeout}"
+                )
         self._ipset_restore(creates)
         for version in self.families():
-            rules = ["*filter", f":{self.chain} - [0:0]",
-                     f"-A {self.chain} -m set --match-set {self.set_name('allow', version)} src -j RETURN"]
+            rules = [
+                "*filter",
+                f":{self.chain} - [0:0]",
+                f"-A {self.chain} -m set --match-set {self.set_name('allow', version)} src -j RETURN",
+            ]
             for flt in filters:
                 if flt.rule.direction == "in" and flt.rule.network.version == version:
                     rules.append(f"-A {self.chain} {self._filter_rule(flt)}")
             for kind in ("perm", "temp"):
-                rules.append(f"-A {self.chain} -m set --match-set {self.set_name(kind, version)} src"
-                             f" -m comment --comment \"{self.prefix} {kind}\" -j DROP")
+                rules.append(
+                    f"-A {self.chain} -m set --match-set {self.set_name(kind, version)} src"
+                    f' -m comment --comment "{self.prefix} {kind}" -j DROP'
+                )
             rules.append("COMMIT")
-            done = proc.run([self.restore[version], "-w", str(int(self.lock_timeout)), "--noflush"],
-                            input=("\n".join(rules) + "\n").encode(), timeout=60)
+            done = proc.run(
+                [self.restore[version], "-w", str(int(self.lock_timeout)), "--noflush"],
+                input=("\n".join(rules) + "\n").encode(),
+                timeout=60,
+            )
             if done.returncode != 0:
                 raise FirewallError(f"{self.restore[version]} refused our chain: {done.error_line}")
             if self._xt(version, "-C", *self._jump(), check=False).returncode != 0:
@@ -96,8 +107,7 @@ class IpsetBackend(Backend):
         return f"-p {r.proto} {side} {r.network} -m multiport {flag} {ports} -j {target}"
 
     def is_ready(self) -> bool:
-        return all(self._xt(v, "-C", *self._jump(), check=False).returncode == 0
-                   for v in self.families())
+        return all(self._xt(v, "-C", *self._jump(), check=False).returncode == 0 for v in self.families())
 
     def block(self, entries: Sequence[Entry]) -> None:
         lines = []
@@ -107,8 +117,9 @@ class IpsetBackend(Backend):
         self._ipset_restore(lines)
 
     def unblock(self, entries: Sequence[Entry]) -> None:
-        self._ipset_restore([f"del {self.set_name(e.kind, e.network.version)} {e.network}"
-                             for e in self.wanted(entries)])
+        self._ipset_restore(
+            [f"del {self.set_name(e.kind, e.network.version)} {e.network}" for e in self.wanted(entries)]
+        )
 
     def list(self) -> list[KernelEntry]:
         out: list[KernelEntry] = []

@@ -11,8 +11,8 @@ The kernel has no timeouts here: temp entries expire through the scheduled runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import proc
 from ..errors import FirewallError, UnavailableError
@@ -127,6 +127,7 @@ class IptcBackend(Backend):
             inp = self._chain(table, "INPUT")
             if not any(r.target.name == self.main for r in inp.rules):
                 inp.insert_rule(self._tagged(version, self.main, "jump"))
+
         self._transaction(work)
 
     def _filter_rule(self, version: int, flt: Filter):
@@ -176,12 +177,13 @@ class IptcBackend(Backend):
                 if e.network.version != version or src in existing[e.kind]:
                     continue
                 if e.kind == "allow":
-                    self._chain(table, self.main).insert_rule(
-                        self._tagged(version, "RETURN", "allow", src))
+                    self._chain(table, self.main).insert_rule(self._tagged(version, "RETURN", "allow", src))
                 else:
                     self._chain(table, self.sub[e.kind]).append_rule(
-                        self._tagged(version, "DROP", e.kind, src))
+                        self._tagged(version, "DROP", e.kind, src)
+                    )
                 existing[e.kind].add(src)
+
         self._transaction(work)
 
     def unblock(self, entries: Sequence[Entry]) -> None:
@@ -194,9 +196,11 @@ class IptcBackend(Backend):
                     continue
                 chain = self._chain(table, self.main if kind == "allow" else self.sub[kind])
                 for rule in list(chain.rules):
-                    if self._src(rule) in targets and (kind != "allow" or
-                                                       self._comment(rule) == f"{self.prefix}:allow"):
+                    if self._src(rule) in targets and (
+                        kind != "allow" or self._comment(rule) == f"{self.prefix}:allow"
+                    ):
                         chain.delete_rule(rule)
+
         self._transaction(work)
 
     def list(self) -> list[KernelEntry]:
@@ -220,6 +224,7 @@ class IptcBackend(Backend):
             if table.is_chain(self.sub[kind]):
                 counted.append(self._count_rules(table, self.sub[kind]))
                 self._chain(table, self.sub[kind]).flush()
+
         self._transaction(work)
         return sum(counted)
 
@@ -235,6 +240,7 @@ class IptcBackend(Backend):
             for name in (self.main, *self.sub.values()):
                 if table.is_chain(name):
                     table.delete_chain(name)
+
         self._transaction(work)
 
     def describe(self) -> str:

@@ -59,7 +59,7 @@ def run_script(script: str, json_output: bool = False) -> tuple[int, str, str]:
         lib.nft_ctx_buffer_output(ctx)
         lib.nft_ctx_buffer_error(ctx)
         _local.ctx, _local.netns = ctx, netns
-    lib.nft_ctx_output_set_flags(ctx, 1 << 4 if json_output else 0)   # NFT_CTX_OUTPUT_JSON
+    lib.nft_ctx_output_set_flags(ctx, 1 << 4 if json_output else 0)  # NFT_CTX_OUTPUT_JSON
     rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
     out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
     err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")

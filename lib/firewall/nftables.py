@@ -7,12 +7,12 @@ are plain hashes. The input chain accepts the allow sets first, then drops the o
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import proc
-from . import libnft
 from ..errors import FirewallError, UnavailableError
 from ..netaddr import Network, display
+from . import libnft
 from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
 
 
@@ -66,8 +66,9 @@ class NftablesBackend(Backend):
             flags = [f for f, on in (("interval", net), ("timeout", kind == "temp")) if on]
             flag_text = f" flags {', '.join(flags)};" if flags else ""
             lines.append(f"add set {self.table} {name} {{ type ipv{version}_addr;{flag_text} }}")
-        lines.append(f"add chain {self.table} input {{ type filter hook input priority filter - 10;"
-                     f" policy accept; }}")
+        lines.append(
+            f"add chain {self.table} input {{ type filter hook input priority filter - 10; policy accept; }}"
+        )
         lines.append(f"flush chain {self.table} input")
         rule = f"add rule {self.table} input"
         for version in self.families():
@@ -81,8 +82,10 @@ class NftablesBackend(Backend):
             for version in self.families():
                 ipf = "ip" if version == 4 else "ip6"
                 for net in (False, True):
-                    lines.append(f"{rule} {ipf} saddr @{self._set_name(kind, version, net)}"
-                                 f" counter drop comment \"nightwarden {kind}\"")
+                    lines.append(
+                        f"{rule} {ipf} saddr @{self._set_name(kind, version, net)}"
+                        f' counter drop comment "nightwarden {kind}"'
+                    )
         self._apply("\n".join(lines) + "\n")
 
     def _filter_rule(self, flt: Filter) -> str:
@@ -116,11 +119,12 @@ class NftablesBackend(Backend):
             if name.startswith("temp"):
                 # add, delete, add: refreshes the timeout of an entry that is already there,
                 # on every kernel, in one transaction.
-                timed = ", ".join(display(e.network) + (f" timeout {e.ttl}s" if e.ttl else "")
-                                  for e in group)
-                lines += [f"add element {self.table} {name} {{ {plain} }}",
-                          f"delete element {self.table} {name} {{ {plain} }}",
-                          f"add element {self.table} {name} {{ {timed} }}"]
+                timed = ", ".join(display(e.network) + (f" timeout {e.ttl}s" if e.ttl else "") for e in group)
+                lines += [
+                    f"add element {self.table} {name} {{ {plain} }}",
+                    f"delete element {self.table} {name} {{ {plain} }}",
+                    f"add element {self.table} {name} {{ {timed} }}",
+                ]
             else:
                 lines.append(f"add element {self.table} {name} {{ {plain} }}")
         if lines:
@@ -131,10 +135,13 @@ class NftablesBackend(Backend):
         entries are new; the responder's `block` of the same hosts refreshes them later."""
         lines = []
         for version in self.families():
-            mine = ", ".join(display(h) + (f" timeout {ttl}s" if ttl else "")
-                             for h in hosts if h.version == version)
+            mine = ", ".join(
+                display(h) + (f" timeout {ttl}s" if ttl else "") for h in hosts if h.version == version
+            )
             if mine:
-                lines.append(f"add element {self.table} {self._set_name('temp', version, False)} {{ {mine} }}")
+                lines.append(
+                    f"add element {self.table} {self._set_name('temp', version, False)} {{ {mine} }}"
+                )
         if lines:
             self._apply("\n".join(lines) + "\n")
 
@@ -142,8 +149,10 @@ class NftablesBackend(Backend):
         lines = []
         for name, group in self._group(entries).items():
             plain = ", ".join(display(e.network) for e in group)
-            lines += [f"add element {self.table} {name} {{ {plain} }}",
-                      f"delete element {self.table} {name} {{ {plain} }}"]
+            lines += [
+                f"add element {self.table} {name} {{ {plain} }}",
+                f"delete element {self.table} {name} {{ {plain} }}",
+            ]
         if lines:
             self._apply("\n".join(lines) + "\n")
 
@@ -181,8 +190,11 @@ class NftablesBackend(Backend):
         done = proc.run([self.nft, "-j", "list", "table", *self.table.split()], timeout=60)
         count = 0
         if done.returncode == 0:
-            count = sum(len(item["set"].get("elem", [])) for item in json.loads(done.stdout)["nftables"]
-                        if "set" in item and item["set"]["name"].startswith(kind))
+            count = sum(
+                len(item["set"].get("elem", []))
+                for item in json.loads(done.stdout)["nftables"]
+                if "set" in item and item["set"]["name"].startswith(kind)
+            )
         lines = [f"flush set {self.table} {name}" for k, _, _, name in self._sets() if k == kind]
         self._apply("\n".join(lines) + "\n")
         return count
@@ -194,4 +206,3 @@ class NftablesBackend(Backend):
 
     def describe(self) -> str:
         return f"nftables (table {self.table})"
-

@@ -11,11 +11,11 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import NightwardenError
@@ -29,7 +29,7 @@ log = get("mail")
 
 @dataclass
 class SendResult:
-    status: str          # "sent", "spooled" or "dry-run"
+    status: str  # "sent", "spooled" or "dry-run"
     where: str
     error: str = ""
 
@@ -41,8 +41,9 @@ class Outbox:
     def pending(self) -> list[Path]:
         if not self.path.is_dir():
             return []
-        return sorted(p for p in self.path.iterdir() if p.suffix == ".eml" and p.is_file()
-                      and not p.is_symlink())
+        return sorted(
+            p for p in self.path.iterdir() if p.suffix == ".eml" and p.is_file() and not p.is_symlink()
+        )
 
     def spool(self, msg: EmailMessage) -> Path:
         ensure_dir(self.path, 0o700)
@@ -69,11 +70,19 @@ class Mailer:
 
     def base_fields(self) -> dict:
         now = datetime.now().astimezone()
-        return {"hostname": self.config.hostname, "time": now.strftime("%a %b %d %H:%M:%S %Y %z"),
-                "tool": "nightwarden"}
+        return {
+            "hostname": self.config.hostname,
+            "time": now.strftime("%a %b %d %H:%M:%S %Y %z"),
+            "tool": "nightwarden",
+        }
 
-    def build(self, template: str, fields: dict, images: dict[str, bytes] | None = None,
-              attachments: list[tuple[str, bytes, str]] | None = None) -> EmailMessage:
+    def build(
+        self,
+        template: str,
+        fields: dict,
+        images: dict[str, bytes] | None = None,
+        attachments: list[tuple[str, bytes, str]] | None = None,
+    ) -> EmailMessage:
         """A multipart/alternative message (text, HTML with inline images) from a template."""
         m = self.config.mail
         all_fields = {**self.base_fields(), **fields}
@@ -82,7 +91,7 @@ class Mailer:
         msg["From"] = m.sender or r.sender or f"nightwarden@{self.config.hostname}"
         msg["To"] = m.to or r.to or "root"
         msg["Subject"] = r.subject
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
+        msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = make_msgid(domain=self.config.hostname or None)
         msg["X-Nightwarden-Template"] = template
         msg.set_content(r.text)
@@ -91,8 +100,14 @@ class Mailer:
             if images:
                 html_part = msg.get_payload()[-1]
                 for cid, data in images.items():
-                    html_part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>",
-                                          filename=f"{cid}.png", disposition="inline")
+                    html_part.add_related(
+                        data,
+                        maintype="image",
+                        subtype="png",
+                        cid=f"<{cid}>",
+                        filename=f"{cid}.png",
+                        disposition="inline",
+                    )
         for filename, data, mime in attachments or []:
             maintype, subtype = mime.split("/", 1)
             msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
@@ -127,7 +142,7 @@ class Mailer:
                 log.warning("outbox: %s is unreadable (%s); moved aside", path.name, e)
                 os.replace(path, path.with_suffix(".bad"))
                 continue
-            self.transport.deliver(msg)   # raises: the caller spools or reports
+            self.transport.deliver(msg)  # raises: the caller spools or reports
             path.unlink()
             sent += 1
         return sent, len(pending) - sent

@@ -66,6 +66,7 @@ def fill(template: str, fields: dict, escape: bool = False) -> str:
             return match.group(0)
         value = _as_text(fields[key])
         return html.escape(value) if escape else value
+
     return PLACEHOLDER.sub(sub, template)
 
 
@@ -74,7 +75,7 @@ def split_headers(text: str, where: str) -> tuple[dict[str, str], str]:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
-            return headers, "\n".join(lines[i + 1:]).rstrip("\n") + "\n"
+            return headers, "\n".join(lines[i + 1 :]).rstrip("\n") + "\n"
         key, sep, value = line.partition(":")
         if not sep or key.strip().lower() not in ("from", "to", "subject"):
             raise DataError(f"{where}:{i + 1}: expected a From:, To: or Subject: header line")
@@ -94,9 +95,11 @@ def render(name: str, fields: dict, user_dir: str = "", want_html: bool = True) 
         if html_found is not None:
             html_body = fill(html_found[0], fields, escape=True)
         else:
-            html_body = ("<html><body><pre>" + html.escape(fill(body, fields)) +
-                         "</pre></body></html>\n")
-    return Rendered(subject=" ".join(fill(headers.get("subject", name), fields).split()),
-                    sender=fill(headers.get("from", ""), fields),
-                    to=fill(headers.get("to", ""), fields),
-                    text=fill(body, fields), html=html_body)
+            html_body = "<html><body><pre>" + html.escape(fill(body, fields)) + "</pre></body></html>\n"
+    return Rendered(
+        subject=" ".join(fill(headers.get("subject", name), fields).split()),
+        sender=fill(headers.get("from", ""), fields),
+        to=fill(headers.get("to", ""), fields),
+        text=fill(body, fields),
+        html=html_body,
+    )

@@ -95,8 +95,16 @@ class SendmailTransport(Transport):
 class SmtpTransport(Transport):
     name = "smtp"
 
-    def __init__(self, host: str, port: int, security: str, user: str = "",
-                 password: Secret | None = None, timeout: float = 30, cafile: str = ""):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: str,
+        user: str = "",
+        password: Secret | None = None,
+        timeout: float = 30,
+        cafile: str = "",
+    ):
         self.host, self.port, self.security = host, port, security
         self.user, self.password, self.timeout, self.cafile = user, password, timeout, cafile
 
@@ -106,8 +114,7 @@ class SmtpTransport(Transport):
     def deliver(self, msg: EmailMessage) -> None:
         try:
             if self.security == "tls":
-                client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                          context=self._context())
+                client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context())
             else:
                 client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with client:
@@ -119,8 +126,9 @@ class SmtpTransport(Transport):
                     client.login(self.user, self.password.reveal() if self.password else "")
                 client.send_message(msg)
         except smtplib.SMTPAuthenticationError as e:
-            raise UnavailableError(f"SMTP {self.host}:{self.port}: authentication failed "
-                                   f"for {self.user!r} ({e.smtp_code})") from None
+            raise UnavailableError(
+                f"SMTP {self.host}:{self.port}: authentication failed for {self.user!r} ({e.smtp_code})"
+            ) from None
         except (OSError, smtplib.SMTPException, ssl.SSLError) as e:
             raise UnavailableError(f"SMTP {self.host}:{self.port}: {e.__class__.__name__}: {e}") from None
 
@@ -158,8 +166,15 @@ def make_transport(config) -> Transport:
     if kind == "sendmail":
         return SendmailTransport(m.sendmail)
     if kind == "smtp":
-        return SmtpTransport(m.smtp_host, m.smtp_port, m.smtp_security, m.smtp_user,
-                             read_password(m), m.smtp_timeout, m.smtp_cafile)
+        return SmtpTransport(
+            m.smtp_host,
+            m.smtp_port,
+            m.smtp_security,
+            m.smtp_user,
+            read_password(m),
+            m.smtp_timeout,
+            m.smtp_cafile,
+        )
     return NullTransport()
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nightwarden.lib.config import SYSTEM_CONFIG
-from .cron import Cron
-from .cron import parse
 from nightwarden.lib.logsetup import get
+
+from .cron import Cron, parse
 
 log = get("schedule")
 
@@ -46,7 +46,7 @@ def command(config) -> str:
     here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
     if here is not None and here.name == "nightwarden" and here.is_file():
         return str(here)
-    beside = Path(sys.executable).parent / "nightwarden"     # the same virtualenv
+    beside = Path(sys.executable).parent / "nightwarden"  # the same virtualenv
     if beside.is_file():
         return str(beside)
     found = shutil.which("nightwarden")
@@ -94,8 +94,10 @@ def render_cron(config) -> str:
     for e in entries(config):
         argv = command_line(config, e.job)
         lines.append(f"# {e.job}: {e.summary}")
-        lines.append(f"{' '.join(e.cron.fields):<14} {sch.user}  flock -n -o "
-                     f"{_sh(str(locks / (e.job + '.lock')))} {argv}")
+        lines.append(
+            f"{' '.join(e.cron.fields):<14} {sch.user}  flock -n -o "
+            f"{_sh(str(locks / (e.job + '.lock')))} {argv}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -115,32 +117,39 @@ def render_timers(config) -> dict[str, str]:
             f"[Unit]\nDescription=nightwarden {e.job}: {e.summary}\n"
             f"Documentation=file:///usr/share/doc/nightwarden/README.md\nAfter=network-online.target\n\n"
             f"[Service]\nType=oneshot\nExecStart={argv}\nNice=10\nIOSchedulingClass=idle\n"
-            f"StateDirectory=nightwarden\nLogsDirectory=nightwarden\n")
+            f"StateDirectory=nightwarden\nLogsDirectory=nightwarden\n"
+        )
         out[f"nightwarden-{e.job}.timer"] = (
             f"[Unit]\nDescription=nightwarden {e.job} ({' '.join(e.cron.fields)})\n\n"
             f"[Timer]\nOnCalendar={e.cron.on_calendar()}\n"
             + ("AccuracySec=1s\n" if frequent else "Persistent=true\nRandomizedDelaySec=60\n")
-            + "\n[Install]\nWantedBy=timers.target\n")
+            + "\n[Install]\nWantedBy=timers.target\n"
+        )
     return out
 
 
 def render_listener_unit(config) -> str:
     template = (Path(__file__).parent / "systemd" / "nightwarden-listener.service").read_text()
     argv = command_line(config, "listen")
-    return "\n".join(f"ExecStart={argv}" if line.startswith("ExecStart=") else line
-                     for line in template.splitlines()) + "\n"
+    return (
+        "\n".join(
+            f"ExecStart={argv}" if line.startswith("ExecStart=") else line for line in template.splitlines()
+        )
+        + "\n"
+    )
 
 
 def render_logrotate(config) -> str:
     template = (Path(__file__).parent / "systemd" / "logrotate.conf").read_text()
-    return (template.replace("@LOG_DIR@", str(config.log_dir))
-            .replace("@STATE_DIR@", str(config.state_dir)))
+    return template.replace("@LOG_DIR@", str(config.log_dir)).replace("@STATE_DIR@", str(config.state_dir))
 
 
 # -- APScheduler ------------------------------------------------------------------------------
 
+
 def trigger(entry: ScheduledJob, timezone=None):
     from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger(timezone=timezone, **entry.cron.apscheduler_kwargs())
 
 
@@ -161,9 +170,14 @@ def spawn_job(argv: list[str], job: str) -> int:
 def scheduler(config):
     """An APScheduler 3.x scheduler (in a thread of its own) with every entry; not started."""
     from apscheduler.schedulers.background import BackgroundScheduler
-    sch = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
-                                            "misfire_grace_time": 300})
+
+    sch = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
     for e in entries(config):
-        sch.add_job(spawn_job, trigger(e), args=[job_argv(config, e.job), e.job], id=e.job,
-                    name=f"nightwarden {e.job}")
+        sch.add_job(
+            spawn_job,
+            trigger(e),
+            args=[job_argv(config, e.job), e.job],
+            id=e.job,
+            name=f"nightwarden {e.job}",
+        )
     return sch

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 
 DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-          ("day of week", 0, 6)]
+FIELDS = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 6),
+]
 _ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(\d+))?$")
 
 
@@ -26,7 +31,7 @@ class CronError(ValueError):
 class Cron:
     text: str
     fields: tuple[str, ...]
-    values: tuple[frozenset, ...]     # the values each field allows
+    values: tuple[frozenset, ...]  # the values each field allows
 
     def apscheduler_kwargs(self) -> dict:
         minute, hour, dom, month, dow = self.fields
@@ -47,8 +52,10 @@ def _value(token: str, index: int, text: str) -> int:
     name, low, high = FIELDS[index]
     if index == 4:
         if token.isdigit():
-            raise CronError(f"{text!r}: write the day of week as a name (sun, mon-fri), not "
-                            f"{token}: APScheduler reads 0 as Monday, cron as Sunday")
+            raise CronError(
+                f"{text!r}: write the day of week as a name (sun, mon-fri), not "
+                f"{token}: APScheduler reads 0 as Monday, cron as Sunday"
+            )
         if token not in DAYS:
             raise CronError(f"{text!r}: unknown day of week {token!r} (sun, mon, ... sat)")
         return DAYS.index(token)
@@ -91,8 +98,10 @@ def parse(text: str) -> Cron:
             allowed.update(range(start, end + 1, step))
         values.append(frozenset(allowed))
     if fields[2] != "*" and fields[4] != "*":
-        raise CronError(f"{text!r}: restrict the day of month or the day of week, not both "
-                        f"(cron fires on either, APScheduler only on both)")
+        raise CronError(
+            f"{text!r}: restrict the day of month or the day of week, not both "
+            f"(cron fires on either, APScheduler only on both)"
+        )
     return Cron(text.strip(), fields, tuple(values))
 
 

@@ -21,26 +21,31 @@ UNIT_DIR = Path("/etc/systemd/system")
 
 @dataclass
 class Item:
-    path: Path              # where it goes on the installed system
+    path: Path  # where it goes on the installed system
     content: bytes
     mode: int = 0o644
 
 
 def files(config, timers: bool) -> list[Item]:
-    out = [Item(Path("/etc/logrotate.d/nightwarden"), schedule.render_logrotate(config).encode()),
-           Item(UNIT_DIR / "nightwarden-listener.service",
-                schedule.render_listener_unit(config).encode())]
+    out = [
+        Item(Path("/etc/logrotate.d/nightwarden"), schedule.render_logrotate(config).encode()),
+        Item(UNIT_DIR / "nightwarden-listener.service", schedule.render_listener_unit(config).encode()),
+    ]
     if timers:
-        out += [Item(UNIT_DIR / name, text.encode())
-                for name, text in schedule.render_timers(config).items()]
+        out += [Item(UNIT_DIR / name, text.encode()) for name, text in schedule.render_timers(config).items()]
     else:
         out.append(Item(Path("/etc/cron.d/nightwarden"), schedule.render_cron(config).encode()))
     return out
 
 
 def _dirs(config) -> list[tuple[Path, int]]:
-    return [(config.config_dir, 0o750), (config.state_dir, 0o750), (schedule.lock_dir(config), 0o700),
-            (config.log_dir, 0o750), (config.report_dir, 0o750)]
+    return [
+        (config.config_dir, 0o750),
+        (config.state_dir, 0o750),
+        (schedule.lock_dir(config), 0o700),
+        (config.log_dir, 0o750),
+        (config.report_dir, 0o750),
+    ]
 
 
 def _under(root: Path, path: Path) -> Path:
@@ -62,8 +67,9 @@ def _read_manifest(path: Path) -> dict:
         return {}
 
 
-def install(config, root: Path, timers: bool = False, force: bool = False,
-            dry_run: bool = False) -> list[str]:
+def install(
+    config, root: Path, timers: bool = False, force: bool = False, dry_run: bool = False
+) -> list[str]:
     """Write the files; returns one line per thing done, for the person who asked."""
     said = []
     manifest_path = _manifest_path(config, root)
@@ -90,8 +96,10 @@ def install(config, root: Path, timers: bool = False, force: bool = False,
             continue
         ours = key in old and exists and _sha(current) == old[key]
         if exists and not ours and not force:
-            said.append(f"left alone {target}: it exists and is not the one nightwarden installed "
-                        f"(--force replaces it)")
+            said.append(
+                f"left alone {target}: it exists and is not the one nightwarden installed "
+                f"(--force replaces it)"
+            )
             continue
         verb = "replaced" if exists else "installed"
         said.append(f"{'would be ' + verb if dry_run else verb} {target}")
@@ -125,8 +133,10 @@ def uninstall(config, root: Path, dry_run: bool = False) -> list[str]:
     if not dry_run:
         manifest_path.unlink()
         said += _reload(root, timers=False)
-    said.append(f"kept: configuration in {_under(root, config.config_dir)}, state in "
-                f"{_under(root, config.state_dir)}, logs in {_under(root, config.log_dir)}")
+    said.append(
+        f"kept: configuration in {_under(root, config.config_dir)}, state in "
+        f"{_under(root, config.state_dir)}, logs in {_under(root, config.log_dir)}"
+    )
     return said
 
 
@@ -147,8 +157,10 @@ def _reload(root: Path, timers: bool) -> list[str]:
     if root != Path("/") or not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
         return []
     subprocess.run(["systemctl", "daemon-reload"], check=False)
-    out = ["systemctl daemon-reload done; start the listener with: "
-           "systemctl enable --now nightwarden-listener.service"]
+    out = [
+        "systemctl daemon-reload done; start the listener with: "
+        "systemctl enable --now nightwarden-listener.service"
+    ]
     if timers:
         out.append("enable the timers with: systemctl enable --now 'nightwarden-*.timer'")
     return out

@@ -22,11 +22,13 @@ def test_help_lists_commands_jobs_and_exit_codes():
 
 
 def test_help_imports_no_heavy_module():
-    code = ("import sys; from nightwarden.lib.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('pandas', 'iptc', 'sh', 'tabulate', 'sqlite3', 'apscheduler',"
-            " 'cryptography', 'nightwarden.jobs.report.job') if m in sys.modules]\n"
-            "print(heavy, file=sys.stderr)")
+    code = (
+        "import sys; from nightwarden.lib.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'iptc', 'sh', 'tabulate', 'sqlite3', 'apscheduler',"
+        " 'cryptography', 'nightwarden.jobs.report.job') if m in sys.modules]\n"
+        "print(heavy, file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip() == "[]"
 
@@ -42,6 +44,7 @@ def test_jobs_lists_schedules_with_day_names_only():
     done = run_cli("jobs", check=0)
     assert "report" in done.stdout and "0 6 * * *" in done.stdout
     from nightwarden.jobs import JOBS
+
     assert "listen" in done.stdout and "resident" in done.stdout
     for job in JOBS.values():
         if job.resident:
@@ -91,4 +94,5 @@ def test_dry_run_changes_nothing(tmp_path):
 
 def test_console_script_is_installed():
     assert subprocess.run([NIGHTWARDEN, "--version"], capture_output=True, text=True).stdout.startswith(
-        "nightwarden ")
+        "nightwarden "
+    )

@@ -23,6 +23,7 @@ CRON_DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 
 
 def cron_matches(fields: list[str], when: dt.datetime) -> bool:
     """How Vixie cron reads a line (numbers, names, ranges, lists, steps; Sunday is 0)."""
+
     def allowed(field: str, low: int, high: int, names: dict) -> set[int]:
         out = set()
         for item in field.split(","):
@@ -36,13 +37,20 @@ def cron_matches(fields: list[str], when: dt.datetime) -> bool:
                 b = high if step else a
             out.update(range(a, b + 1, int(step or 1)))
         return out
+
     minute, hour, dom, month, dow = fields
     cron_dow = (when.weekday() + 1) % 7
     dom_ok = when.day in allowed(dom, 1, 31, {})
-    dow_ok = cron_dow in allowed(dow, 0, 6, CRON_DAYS) or (cron_dow == 0 and 7 in allowed(dow, 0, 7, CRON_DAYS))
+    dow_ok = cron_dow in allowed(dow, 0, 6, CRON_DAYS) or (
+        cron_dow == 0 and 7 in allowed(dow, 0, 7, CRON_DAYS)
+    )
     day_ok = (dom_ok or dow_ok) if (dom != "*" and dow != "*") else (dom_ok and dow_ok)
-    return (when.minute in allowed(minute, 0, 59, {}) and when.hour in allowed(hour, 0, 23, {})
-            and when.month in allowed(month, 1, 12, {}) and day_ok)
+    return (
+        when.minute in allowed(minute, 0, 59, {})
+        and when.hour in allowed(hour, 0, 23, {})
+        and when.month in allowed(month, 1, 12, {})
+        and day_ok
+    )
 
 
 def cron_next(fields: list[str], after: dt.datetime) -> dt.datetime:
@@ -72,34 +80,38 @@ def test_next_fire_day_of_every_default_schedule_in_cron_and_apscheduler(tmp_pat
     entries = schedule.entries(cfg)
     assert {e.job for e in entries} == set(EXPECTED)
     for e in entries:
-        trig = schedule.trigger(e, dt.timezone.utc)
-        for base, want in zip(BASES, EXPECTED[e.job]):
+        trig = schedule.trigger(e, dt.UTC)
+        for base, want in zip(BASES, EXPECTED[e.job], strict=True):
             by_cron = cron_next(list(e.cron.fields), base)
-            by_aps = trig.get_next_fire_time(None, base.replace(tzinfo=dt.timezone.utc))
+            by_aps = trig.get_next_fire_time(None, base.replace(tzinfo=dt.UTC))
             assert by_aps.replace(tzinfo=None) == by_cron, (e.job, base)
             assert by_cron.strftime("%a %H:%M") == want, (e.job, base)
     purge = next(e for e in entries if e.job == "purge")
     after = cron_next(list(purge.cron.fields), BASES[1])
-    assert (after - BASES[1]).days == 6        # the Sunday after, not the Monday
+    assert (after - BASES[1]).days == 6  # the Sunday after, not the Monday
 
 
 def test_why_days_are_names_apscheduler_reads_0_as_monday():
     from apscheduler.triggers.cron import CronTrigger
-    base = dt.datetime(2026, 11, 18, tzinfo=dt.timezone.utc)
-    numeric = CronTrigger.from_crontab("30 3 * * 0", timezone=dt.timezone.utc)
-    assert numeric.get_next_fire_time(None, base).strftime("%a") == "Mon"   # cron: Sunday
+
+    base = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
+    numeric = CronTrigger.from_crontab("30 3 * * 0", timezone=dt.UTC)
+    assert numeric.get_next_fire_time(None, base).strftime("%a") == "Mon"  # cron: Sunday
     with pytest.raises(cronexpr.CronError, match="as a name"):
         cronexpr.parse("30 3 * * 0")
 
 
-@pytest.mark.parametrize("text,message", [
-    ("30 3 * *", "five fields"),
-    ("61 3 * * sun", "minute 61 is out of range"),
-    ("30 3 1 * mon", "not both"),
-    ("30 3 * * funday", "unknown day of week"),
-    ("30 3 * * 1-5", "as a name"),
-    ("*/0 * * * *", "at least 1"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("30 3 * *", "five fields"),
+        ("61 3 * * sun", "minute 61 is out of range"),
+        ("30 3 1 * mon", "not both"),
+        ("30 3 * * funday", "unknown day of week"),
+        ("30 3 * * 1-5", "as a name"),
+        ("*/0 * * * *", "at least 1"),
+    ],
+)
 def test_bad_schedules_are_refused(text, message):
     with pytest.raises(cronexpr.CronError, match=message):
         cronexpr.parse(text)
@@ -116,38 +128,52 @@ def test_a_bad_schedule_in_the_config_names_file_and_key(tmp_path):
 def test_an_override_reaches_cron_apscheduler_and_systemd_alike(tmp_path):
     cfg = write_config(tmp_path, '\n[schedule.jobs]\npurge = "45 2 * * sat,sun"\nreport = "off"\n')
     done = run_cli("--config", str(cfg), "schedule", "cron", check=0)
-    assert re.search(r"^45 2 \* \* sat,sun +root +flock -n -o \S+/purge.lock \S+nightwarden "
-                     r"--config \S+ -q purge$", done.stdout, re.M)
+    assert re.search(
+        r"^45 2 \* \* sat,sun +root +flock -n -o \S+/purge.lock \S+nightwarden "
+        r"--config \S+ -q purge$",
+        done.stdout,
+        re.M,
+    )
     assert " report" not in done.stdout
     shown = run_cli("--config", str(cfg), "schedule", "show", check=0).stdout
     assert "Sat,Sun *-*-* 02:45:00" in shown and "report" not in shown
     assert "off" in run_cli("--config", str(cfg), "jobs", check=0).stdout
 
 
+@pytest.mark.peer
 def test_systemd_calendar_agrees(tmp_path):
     need("systemd-analyze")
-    cfg = load_config(write_config(tmp_path, '\n[schedule.jobs]\npurge = "30 3 * * sun"\n'
-                                             'integrity = "*/20 1-3 * jan,jul *"\n'))
+    cfg = load_config(
+        write_config(
+            tmp_path, '\n[schedule.jobs]\npurge = "30 3 * * sun"\nintegrity = "*/20 1-3 * jan,jul *"\n'
+        )
+    )
     for e in schedule.entries(cfg):
-        done = subprocess.run(["systemd-analyze", "calendar", e.cron.on_calendar()],
-                              capture_output=True, text=True, env={**os.environ, "TZ": "UTC"})
+        done = subprocess.run(
+            ["systemd-analyze", "calendar", e.cron.on_calendar()],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TZ": "UTC"},
+        )
         assert done.returncode == 0, done.stderr
         m = re.search(r"Next elapse: \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", done.stdout)
-        now = dt.datetime.now(dt.timezone.utc)
-        want = schedule.trigger(e, dt.timezone.utc).get_next_fire_time(None, now)
+        now = dt.datetime.now(dt.UTC)
+        want = schedule.trigger(e, dt.UTC).get_next_fire_time(None, now)
         assert m.group(1) == want.strftime("%Y-%m-%d %H:%M:%S"), (e.job, done.stdout)
 
 
 # -- the files ---------------------------------------------------------------------------------
 
+
 def rendered_defaults(tmp_path):
     path = tmp_path / "render.toml"
     path.write_text('[schedule]\ncommand = "/usr/local/sbin/nightwarden"\n')
     cfg = load_config(path)
-    cfg.files = []                      # as for the system configuration
+    cfg.files = []  # as for the system configuration
     return cfg
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="the shipped files are rendered for root's paths")
 def test_the_shipped_files_are_the_default_rendering(tmp_path):
     cfg = rendered_defaults(tmp_path)
@@ -163,7 +189,7 @@ def check_with_cron(cron_file: Path, tmp_path: Path) -> None:
     env = [ln for ln in lines if re.match(r"^[A-Z]+=", ln)]
     assert {ln.split("=")[0] for ln in env} == {"SHELL", "PATH", "MAILTO"}
     user_format = []
-    for ln in lines[len(env):]:
+    for ln in lines[len(env) :]:
         fields = ln.split(None, 6)
         assert fields[5] == "root" and fields[6].startswith("flock -n -o /"), ln
         assert not any(c.isdigit() for c in fields[4]) or fields[4] == "*", ln
@@ -171,12 +197,22 @@ def check_with_cron(cron_file: Path, tmp_path: Path) -> None:
     need("crontab", "unshare")
     plain = tmp_path / "user-crontab"
     plain.write_text("\n".join(env + user_format) + "\n")
-    done = subprocess.run(["unshare", "-m", "sh", "-c",
-                           f"mount -t tmpfs tmpfs /var/spool/cron/crontabs && crontab -u root {plain}"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"mount -t tmpfs tmpfs /var/spool/cron/crontabs && crontab -u root {plain}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "error" not in done.stderr.lower(), done.stderr
 
 
+@pytest.mark.root
+@pytest.mark.peer
 @pytest.mark.skipif(os.geteuid() != 0, reason="crontab's check runs in a private mount (root)")
 def test_install_root_writes_files_cron_logrotate_and_systemd_accept(tmp_path):
     need("logrotate")
@@ -187,8 +223,11 @@ def test_install_root_writes_files_cron_logrotate_and_systemd_accept(tmp_path):
     assert f"installed {root}/etc/logrotate.d/nightwarden" in done.stdout
     assert f"installed {root}/etc/systemd/system/nightwarden-listener.service" in done.stdout
     check_with_cron(root / "etc/cron.d/nightwarden", tmp_path)
-    rot = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"),
-                          str(root / "etc/logrotate.d/nightwarden")], capture_output=True, text=True)
+    rot = subprocess.run(
+        ["logrotate", "-d", "-s", str(tmp_path / "state"), str(root / "etc/logrotate.d/nightwarden")],
+        capture_output=True,
+        text=True,
+    )
     assert rot.returncode == 0 and "error" not in rot.stderr.lower(), rot.stderr
     # a second install changes nothing; a changed file survives uninstall
     again = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
@@ -204,6 +243,7 @@ def test_install_root_writes_files_cron_logrotate_and_systemd_accept(tmp_path):
     assert "left alone" in again and "--force" in again
 
 
+@pytest.mark.peer
 def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     need("systemd-analyze")
     cfg = write_config(tmp_path)
@@ -214,8 +254,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     assert len(units) == 1 + 2 * 7
     purge = (root / "etc/systemd/system/nightwarden-purge.timer").read_text()
     assert "OnCalendar=Sun *-*-* 03:30:00" in purge and "Persistent=true" in purge
-    verify = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True,
-                            text=True)
+    verify = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     listener = (root / "etc/systemd/system/nightwarden-listener.service").read_text()
     assert "Type=notify" in listener and "WatchdogSec=" in listener
@@ -225,7 +264,8 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     assert f"installed {root}/etc/cron.d/nightwarden" in done
     assert done.count("removed ") == 14
     assert [u.name for u in (root / "etc/systemd/system").glob("nightwarden-*")] == [
-        "nightwarden-listener.service"]
+        "nightwarden-listener.service"
+    ]
 
 
 def test_install_dry_run_writes_nothing(tmp_path):
@@ -238,6 +278,7 @@ def test_install_dry_run_writes_nothing(tmp_path):
 
 # -- running the schedule -----------------------------------------------------------------------
 
+
 def test_a_scheduled_run_is_its_own_process_and_recorded(tmp_path):
     box = tmp_path / "sb"
     cfg = load_config_sandbox(box)
@@ -245,20 +286,27 @@ def test_a_scheduled_run_is_its_own_process_and_recorded(tmp_path):
     assert code == 0
     done = run_cli("--sandbox", str(box), "runs", "--job", "expire", "--json", check=0)
     import json
+
     (row,) = json.loads(done.stdout)
     assert row["job"] == "expire" and row["exit_code"] == 0 and "expired" in row["summary"]
 
 
 def load_config_sandbox(box: Path):
     from nightwarden.jobs import load_config
+
     return load_config(sandbox=str(box))
 
 
 def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
     box = tmp_path / "sb"
     from helpers import NIGHTWARDEN
-    proc = subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "schedule", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    proc = subprocess.Popen(
+        [NIGHTWARDEN, "--sandbox", str(box), "schedule", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 20
         log = box / "log" / "nightwarden.log"
@@ -274,10 +322,15 @@ def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
 def test_schedule_run_stops_cleanly_even_at_once(tmp_path):
     """SIGTERM right after start (before the scheduler runs) still ends it with 0."""
     from helpers import NIGHTWARDEN
+
     box = tmp_path / "sb"
     for delay in (0.05, 0.3, 0.8):
-        proc = subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "schedule", "run"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [NIGHTWARDEN, "--sandbox", str(box), "schedule", "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)

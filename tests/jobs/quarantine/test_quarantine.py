@@ -17,6 +17,8 @@ import pytest
 
 from helpers import load_config, run_cli, write_config
 
+pytestmark = pytest.mark.root
+
 NOBODY = 65534
 ELF = Path("/bin/true").read_bytes()
 
@@ -67,8 +69,12 @@ def test_quarantine_and_gnu_tar_restores_path_owner_mode_mtime(tmp_path):
     restored = out / str(watched).lstrip("/") / "x" / "payload"
     st = restored.stat()
     assert restored.read_bytes() == ELF
-    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777, int(st.st_mtime)) == (NOBODY, NOBODY, 0o4750,
-                                                                               1_700_000_000)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777, int(st.st_mtime)) == (
+        NOBODY,
+        NOBODY,
+        0o4750,
+        1_700_000_000,
+    )
     php = out / str(watched).lstrip("/") / "run.php"
     assert php.stat().st_mode & 0o777 == 0o600
     listing = run_cli("--config", str(cfg), "quarantine", "list", check=0).stdout
@@ -98,7 +104,7 @@ def test_hostile_names_round_trip_through_gnu_tar(tmp_path):
     names = [b"new\nline.sh", b"latin1-\xe9\xff.sh", b"-rf.sh", b"semi;colon", b"x" * 252 + b".sh"]
     deep = watched
     for i in range(30):
-        deep = deep / ("d%02d" % i + "y" * 90)
+        deep = deep / (f"d{i:02d}" + "y" * 90)
     wb = os.fsencode(watched)
     for name in names:
         plant(Path(os.fsdecode(wb + b"/" + name)), b"#!/bin/sh\n" + name)
@@ -148,7 +154,8 @@ def test_report_mode_touches_nothing_and_alerts_once(tmp_path):
 def test_ignore_rules_in_csf_fignore_format(tmp_path):
     watched, cfg = setup(tmp_path)
     (tmp_path / "etc" / "nightwarden.fignore").write_text(
-        f"{watched}/exact.sh\n{watched}/*.pid.sh\n{watched}/clamav.*\nuser:daemon\n[unclosed\n")
+        f"{watched}/exact.sh\n{watched}/*.pid.sh\n{watched}/clamav.*\nuser:daemon\n[unclosed\n"
+    )
     plant(watched / "exact.sh", b"#!/bin/sh\n")
     plant(watched / "123.pid.sh", b"#!/bin/sh\n")
     plant(watched / "clamav-tmp" / "scan.sh", b"#!/bin/sh\n")
@@ -178,12 +185,13 @@ def test_a_run_killed_mid_archive_is_cut_back_at_the_next_run(tmp_path):
     plant(watched / "one.sh", b"#!/bin/sh\n1\n")
     sweep(cfg, code=1)
     committed = archive(tmp_path).stat().st_size
-    with open(archive(tmp_path), "ab") as f:        # what a killed run leaves behind
+    with open(archive(tmp_path), "ab") as f:  # what a killed run leaves behind
         f.write(b"\x00garbage" * 300)
     plant(watched / "two.sh", b"#!/bin/sh\n2\n")
     sweep(cfg, code=1)
-    names = subprocess.run(["tar", "-tf", str(archive(tmp_path))], capture_output=True, text=True,
-                           check=True).stdout.split()
+    names = subprocess.run(
+        ["tar", "-tf", str(archive(tmp_path))], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert [Path(n).name for n in names] == ["one.sh", "two.sh"]
     assert archive(tmp_path).stat().st_size >= committed
 
@@ -234,25 +242,29 @@ ATTACKER = textwrap.dedent("""
 """)
 
 
-
+@pytest.mark.slow
 def test_racing_attacker_cannot_make_the_sweep_touch_anything_outside(open_tmp):
     tmp_path = open_tmp
     watched, cfg = setup(tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
-    secret = b"#!/bin/sh\nCANARY-%d\n" % random.randrange(10 ** 9)
+    secret = b"#!/bin/sh\nCANARY-%d\n" % random.randrange(10**9)
     canary = plant(outside / "canary.sh", secret, 0o755)
     plant(outside / "dir" / "elf", ELF, 0o755)
     before = (canary.stat().st_ino, canary.stat().st_mode, canary.read_bytes())
-    attacker = subprocess.Popen([sys.executable, "-c", ATTACKER, str(watched), str(canary),
-                                 str(outside / "dir"), "11"], stdout=subprocess.PIPE, text=True)
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", ATTACKER, str(watched), str(canary), str(outside / "dir"), "11"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     cfgobj = load_config(cfg)
     sweeps = 0
     deadline = time.monotonic() + 10.5
     from nightwarden.jobs.quarantine import ignore
     from nightwarden.jobs.quarantine.archive import Quarantine
-    from nightwarden.lib.state import State
     from nightwarden.jobs.quarantine.sweep import Sweep
+    from nightwarden.lib.state import State
+
     state = State(cfgobj.db_path)
     try:
         while time.monotonic() < deadline:

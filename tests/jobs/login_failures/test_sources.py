@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import load_config, need, write_config
-from nightwarden.jobs.login_failures import reading
-from nightwarden.jobs.login_failures import sources
+from nightwarden.jobs.login_failures import reading, sources
 
 
 class Writer:
@@ -29,8 +28,10 @@ class Writer:
             for _ in range(count):
                 self.n += 1
                 a, b = divmod(self.n, 250)
-                f.write(f"Nov 21 05:{self.n // 60 % 60:02d}:{self.n % 60:02d} web1 sshd[{1000 + self.n}]: "
-                        f"Failed password for root from 10.{a // 250}.{a % 250}.{b + 1} port {self.n} ssh2")
+                f.write(
+                    f"Nov 21 05:{self.n // 60 % 60:02d}:{self.n % 60:02d} web1 sshd[{1000 + self.n}]: "
+                    f"Failed password for root from 10.{a // 250}.{a % 250}.{b + 1} port {self.n} ssh2"
+                )
                 if newline_at_end or _ < count - 1:
                     f.write("\n")
 
@@ -50,11 +51,14 @@ class Reader:
     """The job's way of reading: scan_new with the cursor kept between runs."""
 
     def __init__(self, tmp_path: Path, log: Path):
-        cfg_path = write_config(tmp_path, f"""
+        cfg_path = write_config(
+            tmp_path,
+            f"""
 [logins]
 sources = [{{path = "{log}", format = "rfc3164", services = ["sshd"]}}]
 journal = "no"
-""")
+""",
+        )
         self.config = load_config(cfg_path)
         self.source = reading.configured(self.config)[0]
         self.cursor = None
@@ -73,26 +77,34 @@ journal = "no"
 
 def logrotate(tmp_path: Path, log: Path, options: str) -> None:
     conf = tmp_path / "rotate.conf"
-    conf.write_text(textwrap.dedent(f"""\
+    conf.write_text(
+        textwrap.dedent(f"""\
         {log} {{
             rotate 9
             missingok
             {options}
         }}
-        """))
-    done = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "rotate.state"), str(conf)],
-                          capture_output=True, text=True)
+        """)
+    )
+    done = subprocess.run(
+        ["logrotate", "-f", "-s", str(tmp_path / "rotate.state"), str(conf)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("options", [
-    "create",
-    "create\ncompress",
-    "create\ncompress\ndelaycompress",
-    "copytruncate",
-    "copytruncate\ncompress\ndelaycompress",
-    "create\ncompress\ndateext\ndateformat -%Y%m%d%H%M%S",
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        "create",
+        "create\ncompress",
+        "create\ncompress\ndelaycompress",
+        "copytruncate",
+        "copytruncate\ncompress\ndelaycompress",
+        "create\ncompress\ndateext\ndateformat -%Y%m%d%H%M%S",
+    ],
+)
+@pytest.mark.peer
+@pytest.mark.slow
 @pytest.mark.parametrize("rotations", [1, 2])
 def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotations):
     need("logrotate")
@@ -102,13 +114,13 @@ def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotat
     writer.write(30)
     reader = Reader(tmp_path, log)
     reader.run()
-    for cycle in range(3):
+    for _cycle in range(3):
         writer.write(20)
         for _ in range(rotations):
             if "dateext" in options:
-                time.sleep(1.1)         # a date suffix to the second: one rotation a second
+                time.sleep(1.1)  # a date suffix to the second: one rotation a second
             logrotate(tmp_path, log, options)
-            if not log.exists():        # a daemon re-opening its log after `create`
+            if not log.exists():  # a daemon re-opening its log after `create`
                 log.touch()
             writer.write(15)
         reader.run()
@@ -122,6 +134,7 @@ def test_no_line_lost_or_counted_twice_across_logrotate(tmp_path, options, rotat
         assert len(list(log.parent.glob("auth.log-2*"))) == 3 * rotations
 
 
+@pytest.mark.peer
 def test_a_last_line_without_newline_waits_and_is_read_once_rotated(tmp_path):
     need("logrotate")
     log = tmp_path / "auth.log"
@@ -129,11 +142,11 @@ def test_a_last_line_without_newline_waits_and_is_read_once_rotated(tmp_path):
     writer.write(3, newline_at_end=False)
     reader = Reader(tmp_path, log)
     reader.run()
-    assert len(reader.counts) == 2              # the third is still being written
+    assert len(reader.counts) == 2  # the third is still being written
     writer.finish_line()
     reader.run()
     assert len(reader.counts) == 3
-    writer.write(2, newline_at_end=False)       # then the daemon dies mid-line; rotation
+    writer.write(2, newline_at_end=False)  # then the daemon dies mid-line; rotation
     logrotate(tmp_path, log, "create")
     reader.run()
     assert set(reader.counts) == writer.expected() and set(reader.counts.values()) == {1}
@@ -146,11 +159,11 @@ def test_a_rotated_away_file_that_vanished_is_said(tmp_path):
     reader = Reader(tmp_path, log)
     reader.run()
     writer.write(2)
-    log.unlink()                                # rotated and deleted (rotate 0)
+    log.unlink()  # rotated and deleted (rotate 0)
     writer.write(4)
     reader.run()
     assert len(reader.lost) == 1 and "not found among" in reader.lost[0]
-    assert len(reader.counts) == 7              # the 2 in the deleted file are gone
+    assert len(reader.counts) == 7  # the 2 in the deleted file are gone
 
 
 def test_a_symlink_in_place_of_the_log_is_refused(tmp_path):
@@ -164,10 +177,25 @@ def test_a_symlink_in_place_of_the_log_is_refused(tmp_path):
 
 # -- the journal --------------------------------------------------------------------------------
 
-def journal_entry(cursor: str, comm: str, ident: str, message: str, unit: str = "",
-                  pid: int = 4242, usec: int = 1795239080488019) -> dict:
-    e = {"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(usec), "_HOSTNAME": "web1",
-         "SYSLOG_IDENTIFIER": ident, "_COMM": comm, "_PID": str(pid), "MESSAGE": message}
+
+def journal_entry(
+    cursor: str,
+    comm: str,
+    ident: str,
+    message: str,
+    unit: str = "",
+    pid: int = 4242,
+    usec: int = 1795239080488019,
+) -> dict:
+    e = {
+        "__CURSOR": cursor,
+        "__REALTIME_TIMESTAMP": str(usec),
+        "_HOSTNAME": "web1",
+        "SYSLOG_IDENTIFIER": ident,
+        "_COMM": comm,
+        "_PID": str(pid),
+        "MESSAGE": message,
+    }
     if unit:
         e["_SYSTEMD_UNIT"] = unit
     return e
@@ -179,22 +207,40 @@ def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
     in a syslog file is indistinguishable from sshd's own (the report calls such a source
     spoofable)."""
     entries = [
-        journal_entry("c1", "sshd", "sshd", "Failed password for root from 203.0.113.70 port 1 ssh2",
-                      unit="ssh.service"),
-        journal_entry("c2", "logger", "sshd", "Failed password for root from 192.0.2.99 port 1 ssh2",
-                      unit="session-4.scope", pid=5555),
-        journal_entry("c3", "sshd-session", "sshd-session",
-                      "Failed password for root from 203.0.113.70 port 2 ssh2", pid=4243),
+        journal_entry(
+            "c1", "sshd", "sshd", "Failed password for root from 203.0.113.70 port 1 ssh2", unit="ssh.service"
+        ),
+        journal_entry(
+            "c2",
+            "logger",
+            "sshd",
+            "Failed password for root from 192.0.2.99 port 1 ssh2",
+            unit="session-4.scope",
+            pid=5555,
+        ),
+        journal_entry(
+            "c3",
+            "sshd-session",
+            "sshd-session",
+            "Failed password for root from 203.0.113.70 port 2 ssh2",
+            pid=4243,
+        ),
         # a message carrying a newline cannot start a line of its own
-        journal_entry("c4", "sshd", "sshd", "x\nNov 21 05:00:00 web1 sshd[1]: Failed password for "
-                      "root from 192.0.2.98 port 1 ssh2", unit="ssh.service", pid=4244),
+        journal_entry(
+            "c4",
+            "sshd",
+            "sshd",
+            "x\nNov 21 05:00:00 web1 sshd[1]: Failed password for root from 192.0.2.98 port 1 ssh2",
+            unit="ssh.service",
+            pid=4244,
+        ),
     ]
     raw = "\n".join(json.dumps(e) for e in entries).encode()
     batch = sources.journal_lines(raw, None, "web1")
     assert batch.cursor == "c4" and batch.entries == 4
     assert len(batch.forged) == 1 and "logger" in batch.forged[0] and "192.0.2.99" in batch.forged[0]
-    from nightwarden.jobs.login_failures import rules
-    from nightwarden.jobs.login_failures import counting
+    from nightwarden.jobs.login_failures import counting, rules
+
     tally = counting.Tally()
     counting.AttemptCounter(rules.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
     assert tally.total() == {"203.0.113.70": 2}
@@ -207,34 +253,60 @@ def test_journal_source_through_its_command_with_a_cursor(tmp_path):
     script = tmp_path / "journalctl"
     script.write_text(f"#!/bin/sh\nexec cat {data}\n")
     script.chmod(0o755)
-    entries = [journal_entry(f"c{i}", "sshd", "sshd",
-                             f"Failed password for root from 203.0.113.80 port {i} ssh2",
-                             unit="ssh.service", pid=100 + i) for i in range(1, 4)]
+    entries = [
+        journal_entry(
+            f"c{i}",
+            "sshd",
+            "sshd",
+            f"Failed password for root from 203.0.113.80 port {i} ssh2",
+            unit="ssh.service",
+            pid=100 + i,
+        )
+        for i in range(1, 4)
+    ]
     data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
-    cfg = load_config(write_config(tmp_path, f"""
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            f"""
 [logins]
 sources = []
 journal = "yes"
 journal_command = ["{script}"]
-"""))
+""",
+        )
+    )
     (source,) = reading.configured(cfg)
     assert source.trusted and source.name == "journal"
     first = reading.scan_new(source, None, cfg)
     assert first.tally.total() == {"203.0.113.80": 3} and first.cursor["cursor"] == "c3"
-    entries.append(journal_entry("c4", "sshd", "sshd", "Failed password for root from "
-                                 "203.0.113.80 port 4 ssh2", unit="ssh.service", pid=104))
+    entries.append(
+        journal_entry(
+            "c4",
+            "sshd",
+            "sshd",
+            "Failed password for root from 203.0.113.80 port 4 ssh2",
+            unit="ssh.service",
+            pid=104,
+        )
+    )
     data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
     second = reading.scan_new(source, first.cursor, cfg)
     assert second.tally.total() == {"203.0.113.80": 1} and second.cursor["cursor"] == "c4"
 
 
 def test_journal_command_failure_is_one_clear_error(tmp_path):
-    cfg = load_config(write_config(tmp_path, """
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            """
 [logins]
 sources = []
 journal = "yes"
 journal_command = ["/bin/false"]
-"""))
+""",
+        )
+    )
     (source,) = reading.configured(cfg)
     scan = reading.scan_new(source, None, cfg)
     assert scan.error.startswith("journal: /bin/false exited 1")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import Server, connects, need
+from helpers import Server, connects, real_backend
 from nightwarden.lib.firewall import Entry, Filter
 from nightwarden.lib.lists import parse_filter
 
@@ -36,27 +36,20 @@ def kernel_text(name: str) -> str:
     return sh("iptables-legacy-save") + sh("ip6tables-legacy-save")
 
 
-def make(name: str):
-    if name == "nftables":
-        need("nft")
-        from nightwarden.lib.firewall.nftables import NftablesBackend
-        return NftablesBackend(prefix="nwtest")
-    if name == "ipset":
-        need("ipset", "iptables", "ip6tables")
-        from nightwarden.lib.firewall.ipset import IpsetBackend
-        return IpsetBackend(prefix="nwtest")
-    need("iptables-legacy")
-    from nightwarden.lib.firewall.iptc import IptcBackend
-    return IptcBackend(prefix="nwtest")
-
-
 def user_rule(name: str, add: bool = True) -> None:
     """A rule of the user's own in INPUT (or their own nft table)."""
     if name == "nftables":
         if add:
             sh("nft", "add", "table", "inet", "mine")
-            sh("nft", "add", "chain", "inet", "mine", "input",
-               "{ type filter hook input priority 0; policy accept; }")
+            sh(
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "mine",
+                "input",
+                "{ type filter hook input priority 0; policy accept; }",
+            )
             sh("nft", "add", "rule", "inet", "mine", "input", "ip", "saddr", "10.9.9.9", "drop")
         return
     tool = "iptables" if name == "ipset" else "iptables-legacy"
@@ -72,7 +65,7 @@ def user_rule_present(name: str) -> bool:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, netns):
-    return request.param, make(request.param)
+    return request.param, real_backend(request.param)
 
 
 def test_block_drops_and_unblock_restores_a_real_connection(backend):
@@ -129,8 +122,14 @@ def test_batch_of_a_thousand_and_purge_keeps_permanent(backend):
     name, fw = backend
     fw.ensure()
     many = [Entry(net(f"10.1.{i // 250}.{i % 250 + 1}"), "temp", 3600) for i in range(1000)]
-    fw.block(many + [Entry(net("192.0.2.0/24"), "perm"), Entry(net("2001:db8::/32"), "perm"),
-                     Entry(net("2001:db8:1::1"), "temp")])
+    fw.block(
+        many
+        + [
+            Entry(net("192.0.2.0/24"), "perm"),
+            Entry(net("2001:db8::/32"), "perm"),
+            Entry(net("2001:db8:1::1"), "temp"),
+        ]
+    )
     listed = fw.list()
     assert sum(1 for e in listed if e.kind == "temp") == 1001
     assert {e.network for e in listed if e.kind == "perm"} == {net("192.0.2.0/24"), net("2001:db8::/32")}
@@ -168,7 +167,7 @@ def test_advanced_filter_allows_one_port_only(backend):
 
 @pytest.mark.parametrize("name", ["nftables", "ipset"])
 def test_temporary_block_expires_in_the_kernel(name, netns):
-    fw = make(name)
+    fw = real_backend(name)
     fw.ensure()
     server = Server()
     try:
@@ -185,7 +184,7 @@ def test_temporary_block_expires_in_the_kernel(name, netns):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_ipv6_block(name, netns):
-    fw = make(name)
+    fw = real_backend(name)
     subprocess.run(["ip", "-6", "addr", "add", "fd00::5/128", "dev", "lo", "nodad"], check=True)
     fw.ensure()
     server = Server(socket.AF_INET6, "::1")

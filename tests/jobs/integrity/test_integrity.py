@@ -19,8 +19,9 @@ ENV = {"NIGHTWARDEN_INTEGRITY_PASSPHRASE": PASS}
 
 
 def integrity_config(tmp_path: Path, tree: Path, extra: str = "") -> Path:
-    return write_config(tmp_path, f'\n[integrity]\npaths = ["{tree}"]\nexcludes = []\n'
-                                  f'package_aware = false\n' + extra)
+    return write_config(
+        tmp_path, f'\n[integrity]\npaths = ["{tree}"]\nexcludes = []\npackage_aware = false\n' + extra
+    )
 
 
 def nw(cfg: Path, *args: str, env: dict | None = None, check: int | None = None):
@@ -45,8 +46,22 @@ def matrix(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("integrity")
     tree = tmp_path / "tree"
     tree.mkdir()
-    names = ["content", "mode", "owner", "target-a", "hardlinked", "hl-source", "deleted",
-             "newinode", "mtime", "xattr", "acl", "caps", "immutable", "appendonly"]
+    names = [
+        "content",
+        "mode",
+        "owner",
+        "target-a",
+        "hardlinked",
+        "hl-source",
+        "deleted",
+        "newinode",
+        "mtime",
+        "xattr",
+        "acl",
+        "caps",
+        "immutable",
+        "appendonly",
+    ]
     for n in names:
         (tree / n).write_bytes(b"original " + n.encode() + b"\n")
     (tree / "hl-source").write_bytes(b"original hardlinked\n")
@@ -91,20 +106,25 @@ def changed(report, tree: Path, name: str) -> dict:
     return {}
 
 
-@pytest.mark.parametrize("name, attrs, absent", [
-    ("content", {"sha256", "ctime"}, {"mtime", "size"}),
-    ("mode", {"mode"}, {"sha256"}),
-    ("owner", {"uid"}, {"gid", "sha256"}),
-    ("link", {"target"}, set()),
-    ("hardlinked", {"inode", "nlink"}, set()),
-    ("newinode", {"inode"}, {"sha256"}),
-    ("mtime", {"mtime"}, {"sha256", "size"}),
-    ("xattr", {"xattrs"}, {"acl", "sha256"}),
-    ("acl", {"acl"}, {"sha256"}),
-    ("caps", {"caps"}, {"sha256", "xattrs"}),
-    ("immutable", {"flags"}, {"sha256"}),
-    ("appendonly", {"flags"}, {"sha256"}),
-])
+@pytest.mark.parametrize(
+    "name, attrs, absent",
+    [
+        ("content", {"sha256", "ctime"}, {"mtime", "size"}),
+        ("mode", {"mode"}, {"sha256"}),
+        ("owner", {"uid"}, {"gid", "sha256"}),
+        ("link", {"target"}, set()),
+        ("hardlinked", {"inode", "nlink"}, set()),
+        ("newinode", {"inode"}, {"sha256"}),
+        ("mtime", {"mtime"}, {"sha256", "size"}),
+        ("xattr", {"xattrs"}, {"acl", "sha256"}),
+        ("acl", {"acl"}, {"sha256"}),
+        ("caps", {"caps"}, {"sha256", "xattrs"}),
+        ("immutable", {"flags"}, {"sha256"}),
+        ("appendonly", {"flags"}, {"sha256"}),
+    ],
+)
+@pytest.mark.root
+@pytest.mark.peer
 def test_detection_matrix_names_the_attribute(matrix, name, attrs, absent):
     tree, _, report = matrix
     found = changed(report, tree, name)
@@ -112,6 +132,8 @@ def test_detection_matrix_names_the_attribute(matrix, name, attrs, absent):
     assert not (absent & set(found)), f"{name}: did not expect {absent & set(found)}"
 
 
+@pytest.mark.root
+@pytest.mark.peer
 def test_matrix_details_and_exit_bits(matrix):
     tree, done, report = matrix
     assert done.returncode == 1 | 2 | 4
@@ -126,13 +148,23 @@ def test_matrix_details_and_exit_bits(matrix):
     assert "Changed (" in done.stdout and "Added (2)" in done.stdout
 
 
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    """One key pair for the module (its bcrypt KDF takes a while), copied into each test."""
+    home = tmp_path_factory.mktemp("keys")
+    cfg = integrity_config(home, home / "tree")
+    nw(cfg, "keygen", check=0)
+    return home / "etc" / "integrity.key", home / "etc" / "integrity.pub"
+
+
 @pytest.fixture
-def initialised(tmp_path):
+def initialised(tmp_path, keypair):
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a").write_text("a\n")
     cfg = integrity_config(tmp_path, tree)
-    nw(cfg, "keygen", check=0)
+    for key in keypair:
+        shutil.copy2(key, tmp_path / "etc" / key.name)
     nw(cfg, "init", check=0)
     return tmp_path, tree, cfg
 
@@ -180,7 +212,7 @@ def test_an_older_database_replayed_is_refused(initialised):
     (tree / "a").write_text("changed\n")
     nw(cfg, "update", "--all", check=0)
     nw(cfg, "check", check=0)
-    db.write_bytes(old)                                   # validly signed, but generation 1 < 2
+    db.write_bytes(old)  # validly signed, but generation 1 < 2
     done = nw(cfg, "check")
     assert done.returncode == 80 and "replayed" in done.stderr
 
@@ -197,7 +229,7 @@ def test_update_selected_paths_only(initialised):
 def test_quick_mode_skips_unchanged_but_sees_ctime(initialised):
     tmp_path, tree, cfg = initialised
     st = (tree / "a").stat()
-    (tree / "a").write_text("b\n")                        # same size
+    (tree / "a").write_text("b\n")  # same size
     os.utime(tree / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
     done = nw(cfg, "check", "--quick", "--no-mail")
     assert done.returncode == 4 and "sha256" in done.stdout
@@ -209,8 +241,10 @@ def test_missing_policy_path_warns_and_names_with_newlines_round_trip(tmp_path):
     odd = os.fsencode(tree) + b"/new\nline-\xff"
     with open(odd, "wb") as f:
         f.write(b"x")
-    cfg = write_config(tmp_path, f'\n[integrity]\npaths = ["{tree}", "{tmp_path}/nope"]\n'
-                                 f'excludes = []\npackage_aware = false\n')
+    cfg = write_config(
+        tmp_path,
+        f'\n[integrity]\npaths = ["{tree}", "{tmp_path}/nope"]\nexcludes = []\npackage_aware = false\n',
+    )
     nw(cfg, "keygen", check=0)
     done = nw(cfg, "init", check=0)
     assert f"policy path {tmp_path}/nope does not exist" in done.stderr
@@ -226,6 +260,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
     from helpers import load_config
     from nightwarden.jobs.integrity.policy import Policy
     from nightwarden.jobs.integrity.scan import TreeScanner
+
     tree = open_tmp / "tree"
     tree.mkdir()
     (tree / "readable").write_text("ok\n")
@@ -234,7 +269,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
     policy = Policy(load_config(integrity_config(tmp_path, tree)))
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:                                          # the child: nobody
+    if pid == 0:  # the child: nobody
         try:
             os.setgid(65534)
             os.setuid(65534)
@@ -254,6 +289,7 @@ def test_changes_explained_by_a_package_upgrade_stand_apart(tmp_path):
     """dpkg's own formats: info/<pkg>.md5sums and dpkg.log lines, as dpkg 1.21 writes them."""
     import hashlib
     import time as _time
+
     tree = tmp_path / "tree"
     tree.mkdir()
     tool_path, other = tree / "tool", tree / "other"
@@ -263,7 +299,8 @@ def test_changes_explained_by_a_package_upgrade_stand_apart(tmp_path):
     info.mkdir()
     rel = lambda p: str(p).lstrip("/")  # noqa: E731
     (info / "tool:amd64.md5sums").write_text(
-        f"{hashlib.md5(b'tool 1.1' + bytes([10])).hexdigest()}  {rel(tool_path)}\n")
+        f"{hashlib.md5(b'tool 1.1' + bytes([10])).hexdigest()}  {rel(tool_path)}\n"
+    )
     (info / "other.md5sums").write_text(f"{hashlib.md5(b'other 1.1 official').hexdigest()}  {rel(other)}\n")
     log = tmp_path / "dpkg.log"
     log.write_text("2020-01-01 10:00:00 upgrade tool:amd64 0.9 1.0\n")
@@ -274,10 +311,12 @@ def test_changes_explained_by_a_package_upgrade_stand_apart(tmp_path):
     _time.sleep(1.1)
     stamp = _time.strftime("%Y-%m-%d %H:%M:%S")
     with open(log, "a") as f:
-        f.write(f"{stamp} upgrade tool:amd64 1.0 1.1\n{stamp} status installed tool:amd64 1.1\n"
-                f"{stamp} upgrade other:amd64 1.0 1.1\n")
+        f.write(
+            f"{stamp} upgrade tool:amd64 1.0 1.1\n{stamp} status installed tool:amd64 1.1\n"
+            f"{stamp} upgrade other:amd64 1.0 1.1\n"
+        )
     tool_path.write_bytes(b"tool 1.1\n")
-    other.write_bytes(b"other 1.1 TAMPERED\n")          # upgraded too, but not what it shipped
+    other.write_bytes(b"other 1.1 TAMPERED\n")  # upgraded too, but not what it shipped
     done = nw(cfg, "check", "--no-mail")
     assert done.returncode == 4
     report = last_report(tmp_path)

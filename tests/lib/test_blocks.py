@@ -9,7 +9,7 @@ import pytest
 
 from helpers import Server, connects, load_config, need, run_cli, write_config
 from nightwarden.lib.blocks import BlockManager
-from nightwarden.lib.errors import EXIT_DATAERR, EXIT_REFUSED, DataError, RefusedError
+from nightwarden.lib.errors import EXIT_DATAERR, EXIT_REFUSED, DataError, FirewallError, RefusedError
 from nightwarden.lib.firewall.nftables import NftablesBackend
 from nightwarden.lib.state import State
 
@@ -27,14 +27,24 @@ def nft_ruleset() -> str:
 def test_cli_block_unblock_with_a_real_connection(nft_config):
     server = Server()
     try:
-        run_cli("--config", str(nft_config), "block", "127.0.0.5", "--ttl", "10m",
-                "--reason", "test brute force", check=0)
+        run_cli(
+            "--config",
+            str(nft_config),
+            "block",
+            "127.0.0.5",
+            "--ttl",
+            "10m",
+            "--reason",
+            "test brute force",
+            check=0,
+        )
         assert "127.0.0.5" in nft_ruleset()
         assert not connects(server, "127.0.0.5")
         done = run_cli("--config", str(nft_config), "blocks", "--json", check=0)
         rows = json.loads(done.stdout)
         assert [(r["address"], r["kind"], r["reason"]) for r in rows] == [
-            ("127.0.0.5", "temporary", "test brute force")]
+            ("127.0.0.5", "temporary", "test brute force")
+        ]
         run_cli("--config", str(nft_config), "unblock", "127.0.0.5", check=0)
         assert connects(server, "127.0.0.5")
         assert "127.0.0.5" not in nft_ruleset()
@@ -122,8 +132,7 @@ def test_manager_batch_skips_refused_when_not_strict(nft_config):
     state = State(cfg.db_path)
     mgr = BlockManager(cfg, state, NftablesBackend(prefix="nwtest"))
     mgr.ensure_ready()
-    result = mgr.block(["127.0.1.5", "127.0.2.5", "127.0.2.6"], ttl=60, source="listener",
-                       strict=False)
+    result = mgr.block(["127.0.1.5", "127.0.2.5", "127.0.2.6"], ttl=60, source="listener", strict=False)
     assert [str(n) for n in result.added] == ["127.0.2.5/32", "127.0.2.6/32"]
     assert result.refused[0][0] == "127.0.1.5"
     with pytest.raises(RefusedError):
@@ -142,7 +151,7 @@ def test_kernel_refusal_rolls_back_state(nft_config):
     mgr = BlockManager(cfg, state, fw)
     mgr.ensure_ready()
     subprocess.run(["nft", "delete", "table", "inet", "nwtest"], check=True)
-    with pytest.raises(Exception):
+    with pytest.raises(FirewallError):
         mgr.block(["127.0.2.9"])
     assert state.active_block("127.0.2.9") is None
 
@@ -160,12 +169,14 @@ def test_network_block_supersedes_the_networks_inside_it(nft_config):
 def test_expiry_in_state_for_a_backend_without_kernel_timeouts(tmp_path, netns):
     need("iptables-legacy")
     from nightwarden.lib.firewall.iptc import IptcBackend
+
     cfg = load_config(write_config(tmp_path))
     state = State(cfg.db_path)
     mgr = BlockManager(cfg, state, IptcBackend(prefix="nwtest"))
     mgr.ensure_ready()
     mgr.block(["127.0.3.1"], ttl=60)
     import time
+
     assert mgr.expire(now=time.time() + 120) == 1
     assert mgr.backend.list() == []
     assert state.block_history("127.0.3.1")[0].removed_reason == "expired"

@@ -18,6 +18,7 @@ def test_embedded_defaults_need_no_file(tmp_path):
     assert cfg.firewall_backend() == "dryrun"
     assert cfg.mail.transport == "mbox"
     from nightwarden.lib.mail.transports import mail_path
+
     assert mail_path(cfg, "mbox") == tmp_path / "state" / "mail" / "mbox"
 
 
@@ -44,25 +45,32 @@ def test_conf_d_overrides_in_name_order(tmp_path):
     assert [p.name for p in cfg.files] == ["nightwarden.toml", "10-a.toml", "20-b.toml"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("[firewall\nname = 'x'\n", "line 1"),
-    ("[firewall]\nbackend = 'iptables-nft'\n", "'firewall.backend' must be one of"),
-    ("[firewall]\ndefault_ttl = '1h'\n", "'firewall.default_ttl' must be an integer"),
-    ("[firewall]\nbacknd = 'auto'\n", "unknown key 'firewall.backnd'"),
-    ("[nosuch]\nx = 1\n", "unknown key 'nosuch'"),
-    ("[lists]\nallow = ['192.0.2.1', 2]\n", "'lists.allow[2]' must be a string, not an integer"),
-    ("[listener]\ntcp_ports = [22, 70000]\n", "'listener.tcp_ports[2]' must be an integer <= 65535"),
-    ("[firewall]\ndefault_ttl = -5\n", "'firewall.default_ttl' must be an integer >= 0"),
-    ("[logins.limits]\nsshd = 3\nsshdd = 3\n", "a key of 'logins.limits' must be one of ftpd, htaccess"),
-    ("[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n",
-     "'logins.sources[1]': format 'auto' has no rules for htaccess"),
-    ("[[logins.sources]]\nformat = 'auto'\n", "'logins.sources[1]' needs a key 'path'"),
-    ("[[integrity.rules]]\npath = '/etc'\nattrs = ['sha256', 'colour']\n",
-     "'integrity.rules[1].attrs[2]' must be one of"),
-    ("[schedule.jobs]\nintegrity = '15 4 * * 0'\n", "'schedule.jobs.integrity'"),
-    ("[schedule.jobs]\nnosuchjob = '15 4 * * *'\n", "unknown job 'nosuchjob'"),
-    ("[general]\nsyslog = 'yes'\n", "'general.syslog' must be a boolean"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[firewall\nname = 'x'\n", "line 1"),
+        ("[firewall]\nbackend = 'iptables-nft'\n", "'firewall.backend' must be one of"),
+        ("[firewall]\ndefault_ttl = '1h'\n", "'firewall.default_ttl' must be an integer"),
+        ("[firewall]\nbacknd = 'auto'\n", "unknown key 'firewall.backnd'"),
+        ("[nosuch]\nx = 1\n", "unknown key 'nosuch'"),
+        ("[lists]\nallow = ['192.0.2.1', 2]\n", "'lists.allow[2]' must be a string, not an integer"),
+        ("[listener]\ntcp_ports = [22, 70000]\n", "'listener.tcp_ports[2]' must be an integer <= 65535"),
+        ("[firewall]\ndefault_ttl = -5\n", "'firewall.default_ttl' must be an integer >= 0"),
+        ("[logins.limits]\nsshd = 3\nsshdd = 3\n", "a key of 'logins.limits' must be one of ftpd, htaccess"),
+        (
+            "[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n",
+            "'logins.sources[1]': format 'auto' has no rules for htaccess",
+        ),
+        ("[[logins.sources]]\nformat = 'auto'\n", "'logins.sources[1]' needs a key 'path'"),
+        (
+            "[[integrity.rules]]\npath = '/etc'\nattrs = ['sha256', 'colour']\n",
+            "'integrity.rules[1].attrs[2]' must be one of",
+        ),
+        ("[schedule.jobs]\nintegrity = '15 4 * * 0'\n", "'schedule.jobs.integrity'"),
+        ("[schedule.jobs]\nnosuchjob = '15 4 * * *'\n", "unknown job 'nosuchjob'"),
+        ("[general]\nsyslog = 'yes'\n", "'general.syslog' must be a boolean"),
+    ],
+)
 def test_bad_config_is_one_clear_error_naming_file_and_key(tmp_path, text, expected):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -73,8 +81,10 @@ def test_bad_config_is_one_clear_error_naming_file_and_key(tmp_path, text, expec
 
 
 def test_a_section_merges_key_by_key_and_lists_of_tables_replace(tmp_path):
-    main = write_config(tmp_path, "\n[logins.limits]\nsshd = 3\n\n[[logins.sources]]\n"
-                                  "path = '/var/log/x.log'\nservices = ['sshd']\n")
+    main = write_config(
+        tmp_path,
+        "\n[logins.limits]\nsshd = 3\n\n[[logins.sources]]\npath = '/var/log/x.log'\nservices = ['sshd']\n",
+    )
     cfg = load_config(str(main))
     assert cfg.logins.limits["sshd"] == 3 and cfg.logins.limits["ftpd"] == 10
     assert [s.path for s in cfg.logins.sources] == ["/var/log/x.log"]
@@ -88,8 +98,9 @@ def test_the_configuration_cannot_be_changed_in_place(tmp_path):
 
 
 def test_a_source_whose_services_have_no_rules_is_refused_by_config_check(tmp_path):
-    path = write_config(tmp_path, "\n[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\n"
-                                  "services = ['htaccess']\n")
+    path = write_config(
+        tmp_path, "\n[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n"
+    )
     done = run_cli("--config", str(path), "config", "check")
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert done.stderr.count("\n") == 1 and str(path) in done.stderr

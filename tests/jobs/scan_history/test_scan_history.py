@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import mailbox
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +14,7 @@ from nightwarden.jobs.scan_history import analysis, importer, store
 from nightwarden.lib.state import State
 
 pytest.importorskip("pandas")
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC).timestamp()
 
 
 def v12(t: float, ip: str, port: int, proto: str = "TCP") -> str:
@@ -23,9 +23,11 @@ def v12(t: float, ip: str, port: int, proto: str = "TCP") -> str:
 
 
 def v2(t: float, ip: str, port: int, kind: str = "SYN") -> str:
-    stamp = datetime.fromtimestamp(t, timezone.utc).isoformat()
-    return (f"{stamp} Scan from: [{ip}] ({ip}) protocol: [TCP] port: [{port}] type: [{kind}] "
-            f"IP opts: [unknown] ignored: [false] triggered: [true] noblock: [unset] blocked: [true]\n")
+    stamp = datetime.fromtimestamp(t, UTC).isoformat()
+    return (
+        f"{stamp} Scan from: [{ip}] ({ip}) protocol: [TCP] port: [{port}] type: [{kind}] "
+        f"IP opts: [unknown] ignored: [false] triggered: [true] noblock: [unset] blocked: [true]\n"
+    )
 
 
 @pytest.fixture
@@ -41,12 +43,15 @@ def known(tmp_path):
     lines12 += [v12(NOW - 86400 - 3600, "192.0.2.50", 80) for _ in range(10)]
     f12.write_text("".join(lines12))
     f2.write_text("".join(v2(NOW - 600, f"198.51.100.{i}", 22) for i in range(1, 7)))
-    cfg = write_config(tmp_path, "\n[history]\nsubnet_min_sources = 5\nrepeat_blocks = 3\n"
-                                 "candidate_danger = 4\n")
+    cfg = write_config(
+        tmp_path, "\n[history]\nsubnet_min_sources = 5\nrepeat_blocks = 3\ncandidate_danger = 4\n"
+    )
     state = State(load_config(cfg).db_path)
     with state:
         for n in range(3):
-            state.add_block("192.0.2.9", 4, False, "listener", "scan", NOW - 86400 * (n + 2), NOW - 86400 * (n + 2) + 60)
+            state.add_block(
+                "192.0.2.9", 4, False, "listener", "scan", NOW - 86400 * (n + 2), NOW - 86400 * (n + 2) + 60
+            )
             state.end_block("192.0.2.9", "expired", NOW - 86400 * (n + 2) + 60)
     return cfg, f12, f2
 
@@ -56,8 +61,10 @@ def test_both_formats_import_and_bad_lines_name_file_and_line(known):
     state = State(load_config(cfg).db_path)
     count, errors = importer.import_file(state, f12)
     assert count == 213
-    assert errors == [f"{f12}:204: not a PortSentry 1.2 or 2.x history line; line skipped",
-                      f"{f12}:205: '999.1.1.1' does not appear to be an IPv4 or IPv6 address; line skipped"]
+    assert errors == [
+        f"{f12}:204: not a PortSentry 1.2 or 2.x history line; line skipped",
+        f"{f12}:205: '999.1.1.1' does not appear to be an IPv4 or IPv6 address; line skipped",
+    ]
     assert importer.import_file(state, f12) == (0, []), "a second import adds nothing"
     count, errors = importer.import_file(state, f2)
     assert (count, errors) == (6, [])
@@ -80,7 +87,7 @@ def test_every_table_has_the_known_answer(known):
     assert top.loc["192.0.2.9", ["hits", "times blocked"]].tolist() == [3, 3]
     ports = a.tables["Top ports"]
     assert ports.index[0] == (22, "tcp") and ports.iloc[0].tolist() == [6, 6]
-    assert len(ports) == 20 and set(ports["hits"].iloc[1:]) == {4}      # 50 ports x 4 probes
+    assert len(ports) == 20 and set(ports["hits"].iloc[1:]) == {4}  # 50 ports x 4 probes
     nets = a.tables["Subnets /24"]
     assert nets.loc["198.51.100.0/24", "sources"] == 6 and nets.index[0] == "198.51.100.0/24"
     assert a.tables["Subnets /16"].loc["203.0.0.0/16", "hits"] == 200
@@ -94,10 +101,24 @@ def test_every_table_has_the_known_answer(known):
     assert analysis.change(209, 10) == "+1990 %"
 
 
+@pytest.mark.slow
 def test_job_writes_text_html_json_charts_mails_and_applies(known, tmp_path):
     cfg, f12, f2 = known
-    done = run_cli("--config", str(cfg), "scan-history", "--import", str(f12), "--import", str(f2),
-                   "--since", "2026-11-20T12:00", "--until", "2026-11-21T12:00", "--apply", check=0)
+    done = run_cli(
+        "--config",
+        str(cfg),
+        "scan-history",
+        "--import",
+        str(f12),
+        "--import",
+        str(f2),
+        "--since",
+        "2026-11-20T12:00",
+        "--until",
+        "2026-11-21T12:00",
+        "--apply",
+        check=0,
+    )
     assert "permanent-block candidate: 203.0.113.5" in done.stdout
     assert "subnet worth blocking: 198.51.100.0/24" in done.stdout
     assert "applied: blocked" in done.stdout
@@ -124,23 +145,34 @@ def test_the_loader_without_arrow_gives_the_same_frame(known, monkeypatch):
     state = State(load_config(cfg).db_path)
     importer.import_file(state, f12)
     importer.import_file(state, f2)
-    fast = store.scan_frame(state, 0, NOW + 1)                      # Arrow
+    fast = store.scan_frame(state, 0, NOW + 1)  # Arrow
     monkeypatch.setattr(store, "_load_arrow", lambda *a: None)
-    slow = store.scan_frame(state, 0, NOW + 1)                      # Python rows
+    slow = store.scan_frame(state, 0, NOW + 1)  # Python rows
     key = ["time", "address", "port"]
-    frames = [f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
-              for f in (fast, slow)]
+    frames = [
+        f.astype({"address": str, "proto": str, "type": str}).sort_values(key).reset_index(drop=True)
+        for f in (fast, slow)
+    ]
     assert len(frames[0]) == 219 and frames[0].equals(frames[1])
 
 
+@pytest.mark.slow
 def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):
     cfg, f12, f2 = known
     state = State(load_config(cfg).db_path)
     import time as _time
+
     with state:
         for i in range(30):
-            state.add_event("scan", address=f"198.51.100.{i % 7 + 1}", port=20 + i, proto="tcp",
-                            source="listener", when=_time.time() - 600, type="SYN")
+            state.add_event(
+                "scan",
+                address=f"198.51.100.{i % 7 + 1}",
+                port=20 + i,
+                proto="tcp",
+                source="listener",
+                when=_time.time() - 600,
+                type="SYN",
+            )
     run_cli("--config", str(cfg), "report", check=0)
     msg = list(mailbox.mbox(tmp_path / "state" / "mail" / "mbox"))[-1]
     assert "daily report" in msg["Subject"]

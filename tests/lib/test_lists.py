@@ -37,7 +37,10 @@ def test_csf_allow_good_lines_apply_and_bad_lines_name_file_and_line(tmp_path):
     assert [str(e.network) for e in lst.whole] == ["1.2.3.4/32", "10.0.0.0/8", "2001:db8::/32"]
     assert lst.whole[0].comment.startswith("csf SSH installation")
     assert [str(e.filter) for e in lst.filters] == [
-        "tcp|in|d=3306|s=11.22.33.44", "tcp|in|d=22|s=2001:db8:1::5", "udp|in|d=53_55|s=192.0.2.0/24"]
+        "tcp|in|d=3306|s=11.22.33.44",
+        "tcp|in|d=22|s=2001:db8:1::5",
+        "udp|in|d=53_55|s=192.0.2.0/24",
+    ]
     path = tmp_path / "csf.allow"
     assert lst.errors == [
         f"{path}:10: '999.1.1.1' is not a valid IP address or CIDR; line skipped",

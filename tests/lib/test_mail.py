@@ -41,20 +41,28 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -68,13 +76,16 @@ def smtp_server():
         ctrl.start()
         started.append(ctrl)
         return sink, ctrl.port
+
     yield start
     for ctrl in started:
         ctrl.stop()
 
 
 def smtp_config(tmp_path, port, extra="", security="none"):
-    return write_config(tmp_path, f"""
+    return write_config(
+        tmp_path,
+        f"""
 [mail]
 transport = "smtp"
 smtp_host = "127.0.0.1"
@@ -82,7 +93,8 @@ smtp_port = {port}
 smtp_security = "{security}"
 to = "admin@example.org"
 smtp_timeout = 5
-{extra}""")
+{extra}""",
+    )
 
 
 def test_portscan_alert_over_starttls_with_auth(tmp_path, smtp_server):
@@ -96,20 +108,34 @@ def test_portscan_alert_over_starttls_with_auth(tmp_path, smtp_server):
         seen.append((auth_data.login, auth_data.password))
         return AuthResult(success=auth_data.password == password.encode(), handled=False)
 
-    sink, port = smtp_server(tls_context=server_ctx, require_starttls=True,
-                             authenticator=authenticator, auth_require_tls=True)
+    sink, port = smtp_server(
+        tls_context=server_ctx, require_starttls=True, authenticator=authenticator, auth_require_tls=True
+    )
     secret = tmp_path / "smtp.pass"
     secret.write_text(password + "\n")
     secret.chmod(0o600)
-    cfg_path = smtp_config(tmp_path, port, f"""smtp_user = "nightwarden"
+    cfg_path = smtp_config(
+        tmp_path,
+        port,
+        f"""smtp_user = "nightwarden"
 smtp_password_file = "{secret}"
 smtp_cafile = "{cert}"
-""", security="starttls")
+""",
+        security="starttls",
+    )
     cfg = load_config(cfg_path)
     mailer = Mailer(cfg)
-    result = mailer.alert("portscan", {"ip": "203.0.113.9", "scantype": "SYN", "ports": "22,23,80",
-                                       "hits": 3, "temp": "yes, 3600 s",
-                                       "hitlines": ["22/tcp SYN", "23/tcp SYN <b>x</b>"]})
+    result = mailer.alert(
+        "portscan",
+        {
+            "ip": "203.0.113.9",
+            "scantype": "SYN",
+            "ports": "22,23,80",
+            "hits": 3,
+            "temp": "yes, 3600 s",
+            "hitlines": ["22/tcp SYN", "23/tcp SYN <b>x</b>"],
+        },
+    )
     assert result.status == "sent"
     assert seen == [(b"nightwarden", password.encode())]
     msg = sink.messages[0]
@@ -124,8 +150,9 @@ smtp_cafile = "{cert}"
 
 
 def test_password_never_reaches_the_log(tmp_path, smtp_server):
-    sink, port = smtp_server(authenticator=lambda *a: AuthResult(success=False, handled=False),
-                             auth_require_tls=False)
+    sink, port = smtp_server(
+        authenticator=lambda *a: AuthResult(success=False, handled=False), auth_require_tls=False
+    )
     cfg_path = smtp_config(tmp_path, port, 'smtp_user = "u"\n')
     env = {"NIGHTWARDEN_SMTP_PASSWORD": "TopSecretValue42"}
     done = run_cli("--config", str(cfg_path), "-vv", "mail", "test", env=env)
@@ -155,8 +182,10 @@ def test_server_down_spools_then_flush_delivers(tmp_path, smtp_server):
 
 def test_default_transport_is_an_mbox_file(tmp_path):
     cfg = load_config(write_config(tmp_path))
-    Mailer(cfg).alert("filealert", {"count": 1, "action": "quarantined", "archive": "/x.tar",
-                                    "files": "/tmp/.x/evil (ELF binary)"})
+    Mailer(cfg).alert(
+        "filealert",
+        {"count": 1, "action": "quarantined", "archive": "/x.tar", "files": "/tmp/.x/evil (ELF binary)"},
+    )
     box = mailbox.mbox(tmp_path / "state" / "mail" / "mbox")
     messages = list(box)
     assert len(messages) == 1
@@ -170,12 +199,14 @@ def test_sendmail_transport_with_msmtp(tmp_path, smtp_server, monkeypatch):
         pytest.skip("msmtp is not installed (make test installs it as root)")
     sink, port = smtp_server()
     rc = tmp_path / ".msmtprc"
-    rc.write_text(f"account default\nhost 127.0.0.1\nport {port}\nfrom nw@example.org\n"
-                  "auth off\ntls off\n")
+    rc.write_text(f"account default\nhost 127.0.0.1\nport {port}\nfrom nw@example.org\nauth off\ntls off\n")
     rc.chmod(0o600)
     monkeypatch.setenv("HOME", str(tmp_path))
-    cfg = load_config(write_config(tmp_path, f'[mail]\ntransport = "sendmail"\nsendmail = "{msmtp}"\n'
-                                             'to = "ops@example.org"\n'))
+    cfg = load_config(
+        write_config(
+            tmp_path, f'[mail]\ntransport = "sendmail"\nsendmail = "{msmtp}"\nto = "ops@example.org"\n'
+        )
+    )
     assert Mailer(cfg).alert("alert", {"ip": "192.0.2.4", "service": "sshd", "count": 5}).status == "sent"
     assert sink.messages[0]["To"] == "ops@example.org"
     assert "Failures:     5" in sink.messages[0].get_body(("plain",)).get_content()
@@ -186,7 +217,8 @@ def test_user_brings_a_csf_style_template(tmp_path):
     templates.mkdir()
     (templates / "alert.txt").write_text(
         "From: root\nSubject: lfd on [hostname]: blocked [ip] ([iptype])\nTo: root\n\n"
-        "Time:     [time]\nIP:       [ip]\nUnknown:  [nosuchfield]\n")
+        "Time:     [time]\nIP:       [ip]\nUnknown:  [nosuchfield]\n"
+    )
     cfg = load_config(write_config(tmp_path, f'[mail]\ntemplates_dir = "{templates}"\nto = ""\n'))
     msg = Mailer(cfg).build("alert", {"ip": "192.0.2.5", "iptype": "IPv4"})
     assert msg["Subject"] == f"lfd on {cfg.hostname}: blocked 192.0.2.5 (IPv4)"
@@ -201,5 +233,6 @@ def test_broken_template_names_the_file_and_line(tmp_path):
     (templates / "alert.txt").write_text("Subject: x\nthis is not a header\n\nbody\n")
     cfg = load_config(write_config(tmp_path, f'[mail]\ntemplates_dir = "{templates}"\n'))
     from nightwarden.lib.errors import DataError
+
     with pytest.raises(DataError, match=r"alert.txt:2: expected a From:, To: or Subject:"):
         Mailer(cfg).build("alert", {})

@@ -55,20 +55,25 @@ def job(run):
 def test_runner_records_runs_and_maps_errors(tmp_path):
     cfg = load_config(write_config(tmp_path))
     from nightwarden.lib import logsetup
+
     logsetup.setup(0, cfg.log_dir, use_syslog=False, job="testjob")
     assert run_job(job(lambda ctx: Result(1, "found one")), cfg) == 1
 
     def bad(ctx):
         raise DataError("input.log:3: truncated line")
+
     assert run_job(job(bad), cfg) == 65
 
     def bug(ctx):
         return {}["missing"]
+
     assert run_job(job(bug), cfg) == EXIT_SOFTWARE
     runs = State(cfg.db_path).runs(job="testjob")
     assert [(r["exit_code"], r["summary"]) for r in runs] == [
-        (1, "found one"), (65, "input.log:3: truncated line"),
-        (70, "internal error: KeyError: 'missing'")]
+        (1, "found one"),
+        (65, "input.log:3: truncated line"),
+        (70, "internal error: KeyError: 'missing'"),
+    ]
     log = (tmp_path / "log" / "nightwarden.log").read_text()
     assert "testjob: internal error: KeyError" in log and "Traceback" in log
 

@@ -3,7 +3,6 @@ expiry, escalation, network blocks, limits with rotation, purge, crash and recon
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import Server, connects, load_config, need, run_cli, write_config
+from helpers import TESTS, Server, connects, load_config, real_backend, run_cli, write_config
 from nightwarden.lib import lifecycle
 from nightwarden.lib.blocks import BlockManager
 from nightwarden.lib.netaddr import display
@@ -21,23 +20,9 @@ from nightwarden.lib.state import State
 BACKENDS = ["nftables", "ipset", "iptc"]
 
 
-def backend(name: str):
-    if name == "nftables":
-        need("nft")
-        from nightwarden.lib.firewall.nftables import NftablesBackend
-        return NftablesBackend(prefix="nwtest")
-    if name == "ipset":
-        need("ipset", "iptables")
-        from nightwarden.lib.firewall.ipset import IpsetBackend
-        return IpsetBackend(prefix="nwtest")
-    need("iptables-legacy")
-    from nightwarden.lib.firewall.iptc import IptcBackend
-    return IptcBackend(prefix="nwtest")
-
-
 def manager(name, tmp_path, blocks_cfg: str = "", notify=None) -> BlockManager:
     cfg = load_config(write_config(tmp_path, "\n[blocks]\n" + blocks_cfg))
-    mgr = BlockManager(cfg, State(cfg.db_path), backend(name), notify=notify)
+    mgr = BlockManager(cfg, State(cfg.db_path), real_backend(name), notify=notify)
     mgr.ensure_ready()
     return mgr
 
@@ -47,8 +32,7 @@ def kernel(mgr, kind=None) -> set[str]:
 
 
 def active(mgr, permanent=None) -> set[str]:
-    return {r.address for r in mgr.state.active_blocks()
-            if permanent is None or r.permanent == permanent}
+    return {r.address for r in mgr.state.active_blocks() if permanent is None or r.permanent == permanent}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -69,14 +53,13 @@ def test_expired_blocks_leave_state_and_kernel_alike(name, tmp_path):
 
 def test_repeat_offender_is_blocked_permanently(name, tmp_path):
     alerts = []
-    mgr = manager(name, tmp_path, "perm_block_count = 3\nperm_block_interval = 3600\n",
-                  notify=alerts.append)
+    mgr = manager(name, tmp_path, "perm_block_count = 3\nperm_block_interval = 3600\n", notify=alerts.append)
     server = Server()
     try:
         for _ in range(2):
             result = mgr.block(["127.0.0.31"], ttl=60, source="login-failures")
             assert result.escalations == []
-            mgr.expire(now=time.time() + 120)          # the block ran out
+            mgr.expire(now=time.time() + 120)  # the block ran out
         result = mgr.block(["127.0.0.31"], ttl=60, source="login-failures")
         assert [e.address for e in result.escalations] == ["127.0.0.31"]
         assert alerts and alerts[0].count == 3
@@ -84,7 +67,7 @@ def test_repeat_offender_is_blocked_permanently(name, tmp_path):
         assert row.permanent and row.expires is None and "escalated" in row.reason
         assert kernel(mgr, "perm") == {"127.0.0.31"} and "127.0.0.31" not in kernel(mgr, "temp")
         assert not connects(server, "127.0.0.31")
-        mgr.expire(now=time.time() + 10 ** 6)
+        mgr.expire(now=time.time() + 10**6)
         assert not connects(server, "127.0.0.31"), "a permanent block does not expire"
     finally:
         server.close()
@@ -131,9 +114,19 @@ def test_purge_keeps_permanent_blocks_lists_and_the_users_own_rules(name, tmp_pa
     etc.mkdir(exist_ok=True)
     (etc / "deny").write_text("127.0.5.0/24 # admin\n")
     (etc / "allow").write_text("127.0.6.6\n")
-    own_rule = (["nft", "add", "table", "ip", "mine"] if name == "nftables" else
-                ["iptables" if name == "ipset" else "iptables-legacy", "-A", "INPUT", "-s",
-                 "10.9.9.9", "-j", "DROP"])
+    own_rule = (
+        ["nft", "add", "table", "ip", "mine"]
+        if name == "nftables"
+        else [
+            "iptables" if name == "ipset" else "iptables-legacy",
+            "-A",
+            "INPUT",
+            "-s",
+            "10.9.9.9",
+            "-j",
+            "DROP",
+        ]
+    )
     subprocess.run(own_rule, check=True)
     mgr = manager(name, tmp_path, "perm_block_count = 0\n")
     mgr.sync()
@@ -146,9 +139,19 @@ def test_purge_keeps_permanent_blocks_lists_and_the_users_own_rules(name, tmp_pa
     assert kernel(mgr, "perm") == {"127.0.4.4", "127.0.5.0/24"}
     assert kernel(mgr, "allow") == {"127.0.6.6"}
     assert active(mgr) == {"127.0.4.4"}
-    check = (["nft", "list", "table", "ip", "mine"] if name == "nftables" else
-             ["iptables" if name == "ipset" else "iptables-legacy", "-C", "INPUT", "-s",
-              "10.9.9.9", "-j", "DROP"])
+    check = (
+        ["nft", "list", "table", "ip", "mine"]
+        if name == "nftables"
+        else [
+            "iptables" if name == "ipset" else "iptables-legacy",
+            "-C",
+            "INPUT",
+            "-s",
+            "10.9.9.9",
+            "-j",
+            "DROP",
+        ]
+    )
     assert subprocess.run(check, capture_output=True).returncode == 0
     assert mgr.backend.is_ready()
 
@@ -165,12 +168,13 @@ def test_purge_older_than_removes_only_old_blocks(name, tmp_path):
 def test_purge_reconciles_entries_found_only_on_one_side(name, tmp_path):
     from nightwarden.lib.firewall import Entry
     from nightwarden.lib.netaddr import parse_network
+
     mgr = manager(name, tmp_path, "perm_block_count = 0\n")
     mgr.block(["127.0.3.1"], source="listener")
     mgr.block(["127.0.4.1"], source="escalation", permanent=True)
-    mgr.backend.unblock([Entry(parse_network("127.0.4.1"), "perm")])      # lost from the kernel
-    mgr.backend.block([Entry(parse_network("127.0.4.2"), "perm")])        # never in state
-    result = lifecycle.purge(mgr, age=10 ** 6)
+    mgr.backend.unblock([Entry(parse_network("127.0.4.1"), "perm")])  # lost from the kernel
+    mgr.backend.block([Entry(parse_network("127.0.4.2"), "perm")])  # never in state
+    result = lifecycle.purge(mgr, age=10**6)
     assert result.reconciled_added == ["127.0.4.1 (perm)"]
     assert result.reconciled_removed == ["127.0.4.2 (perm)"]
     assert kernel(mgr, "perm") == {"127.0.4.1"} and kernel(mgr, "temp") == {"127.0.3.1"}
@@ -190,7 +194,7 @@ def test_purge_dry_run_changes_nothing(name, netns, tmp_path):
     # the test above covers its plan
     cfg = write_config(tmp_path, f'backend = "{name}"\n')
     run_cli("--config", str(cfg), "block", "127.0.3.1", "127.0.3.2", check=0)
-    mgr = BlockManager(load_config(cfg), State(load_config(cfg).db_path), backend(name))
+    mgr = BlockManager(load_config(cfg), State(load_config(cfg).db_path), real_backend(name))
     before_kernel, before_state = kernel(mgr), active(mgr)
     done = run_cli("--config", str(cfg), "purge", "--dry-run", check=0)
     assert "would remove 2 dynamic block(s)" in done.stdout
@@ -208,9 +212,9 @@ CRASHER = textwrap.dedent("""
     from nightwarden.lib.blocks import BlockManager
     from nightwarden.lib.state import State
     sys.path.insert(0, {tests!r})
-    from test_lifecycle import backend
+    from helpers import real_backend
     cfg = load_config({cfg!r})
-    mgr = BlockManager(cfg, State(cfg.db_path), backend({name!r}))
+    mgr = BlockManager(cfg, State(cfg.db_path), real_backend({name!r}))
     print("ready", flush=True)
     for batch in range(100):
         addrs = [f"127.{{100 + batch}}.{{i // 250}}.{{i % 250 + 1}}" for i in range(2000)]
@@ -221,12 +225,12 @@ CRASHER = textwrap.dedent("""
 
 def test_kill_9_during_large_batches_then_reconcile(name, tmp_path):
     cfg_path = write_config(tmp_path, "\n[blocks]\nperm_block_count = 0\n")
-    mgr = BlockManager(load_config(cfg_path), State(load_config(cfg_path).db_path), backend(name))
+    mgr = BlockManager(load_config(cfg_path), State(load_config(cfg_path).db_path), real_backend(name))
     mgr.ensure_ready()
-    script = CRASHER.format(tests=os.path.dirname(__file__), cfg=str(cfg_path), name=name)
+    script = CRASHER.format(tests=str(TESTS), cfg=str(cfg_path), name=name)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    assert proc.stdout.readline().startswith("batch")       # at least one batch landed
+    assert proc.stdout.readline().startswith("batch")  # at least one batch landed
     time.sleep(0.3)
     assert proc.poll() is None, "the batches finished before the kill: the test proves nothing"
     proc.send_signal(signal.SIGKILL)

@@ -36,8 +36,12 @@ def probe(source: str, port: int = 31337) -> None:
 def start_listener(box: Path, config: str) -> subprocess.Popen:
     (box / "etc").mkdir(parents=True)
     (box / "etc" / "nightwarden.toml").write_text(config)
-    return subprocess.Popen([NIGHTWARDEN, "--sandbox", str(box), "listen", "--no-mail"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [NIGHTWARDEN, "--sandbox", str(box), "listen", "--no-mail"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> int:
@@ -62,6 +66,7 @@ def listener(tmp_path, netns):
         stop(proc)
 
 
+@pytest.mark.peer
 def test_logrotate_keeps_the_listener_and_jobs_writing_and_loses_nothing(listener, tmp_path):
     need("logrotate")
     box, log = listener
@@ -75,15 +80,16 @@ def test_logrotate_keeps_the_listener_and_jobs_writing_and_loses_nothing(listene
     before = log.read_text()
     assert before.count("expire finished") == 1
 
-    rot = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)],
-                         capture_output=True, text=True)
+    rot = subprocess.run(
+        ["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
+    )
     assert rot.returncode == 0, rot.stderr
     rotated = box / "log" / "nightwarden.log.1"
     assert rotated.exists() and (not log.exists() or log.stat().st_size == 0)
 
     probe("127.0.1.2")
     run_cli("--sandbox", str(box), "expire", check=0)
-    wait_for(log, "127.0.1.2")                   # the listener writes into the new file
+    wait_for(log, "127.0.1.2")  # the listener writes into the new file
     new, old = log.read_text(), rotated.read_text()
     assert "127.0.1.1" in old and "127.0.1.1" not in new
     assert old.count("expire finished") == 1 and new.count("expire finished") == 1
@@ -92,6 +98,7 @@ def test_logrotate_keeps_the_listener_and_jobs_writing_and_loses_nothing(listene
     assert not set(new.splitlines()) & set(old.splitlines())
 
 
+@pytest.mark.slow
 def test_the_listener_can_host_the_schedule(tmp_path, netns):
     box = tmp_path / "sb"
     proc = start_listener(box, "[schedule]\nin_listener = true\n")
@@ -108,11 +115,12 @@ def test_the_listener_can_host_the_schedule(tmp_path, netns):
 def test_a_sandbox_uses_a_real_firewall_only_in_a_loopback_only_namespace(tmp_path, netns, monkeypatch):
     need("ip")
     from nightwarden.jobs import load_config
+
     monkeypatch.setenv("NIGHTWARDEN_SANDBOX_FIREWALL", "nftables")
     cfg = load_config(sandbox=str(tmp_path / "sb"))
-    assert cfg.firewall_backend() == "nftables"          # this namespace has only lo
+    assert cfg.firewall_backend() == "nftables"  # this namespace has only lo
     subprocess.run(["ip", "link", "add", "nwv0", "type", "veth", "peer", "name", "nwv1"], check=True)
-    assert cfg.firewall_backend() == "dryrun"            # an interface: it could be the host's
+    assert cfg.firewall_backend() == "dryrun"  # an interface: it could be the host's
     monkeypatch.delenv("NIGHTWARDEN_SANDBOX_FIREWALL")
     subprocess.run(["ip", "link", "del", "nwv0"], check=True)
     assert cfg.firewall_backend() == "dryrun"
