@@ -186,8 +186,8 @@ def grep(ctx) -> int:
             if k.network.version == net.version and k.network.overlaps(net)
         ]
         for k in kernel:
-            left = f", expires in {int(k.expires_in)} s" if k.expires_in else ""
-            print(f"  firewall: in the {k.kind} set as {display(k.network)}{left}")
+            remaining = f", expires in {int(k.expires_in)} s" if k.expires_in else ""
+            print(f"  firewall: in the {k.kind} set as {display(k.network)}{remaining}")
         if not kernel:
             print("  firewall: not in any of nightwarden's sets")
     except NightwardenError as e:

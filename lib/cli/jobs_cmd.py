@@ -83,7 +83,7 @@ def runs(ctx) -> int:
     if ctx.args.json:
         print(json.dumps(rows, indent=1))
         return EXIT_OK
-    table = [
+    shown = [
         [
             r["job"],
             when(r["started"]),
@@ -93,7 +93,7 @@ def runs(ctx) -> int:
         ]
         for r in rows
     ]
-    print(table(table, ["job", "started", "took", "exit", "summary"]))
+    print(table(shown, ["job", "started", "took", "exit", "summary"]))
     return EXIT_OK
 
 

@@ -7,6 +7,8 @@ import mailbox
 import subprocess
 import sys
 
+import pytest
+
 from helpers import NIGHTWARDEN, run_cli
 from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE
 
@@ -96,3 +98,35 @@ def test_console_script_is_installed():
     assert subprocess.run([NIGHTWARDEN, "--version"], capture_output=True, text=True).stdout.startswith(
         "nightwarden "
     )
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["jobs"], 0),
+        (["runs"], 0),
+        (["config", "check"], 0),
+        (["config", "show"], 0),
+        (["block", "192.0.2.10", "--ttl", "1h"], 0),
+        (["blocks"], 0),
+        (["blocks", "--all", "--json"], 0),
+        (["grep", "192.0.2.10"], 0),
+        (["unblock", "192.0.2.10"], 0),
+        (["allow", "192.0.2.11"], 0),
+        (["deny", "192.0.2.12", "--dry-run"], 0),
+        (["firewall", "status"], 0),
+        (["mail", "flush"], 0),
+        (["schedule", "show"], 0),
+        (["schedule", "cron"], 0),
+        (["schedule", "systemd"], 0),
+        (["schedule", "logrotate"], 0),
+        (["install", "--dry-run", "--root", "ROOT"], 0),
+        (["uninstall", "--dry-run", "--root", "ROOT"], 0),
+    ],
+)
+def test_every_command_runs_in_a_sandbox_without_a_traceback(tmp_path, argv, code):
+    argv = [str(tmp_path / "root") if a == "ROOT" else a for a in argv]
+    done = run_cli("--sandbox", str(tmp_path / "sb"), *argv)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.strip(), "a command that prints nothing"

@@ -289,6 +289,9 @@ def test_a_scheduled_run_is_its_own_process_and_recorded(tmp_path):
 
     (row,) = json.loads(done.stdout)
     assert row["job"] == "expire" and row["exit_code"] == 0 and "expired" in row["summary"]
+    table = run_cli("--sandbox", str(box), "runs", "--job", "expire", check=0).stdout
+    assert table.splitlines()[0].split() == ["job", "started", "took", "exit", "summary"]
+    assert table.splitlines()[2].startswith("expire ")
 
 
 def load_config_sandbox(box: Path):
