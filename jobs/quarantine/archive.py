@@ -81,6 +81,7 @@ class Quarantine(Handler):
         self.tar: tarfile.TarFile | None = None
         self.archive_file = None
         self.archive_name = ""
+        self.deadline = float("inf")  # the sweep's time limit (begin)
         # sweeps run every few minutes: say what is only reported once, not at every sweep
         self.store = QuarantineStore(state)
         self.reported = self.store.reported()
@@ -138,20 +139,34 @@ class Quarantine(Handler):
         return info.name, offset
 
     # -- handler -----------------------------------------------------------------
+    def begin(self, deadline: float) -> None:
+        self.deadline = deadline
+
     def file(self, dfd: int, name: str, finding: Finding, fd: int) -> None:
         if self.report_only:
             self.report(finding)
             return
+        if self.tar is None:
+            self._open_archive()  # its directory holds the temporary copy too
+        limit = self.config.quarantine.max_size
         digest = hashlib.sha256()
         with tempfile.SpooledTemporaryFile(max_size=CHUNK, dir=archive_dir(self.config)) as copy:
             offset = 0
-            while True:  # read through the verified descriptor
-                chunk = os.pread(fd, CHUNK, offset)
+            # through the verified descriptor, at most max_size bytes whatever the file does
+            # meanwhile (ftruncate grows it in an instant), and only until the time limit
+            while offset <= limit:
+                if time.monotonic() > self.deadline:
+                    self.pending.append(Record(finding, "left: the time limit was reached while copying"))
+                    return
+                chunk = os.pread(fd, min(CHUNK, limit + 1 - offset), offset)
                 if not chunk:
                     break
                 digest.update(chunk)
                 copy.write(chunk)
                 offset += len(chunk)
+            if offset > limit:
+                self.too_large(finding, fd, grew=True)
+                return
             copy.seek(0)
             member, member_offset = self._append(finding, copy, offset)
         self.pending.append(
@@ -185,18 +200,36 @@ class Quarantine(Handler):
         if self._new(finding):
             self.pending.append(Record(finding, "reported"))
 
-    def too_large(self, finding: Finding, fd: int) -> None:
+    def too_large(self, finding: Finding, fd: int, grew: bool = False) -> None:
+        what = "grew past max_size while being copied" if grew else "too large to archive"
         if self.report_only:
             if self._new(finding):
-                self.pending.append(Record(finding, "reported (too large to archive)"))
+                self.pending.append(Record(finding, f"reported ({what})"))
             return
-        os.fchmod(fd, 0)  # on the verified descriptor, not the name
-        self.pending.append(Record(finding, "made unreadable (too large to archive)"))
+        # fchmod changes the inode, so every name it has: only an inode whose one name is this
+        # one, still owned by whom the rule judged, is made unreadable
+        now = os.fstat(fd)
+        if now.st_nlink > 1:
+            self.pending.append(
+                Record(finding, f"reported ({what}; {now.st_nlink} hard links: left unchanged)")
+            )
+        elif now.st_uid != finding.st.st_uid:
+            self.pending.append(Record(finding, f"reported ({what}; its owner changed: left unchanged)"))
+        else:
+            os.fchmod(fd, 0)  # on the verified descriptor, not the name
+            self.pending.append(Record(finding, f"made unreadable ({what})"))
 
     def over_limit(self, finding: Finding) -> None:
         self.pending.append(Record(finding, "left: file limit per sweep reached"))
 
-    def directory_done(self, dfd: int) -> None:
+    def directory_done(self, dfd: int, moved: bool = False) -> None:
+        """Commit what this directory gave; a directory that left the watched tree during the
+        sweep keeps its files (the archive keeps the copies)."""
+        if moved:
+            for r in self.pending:
+                if r.unlink is not None:
+                    r.unlink = None
+                    r.action = "copied, left in place: its directory left the watched tree during the sweep"
         self.commit()
 
     # -- commit ------------------------------------------------------------------
@@ -208,21 +241,23 @@ class Quarantine(Handler):
             self.archive_file.flush()
             os.fsync(self.archive_file.fileno())
         now = time.time()
+        rows = {}
         if not self.dry_run:
             with self.state:
                 for r in self.pending:
-                    self._record(r, now)
+                    rows[id(r)] = self._record(r, now)
                 if self.tar is not None:
                     self.store.set_committed(self.archive_name, self.tar.offset)
-        for r in self.pending:
-            if r.unlink is not None:
-                self._remove(r)
+        for r in self.pending:  # only what is committed is removed; a failed removal is said
+            if r.unlink is not None and not self._remove(r) and id(r) in rows:
+                with self.state:
+                    self.store.set_action(rows[id(r)], r.action)
         self.outcome.records += self.pending
         self.pending = []
 
-    def _record(self, r: Record, now: float) -> None:
+    def _record(self, r: Record, now: float) -> int:
         st = r.finding.st
-        self.store.add(
+        return self.store.add(
             time=now,
             path=r.finding.path,
             kind=r.finding.kind,
@@ -242,19 +277,23 @@ class Quarantine(Handler):
         )
 
     @staticmethod
-    def _remove(r: Record) -> None:
+    def _remove(r: Record) -> bool:
+        """Remove the original if its name still holds the archived inode; False (and the
+        action says why) when it was not removed."""
         dfd, name, dev, ino = r.unlink
         try:
             now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except OSError:
-            return
+            return True  # gone already
         if (now.st_dev, now.st_ino) != (dev, ino):
             r.action = "quarantined (the name now holds another file: left in place)"
-            return
+            return False
         try:
             os.unlink(name, dir_fd=dfd)  # unlinkat never follows a link
         except OSError as e:
             r.action = f"quarantined (not removed: {e.strerror})"
+            return False
+        return True
 
     def close(self) -> None:
         self.commit()
@@ -335,6 +374,7 @@ def _chown(fd: int, uid: int, gid: int) -> None:
 
 def restore_member(config, state, ident: int, to: Path | None = None) -> bytes:
     """Put a quarantined file back (at its path, or under `to`); never overwrites."""
+    to = Path(to).absolute() if to else None  # relative to the current directory
     row = get_row(state, ident)
     if not row["member"]:
         raise DataError(f"entry {ident} was {row['action']}: there is nothing to restore")

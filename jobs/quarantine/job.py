@@ -161,7 +161,8 @@ def show_entry(ctx) -> Result:
 def restore(ctx) -> Result:
     from .archive import restore_member, shown
 
-    to = Path(ctx.args.to) if getattr(ctx.args, "to", None) else None
+    # a relative --to is relative to the current directory, as every command means it
+    to = Path(ctx.args.to).absolute() if getattr(ctx.args, "to", None) else None
     if ctx.dry_run:
         ctx.say(f"dry run: would restore entry {ctx.args.id}" + (f" under {to}" if to else ""))
         return Result(0, "dry run")

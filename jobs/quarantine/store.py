@@ -92,12 +92,16 @@ class QuarantineStore:
     def set_committed(self, archive: str, length: int) -> None:
         self.state.db.execute("UPDATE archives SET committed = ? WHERE name = ?", (length, archive))
 
-    def add(self, **row) -> None:
-        """One manifest row (inside the caller's transaction)."""
-        self.state.db.execute(
+    def add(self, **row) -> int:
+        """One manifest row (inside the caller's transaction); its id."""
+        cur = self.state.db.execute(
             f"INSERT INTO quarantine({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
             [row[c] for c in COLUMNS],
         )
+        return cur.lastrowid
+
+    def set_action(self, ident: int, action: str) -> None:
+        self.state.db.execute("UPDATE quarantine SET action = ? WHERE id = ?", (action, ident))
 
     def get(self, ident: int):
         return self.state.db.execute("SELECT * FROM quarantine WHERE id = ?", (ident,)).fetchone()

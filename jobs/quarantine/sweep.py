@@ -98,7 +98,8 @@ class Handler:
     def report(self, finding: Finding) -> None: ...
     def too_large(self, finding: Finding, fd: int) -> None: ...
     def over_limit(self, finding: Finding) -> None: ...
-    def directory_done(self, dfd: int) -> None: ...
+    def begin(self, deadline: float) -> None: ...
+    def directory_done(self, dfd: int, moved: bool = False) -> None: ...
 
 
 class Sweep:
@@ -112,6 +113,7 @@ class Sweep:
 
     def run(self, roots: list[Path]) -> SweepStats:
         self.deadline = time.monotonic() + self.cfg.time_limit
+        self.handler.begin(self.deadline)
         seen: set[tuple[int, int]] = set()
         for root in roots:
             try:
@@ -148,38 +150,57 @@ class Sweep:
             self.stats.skipped.append(f"{dpath.decode(errors='replace')}: cannot list ({e.strerror})")
             return
         subdirs = []
-        for name in names:
-            if self._limit_hit():
-                return
-            self.stats.entries += 1
-            try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            except OSError:
-                continue  # vanished: nothing to do
-            bname = os.fsencode(name)
-            path = dpath.rstrip(b"/") + b"/" + bname
-            if self.ignore.ignores(path, st.st_uid) or (
-                self.cfg.ignore_root and st.st_uid == 0 and not stat.S_ISDIR(st.st_mode)
-            ):
-                self.stats.ignored += 1
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                subdirs.append((name, bname, path, st))
-            elif stat.S_ISLNK(st.st_mode):
-                self._symlink(dfd, name, bname, path, st, hidden)
-            elif stat.S_ISREG(st.st_mode):
-                self._file(dfd, name, bname, path, st, hidden)
-            else:
-                reasons = self.detector.by_name(bname, "other")
-                if reasons:
-                    finding = Finding(path, "other", reasons, st)
-                    self._found(finding)
-                    self.handler.report(finding)
-        self.handler.directory_done(dfd)
+        try:
+            for name in names:
+                if self._limit_hit():
+                    return
+                self.stats.entries += 1
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError:
+                    continue  # vanished: nothing to do
+                bname = os.fsencode(name)
+                path = dpath.rstrip(b"/") + b"/" + bname
+                if self.ignore.ignores(path, st.st_uid) or (
+                    self.cfg.ignore_root and st.st_uid == 0 and not stat.S_ISDIR(st.st_mode)
+                ):
+                    self.stats.ignored += 1
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append((name, bname, path, st))
+                elif stat.S_ISLNK(st.st_mode):
+                    self._symlink(dfd, name, bname, path, st, hidden)
+                elif stat.S_ISREG(st.st_mode):
+                    self._file(dfd, name, bname, path, st, hidden)
+                else:
+                    reasons = self.detector.by_name(bname, "other")
+                    if reasons:
+                        finding = Finding(path, "other", reasons, st)
+                        self._found(finding)
+                        self.handler.report(finding)
+        finally:  # what this directory gave is committed while its descriptor is open
+            moved = not self._in_place(dfd, dpath)
+            self.handler.directory_done(dfd, moved)
+        if moved:
+            self.stats.skipped.append(
+                f"{dpath.decode(errors='replace')}: left the watched tree during the sweep; "
+                "its files were left in place and it was not entered further"
+            )
+            return
         for name, bname, path, st in subdirs:
             self._descend(dfd, name, bname, path, st, dev, depth, hidden)
             if self.stats.stopped:
                 return
+
+    @staticmethod
+    def _in_place(dfd: int, dpath: bytes) -> bool:
+        """The directory is still where the walk found it: its path leads to its inode."""
+        try:
+            there = os.stat(dpath, follow_symlinks=False)
+        except OSError:
+            return False
+        here = os.fstat(dfd)
+        return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
     def _descend(self, dfd, name, bname, path, st, dev, depth, hidden) -> None:
         shown = path.decode(errors="replace")

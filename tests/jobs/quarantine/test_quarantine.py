@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load_config, run_cli, write_config
+from helpers import NIGHTWARDEN, load_config, run_cli, write_config
 
 pytestmark = pytest.mark.root
 
@@ -291,3 +291,141 @@ def test_racing_attacker_cannot_make_the_sweep_touch_anything_outside(open_tmp):
                 assert b"CANARY" not in tar.extractfile(m).read()
     paths = [bytes(r[0]) for r in state.db.execute("SELECT path FROM quarantine")]
     assert all(p.startswith(os.fsencode(watched) + b"/") for p in paths)
+
+
+# -- attacks from the trust issue ---------------------------------------------------------
+def sweep_in_process(cfg: Path, watched: Path, sweep_class=None, handler_class=None):
+    """One sweep through the job's own classes, for attacks that need a hook inside it."""
+    from nightwarden.jobs.quarantine import ignore
+    from nightwarden.jobs.quarantine.archive import Quarantine
+    from nightwarden.jobs.quarantine.sweep import Sweep
+    from nightwarden.lib.state import State
+
+    cfgobj = load_config(cfg)
+    state = State(cfgobj.db_path)
+    handler = (handler_class or Quarantine)(cfgobj, state, report_only=False)
+    try:
+        (sweep_class or Sweep)(cfgobj.quarantine, ignore.IgnoreRules(), handler).run([watched])
+    finally:
+        handler.close()
+    return state, handler
+
+
+def rows(state) -> list:
+    return state.db.execute("SELECT path, action FROM quarantine ORDER BY id").fetchall()
+
+
+def test_the_first_big_file_on_a_fresh_host_does_not_stop_the_sweep(tmp_path):
+    watched, cfg = setup(tmp_path)
+    plant(watched / "big.sh", b"#!/bin/sh\n" + b"x" * (3 << 20))
+    plant(watched / "xmrig", ELF, 0o755)
+    plant(watched / "shell.php", b"<?php system($_GET['c']); ?>")
+    done = sweep(cfg, code=1)
+    assert "3 quarantined" in done.stdout, done.stdout
+    assert not any((watched / n).exists() for n in ("big.sh", "xmrig", "shell.php"))
+    names = subprocess.run(["tar", "-tf", str(archive(tmp_path))], capture_output=True, text=True).stdout
+    assert "big.sh" in names and "xmrig" in names and "shell.php" in names
+
+
+def test_a_file_grown_after_the_size_check_is_never_copied_past_max_size(tmp_path):
+    watched, cfg = setup(tmp_path, "max_size = 1048576\n")
+    victim = plant(watched / "grow.sh", b"#!/bin/sh\necho hi\n")
+    from nightwarden.jobs.quarantine.archive import Quarantine
+
+    class Growing(Quarantine):
+        """The attacker's ftruncate lands between the sweep's look and the copy."""
+
+        def file(self, dfd, name, finding, fd):
+            os.truncate(victim, 200 << 20)  # 200 MB, sparse, in an instant
+            super().file(dfd, name, finding, fd)
+
+    state, _ = sweep_in_process(cfg, watched, handler_class=Growing)
+    assert archive(tmp_path).stat().st_size < 2 << 20, "copied past max_size"
+    assert [r["action"] for r in rows(state)] == ["made unreadable (grew past max_size while being copied)"]
+
+
+def test_the_copy_stops_at_the_time_limit(tmp_path):
+    watched, cfg = setup(tmp_path)
+    plant(watched / "slow.sh", b"#!/bin/sh\n" + b"y" * (4 << 20))
+    from nightwarden.jobs.quarantine.archive import Quarantine
+
+    class Late(Quarantine):
+        def begin(self, deadline):
+            super().begin(time.monotonic() - 1)  # the time is up before the copy starts
+
+    state, _ = sweep_in_process(cfg, watched, handler_class=Late)
+    assert (watched / "slow.sh").exists()
+    assert [r["action"] for r in rows(state)] == ["left: the time limit was reached while copying"]
+
+
+def test_a_hard_link_never_makes_root_change_another_file(tmp_path):
+    watched, cfg = setup(tmp_path, "max_size = 1000\n")
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    precious = plant(elsewhere / "precious.sh", b"#!/bin/sh\n" + b"z" * 5000, 0o640)
+    os.link(precious, watched / "link.sh")
+    done = sweep(cfg, code=1)
+    assert stat_mode(precious) == 0o640, "the other name's mode was changed"
+    assert "hard links: left unchanged" in done.stdout
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_the_time_limit_inside_a_directory_leaves_nothing_recorded_and_not_removed(tmp_path):
+    watched, cfg = setup(tmp_path)
+    for i in range(100):
+        plant(watched / "d" / f"tool{i:03d}", ELF, 0o755)
+    from nightwarden.jobs.quarantine.sweep import Sweep
+
+    class StopsAt50(Sweep):
+        def _limit_hit(self):
+            if self.stats.entries >= 50:
+                self.stats.stopped = "time limit of 120 s reached"
+            return bool(self.stats.stopped)
+
+    state, _ = sweep_in_process(cfg, watched, sweep_class=StopsAt50)
+    first = rows(state)
+    assert first and all(r["action"] == "quarantined" for r in first)
+    assert all(not os.path.lexists(bytes(r["path"])) for r in first), "recorded but not removed"
+    state, _ = sweep_in_process(cfg, watched)
+    assert len(rows(state)) == 100, "a file was archived twice"
+    assert not list((watched / "d").iterdir())
+
+
+def test_a_directory_renamed_out_during_the_sweep_keeps_its_files(tmp_path):
+    watched, cfg = setup(tmp_path)
+    for name in ("a", "b", "c"):
+        plant(watched / "drop" / name, ELF, 0o755)
+    away = tmp_path / "away"
+    from nightwarden.jobs.quarantine.archive import Quarantine
+
+    class Mover(Quarantine):
+        def file(self, dfd, name, finding, fd):
+            super().file(dfd, name, finding, fd)
+            if not away.exists():
+                os.rename(watched / "drop", away)  # the attacker moves the directory out
+
+    state, _ = sweep_in_process(cfg, watched, handler_class=Mover)
+    assert sorted(p.name for p in away.iterdir()) == ["a", "b", "c"], "files deleted outside the tree"
+    assert all("left the watched tree" in r["action"] for r in rows(state))
+
+
+def test_restore_to_a_relative_directory_is_relative_to_the_current_one(tmp_path):
+    watched, cfg = setup(tmp_path)
+    plant(watched / "x.php", b"<?php ?>")
+    sweep(cfg, code=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
+    done = subprocess.run(
+        [NIGHTWARDEN, "--config", str(cfg), "quarantine", "restore", "1", "--to", "back"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=full_env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (work / "back" / str(watched).lstrip("/") / "x.php").read_bytes() == b"<?php ?>"
+    assert not Path("/back").exists()
