@@ -1,12 +1,15 @@
-"""Small file-system helpers with security habits: atomic writes, private directories."""
+"""Small file-system helpers with security habits: atomic writes, private directories, and
+bounded reads of files that must be regular files."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from .errors import CantCreateError
+from .errors import CantCreateError, DataError, NoInputError
 
 
 def ensure_dir(path: Path, mode: int = 0o750) -> Path:
@@ -48,3 +51,44 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def open_regular(path: Path | str, what: str = "file") -> tuple[int, os.stat_result]:
+    """Open a file for reading that must be a regular file: a symbolic link is not followed, a
+    FIFO or a device never blocks the open (O_NONBLOCK) and is refused after it, as is a
+    directory. FileNotFoundError passes through; every other refusal is a DataError naming
+    the file. Returns (descriptor, its fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: the {what} is a symbolic link; not followed") from None
+        if e.errno == errno.EACCES:
+            raise NoInputError(f"{path}: cannot read the {what}: {e.strerror}") from None
+        raise DataError(f"{path}: cannot open the {what}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise DataError(f"{path}: the {what} is {kind}; refused")
+    return fd, st
+
+
+def read_regular(path: Path | str, limit: int, what: str = "file") -> bytes:
+    """The whole content of a regular file (see open_regular) of at most `limit` bytes: a
+    larger one is refused, and the read stops at the limit whatever the file does meanwhile."""
+    fd, st = open_regular(path, what)
+    try:
+        if st.st_size > limit:
+            raise DataError(f"{path}: the {what} is {st.st_size:,} bytes, more than the {limit:,} allowed")
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - len(data)))
+            if not chunk:
+                return data
+            data += chunk
+        raise DataError(f"{path}: the {what} grew past the {limit:,} bytes allowed while being read")
+    finally:
+        os.close(fd)

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
 from nightwarden.lib.errors import DataError, NoInputError, TamperedError
-from nightwarden.lib.fsutil import atomic_write
+from nightwarden.lib.fsutil import atomic_write, open_regular
 
 MAGIC = b"NWINTEGRITY\x01\n"
 SIG_LEN = 64
+MAX_HEADER = 1 << 20
 
 
 def write(
@@ -52,33 +54,56 @@ def write(
     return header
 
 
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = os.pread(fd, size - len(data), offset + len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_header(path: Path, public_key) -> tuple[dict, bytes]:
-    """Verify the signature and the body; return (header, body). Nothing is parsed before."""
+    """Verify the signature and the body; return (header, body). Nothing is parsed before.
+    Only a regular file is read (never a link, a FIFO or a device), and every read is bounded
+    by the sizes the format and the signed header give."""
     try:
-        data = path.read_bytes()
+        fd, st = open_regular(path, "integrity database")
     except FileNotFoundError:
         raise NoInputError(f"{path}: no integrity database (run: nightwarden integrity init)") from None
-    if not data.startswith(MAGIC):
-        raise DataError(f"{path}: not a nightwarden integrity database (bad magic)")
-    if len(data) < len(MAGIC) + 4:
-        raise DataError(f"{path}: truncated (no header)")
-    (head_len,) = struct.unpack_from(">I", data, len(MAGIC))
-    end = len(MAGIC) + 4 + head_len
-    if head_len > 1 << 20 or len(data) < end + SIG_LEN:
-        raise DataError(f"{path}: truncated or corrupt header")
-    signed, signature = data[:end], data[end : end + SIG_LEN]
-    from cryptography.exceptions import InvalidSignature
-
     try:
-        public_key.verify(signature, signed)
-    except InvalidSignature:
-        raise TamperedError(
-            f"{path}: SIGNATURE CHECK FAILED: the database was altered or signed "
-            f"with another key; nothing in it is trusted"
-        ) from None
-    header = json.loads(signed[len(MAGIC) + 4 :])
-    body = data[end + SIG_LEN :]
-    if len(body) != header["body_length"] or hashlib.sha256(body).hexdigest() != header["body_sha256"]:
+        start = _read_at(fd, len(MAGIC) + 4, 0)
+        if not start.startswith(MAGIC):
+            raise DataError(f"{path}: not a nightwarden integrity database (bad magic)")
+        if len(start) < len(MAGIC) + 4:
+            raise DataError(f"{path}: truncated (no header)")
+        (head_len,) = struct.unpack_from(">I", start, len(MAGIC))
+        end = len(MAGIC) + 4 + head_len
+        if head_len > MAX_HEADER or st.st_size < end + SIG_LEN:
+            raise DataError(f"{path}: truncated or corrupt header")
+        rest = _read_at(fd, head_len + SIG_LEN, len(start))
+        signed, signature = start + rest[:head_len], rest[head_len:]
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            public_key.verify(signature, signed)
+        except InvalidSignature:
+            raise TamperedError(
+                f"{path}: SIGNATURE CHECK FAILED: the database was altered or signed "
+                f"with another key; nothing in it is trusted"
+            ) from None
+        header = json.loads(signed[len(MAGIC) + 4 :])
+        length = header["body_length"]
+        if st.st_size != end + SIG_LEN + length:
+            raise TamperedError(
+                f"{path}: {st.st_size - end - SIG_LEN:,} bytes of records where the signed header "
+                f"says {length:,} (truncated or altered); nothing in it is trusted"
+            )
+        body = _read_at(fd, length, end + SIG_LEN)
+    finally:
+        os.close(fd)
+    if len(body) != length or hashlib.sha256(body).hexdigest() != header["body_sha256"]:
         raise TamperedError(
             f"{path}: the records do not match the signed header (truncated or "
             f"altered); nothing in it is trusted"

@@ -10,13 +10,15 @@ older generation replayed).
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
 
-from nightwarden.lib.errors import TamperedError, UsageError
+from nightwarden.lib.errors import NoInputError, TamperedError, UsageError
 from nightwarden.lib.runner import Result
 
+from . import trust
 from .settings import integrity_file
 
 NAME = "integrity"
@@ -27,8 +29,8 @@ def add_arguments(parser) -> None:
         "action",
         nargs="?",
         default="check",
-        choices=["check", "init", "update", "show", "keygen"],
-        help="check (default), init, update, show, keygen",
+        choices=["check", "init", "update", "show", "keygen", "rekey"],
+        help="check (default), init, update, show, keygen, rekey (a new key pair; needs the old private key)",
     )
     parser.add_argument(
         "paths", nargs="*", help="update: accept only changes under these paths; show: only these paths"
@@ -40,15 +42,18 @@ def add_arguments(parser) -> None:
         help="check: do not re-hash files whose inode, size, mtime and ctime are unchanged (faster, weaker)",
     )
     parser.add_argument("--force", action="store_true", help="init: replace an existing database")
-    parser.add_argument("--json", action="store_true", help="show: JSON output")
-    parser.add_argument("--no-mail", action="store_true", help="check: do not mail the report")
+    parser.add_argument("--json", action="store_true", help="check, show: JSON output")
+    parser.add_argument(
+        "--no-mail",
+        action="store_true",
+        help="check: do not mail the report (a verification failure is mailed all the same)",
+    )
 
 
 def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "check") if ctx.args is not None else "check"
-    return {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}[action](
-        ctx
-    )
+    actions = {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}
+    return {**actions, "rekey": rekey}[action](ctx)
 
 
 def _icfg(ctx):
@@ -134,23 +139,28 @@ class _KeyLoader:
 
 
 def _verified(ctx, public_key=None):
-    """The database, verified: signature, body, host, generation. Raises TamperedError."""
+    """The database, verified: the pinned key, signature, body, host, generation (against
+    state and the seal). Returns (header, records, what the replay check used); raises
+    TamperedError."""
     from . import dbfile, keys
 
     path = integrity_file(ctx.config, "database")
-    public_key = public_key or keys.load_public(integrity_file(ctx.config, "public_key"))
+    public_path = integrity_file(ctx.config, "public_key")
+    public_key = public_key or keys.load_public(public_path)
+    trust.check_pin(ctx.state, keys.key_id(public_key), public_path)
     header, body = dbfile.read_header(path, public_key)
     if header.get("host") != ctx.config.hostname:
         raise TamperedError(
             f"{path}: made for host {header.get('host')!r}, this is "
             f"{ctx.config.hostname!r}: refusing to compare"
         )
-    if header.get("generation", 0) < _seen(ctx):
+    newest, evidence = trust.newest_generation(ctx, public_key)
+    if header.get("generation", 0) < newest:
         raise TamperedError(
             f"{path}: generation {header.get('generation')} is older than the "
-            f"newest this host has seen ({_seen(ctx)}): an old database replayed"
+            f"newest this host has had ({newest}; {evidence}): an old database replayed"
         )
-    return header, dbfile.parse_body(path, body)
+    return header, dbfile.parse_body(path, body), evidence
 
 
 def keygen(ctx) -> Result:
@@ -166,6 +176,13 @@ def keygen(ctx) -> Result:
         keys.passphrase(_icfg(ctx), confirm=True),
         f"nightwarden-integrity@{ctx.config.hostname}",
     )
+    if trust.pinned_key(ctx.state) is None:
+        trust.pin_key(ctx.state, ident)
+    else:
+        ctx.say(
+            f"note: key {trust.pinned_key(ctx.state)} is pinned; a database signed with the new key is "
+            "refused until `nightwarden integrity rekey` moves the pin"
+        )
     ctx.say(f"integrity key {ident}: private {private} (0600, encrypted), public {public}")
     return Result(0, f"key {ident} created")
 
@@ -190,6 +207,7 @@ def _write(ctx, records, generation: int, private_key, policy, note: str, scan=N
         scan.encoded_count if scan else 0,
     )
     _set_seen(ctx, generation)
+    trust.write_seal(ctx.config, private_key, generation, header["key"])
     return header
 
 
@@ -203,6 +221,9 @@ def init(ctx) -> Result:
     with _KeyLoader(ctx) as loader:  # the passphrase KDF runs beside the scan
         scan = _scan(ctx, policy, should_stop=loader.failed, encode=True)
     key = loader.key()
+    from . import keys
+
+    trust.check_pin(ctx.state, keys.key_id(key.public_key()), integrity_file(ctx.config, "private_key"))
     if ctx.dry_run:
         ctx.say(
             f"dry run: scanned {len(scan.records) + scan.encoded_count:,} entries in "
@@ -210,6 +231,8 @@ def init(ctx) -> Result:
         )
         return Result(0, "dry run")
     header = _write(ctx, scan.records, _seen(ctx) + 1, key, policy, "init", scan)
+    if trust.pinned_key(ctx.state) is None:
+        trust.pin_key(ctx.state, header["key"])
     ctx.say(
         f"integrity database {path}: {header['count']:,} entries, generation "
         f"{header['generation']}, signed with key {header['key']} ({scan.seconds:.1f} s)"
@@ -219,31 +242,49 @@ def init(ctx) -> Result:
     )
 
 
+def _alert_tampered(ctx, error) -> None:
+    """The loud alert of a verification failure: mailed even with --no-mail (README says so)."""
+    _mail(
+        ctx,
+        f"DATABASE VERIFICATION FAILED on {ctx.config.hostname}",
+        str(integrity_file(ctx.config, "database")),
+        "-",
+        f"{error}\n\nThe integrity database cannot be trusted. Do not accept changes "
+        f"from it. Restore the database from a trusted copy or run `nightwarden "
+        f"integrity init --force` on a host you know to be clean.\n",
+    )
+
+
 def check(ctx) -> Result:
+    from nightwarden.lib.errors import DataError, NoInputError
+
     from . import dpkg
     from .compare import compare
 
     paths = [integrity_file(ctx.config, k) for k in ("database", "public_key", "private_key")]
-    if not any(p.exists() for p in paths):
+    established = trust.established(ctx)
+    if not established and not any(os.path.lexists(p) for p in paths):
         ctx.log.warning(
             "integrity checking is not set up yet: run `nightwarden integrity keygen`, "
             "then `nightwarden integrity init`"
         )
         return Result(0, "not set up (no key, no database)")
+    warnings = trust.permission_warnings(ctx.config)
+    for warning in warnings:
+        ctx.log.warning("integrity: %s", warning)
     policy = _policy(ctx)
     try:
-        header, records = _verified(ctx)
+        header, records, evidence = _verified(ctx)
     except TamperedError as e:
-        _mail(
-            ctx,
-            f"DATABASE VERIFICATION FAILED on {ctx.config.hostname}",
-            "-",
-            "-",
-            f"{e}\n\nThe integrity database cannot be trusted. Do not accept changes "
-            f"from it. Restore the database from a trusted copy or run `nightwarden "
-            f"integrity init --force` on a host you know to be clean.\n",
-        )
+        _alert_tampered(ctx, e)
         raise
+    except (DataError, NoInputError) as e:
+        if not established:
+            raise
+        # this host has had a database: a missing, emptied or unreadable one is tampering
+        tampered = TamperedError(f"{e} (generation {_seen(ctx)} was seen on this host)")
+        _alert_tampered(ctx, tampered)
+        raise tampered from None
     quick = _icfg(ctx).quick or getattr(ctx.args, "quick", False)
     scan = _scan(ctx, policy, records if quick else None)
     result = compare(records, scan.records, policy)
@@ -252,7 +293,7 @@ def check(ctx) -> Result:
         explained = dpkg.explain(
             result.changed, header["created"], Path(_icfg(ctx).dpkg_info), Path(_icfg(ctx).dpkg_log)
         )
-    text, data = render_check(ctx, header, result, scan, quick, policy)
+    text, data = render_check(ctx, header, result, scan, quick, policy, evidence, warnings)
     code = result.exit_bits | (8 if scan.errors else 0)
     unexplained = [c for c in result.changed if not c.explained]
     summary = (
@@ -273,7 +314,7 @@ def check(ctx) -> Result:
                 explained=explained,
                 unreadable=len(scan.errors),
             )
-    ctx.say(text)
+    ctx.say(json.dumps(data, indent=1) if getattr(ctx.args, "json", False) else text)
     if code and not getattr(ctx.args, "no_mail", False):
         _mail(ctx, summary, str(integrity_file(ctx.config, "database")), header["generation"], text)
     return Result(
@@ -282,15 +323,17 @@ def check(ctx) -> Result:
     )
 
 
-def render_check(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
+def render_check(ctx, header, result, scan, quick, policy, evidence="", warnings=()) -> tuple[str, dict]:
     from tabulate import tabulate
 
     lines = [
         f"Integrity check of {ctx.config.hostname}: database generation {header['generation']} "
-        f"of {datetime.fromtimestamp(header['created']):%Y-%m-%d %H:%M:%S}, "
-        f"{len(scan.records):,} entries scanned in {scan.seconds:.1f} s"
-        + (" (quick mode: unchanged inode/size/mtime/ctime not re-hashed)" if quick else "")
+        f"of {datetime.fromtimestamp(header['created']):%Y-%m-%d %H:%M:%S}, signed with key "
+        f"{header.get('key', '?')}, {len(scan.records):,} entries scanned in {scan.seconds:.1f} s"
+        + (" (quick mode: unchanged inode/size/mtime/ctime not re-hashed)" if quick else ""),
+        f"The {evidence}.",
     ]
+    lines += [f"WARNING: {w}" for w in warnings]
     if header.get("policy") != policy.fingerprint():
         lines.append(
             "NOTE: the policy changed since this database was made; run "
@@ -320,6 +363,9 @@ def render_check(ctx, header, result, scan, quick, policy) -> tuple[str, dict]:
     data = {
         "host": ctx.config.hostname,
         "generation": header["generation"],
+        "key": header.get("key"),
+        "replay_evidence": evidence,
+        "warnings": list(warnings),
         "added": result.added,
         "removed": result.removed,
         "changed": [
@@ -357,13 +403,17 @@ def update(ctx) -> Result:
     if not ctx.args.all and not ctx.args.paths:
         raise UsageError("integrity update needs --all or the paths whose changes you accept")
     key = _private_key(ctx)
-    header, records = _verified(ctx, key.public_key())
+    header, records, _ = _verified(ctx, key.public_key())
     policy = _policy(ctx)
     scan = _scan(ctx, policy)
     result = compare(records, scan.records, policy)
+    names = {p: "added" for p, _, _ in result.added}
+    names.update({p: "removed" for p, _, _ in result.removed})
+    names.update({c.path: "changed: " + ", ".join(a for a, _, _ in c.attrs) for c in result.changed})
     if ctx.args.all:
         accepted = dict(scan.records)
-        count = len(result.added) + len(result.removed) + len(result.changed)
+        taken = sorted(names)
+        count = len(taken)
     else:
         prefixes = [p.rstrip("/") for p in ctx.args.paths]
 
@@ -371,14 +421,20 @@ def update(ctx) -> Result:
             return any(path == p or path.startswith(p + "/") for p in prefixes)
 
         accepted = dict(records)
-        count = 0
-        for path in set(records) | set(scan.records):
+        taken = []
+        for path in sorted(set(records) | set(scan.records)):
             if chosen(path) and records.get(path) != scan.records.get(path):
-                count += 1
+                taken.append(path)
                 if path in scan.records:
                     accepted[path] = scan.records[path]
                 else:
                     accepted.pop(path, None)
+        count = len(taken)
+    verb = "would accept" if ctx.dry_run else "accepted"
+    for path in taken[:500]:
+        ctx.say(f"  {verb}: {path} ({names.get(path, 'changed')})")
+    if len(taken) > 500:
+        ctx.say(f"  ... and {len(taken) - 500} more")
     if ctx.dry_run:
         ctx.say(f"dry run: would accept {count} change(s)")
         return Result(0, "dry run")
@@ -393,7 +449,14 @@ def show_database(ctx) -> Result:
     from .compare import describe
     from .scan import SHA256
 
-    header, records = _verified(ctx)
+    header, records, _ = _verified(ctx)
+
+    def under(p: str, q: str) -> bool:
+        return p == q.rstrip("/") or p.startswith(q.rstrip("/") + "/")
+
+    missing = [q for q in ctx.args.paths if not any(under(p, q) for p in records)]
+    if missing:
+        raise NoInputError(f"not in the integrity database: {', '.join(missing)}")
     paths = sorted(
         p
         for p in records
@@ -416,3 +479,39 @@ def show_database(ctx) -> Result:
     ]
     ctx.say(tabulate(rows, ["path", "entry", "sha256"]))
     return Result(0, f"{len(paths)} entries")
+
+
+def rekey(ctx) -> Result:
+    """A new key pair that takes over from the old one: the old private key (and its
+    passphrase) proves the right to it, the current database is verified with the old key and
+    signed again with the new one, and the pin moves. The new passphrase comes from
+    $<passphrase_env>_NEW or the terminal."""
+    from . import keys
+
+    old = _private_key(ctx)
+    header, records, _ = _verified(ctx, old.public_key())
+    private, public = integrity_file(ctx.config, "private_key"), integrity_file(ctx.config, "public_key")
+    if ctx.dry_run:
+        ctx.say(
+            f"dry run: would make a new key pair in {private} and {public} and sign generation "
+            f"{header['generation'] + 1} with it"
+        )
+        return Result(0, "dry run")
+    env = _icfg(ctx).passphrase_env + "_NEW"
+    secret = os.environ.get(env, "").encode() or keys.passphrase(_icfg(ctx), confirm=True, prompt="new ")
+    retired = private.with_name(private.name + ".old")
+    os.replace(private, retired)
+    try:
+        ident = keys.generate(private, public, secret, f"nightwarden-integrity@{ctx.config.hostname}")
+    except BaseException:
+        os.replace(retired, private)
+        raise
+    new_key = keys.load_private(private, secret)
+    trust.pin_key(ctx.state, ident)
+    generation = max(header["generation"], _seen(ctx)) + 1
+    new = _write(
+        ctx, records, generation, new_key, _policy(ctx), f"rekey from {keys.key_id(old.public_key())}"
+    )
+    retired.unlink()
+    ctx.say(f"new integrity key {ident} pinned; database generation {new['generation']} signed with it")
+    return Result(0, f"rekey: key {ident}, generation {new['generation']}")

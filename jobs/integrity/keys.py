@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from nightwarden.lib.errors import ConfigError, DataError, NoInputError
-from nightwarden.lib.fsutil import atomic_write
+from nightwarden.lib.fsutil import atomic_write, read_regular
 
 
-def passphrase(cfg, confirm: bool = False) -> bytes:
+def passphrase(cfg, confirm: bool = False, prompt: str = "") -> bytes:
     path = cfg.passphrase_file
     if path:
         try:
@@ -27,7 +27,7 @@ def passphrase(cfg, confirm: bool = False) -> bytes:
         raise ConfigError(
             f"no passphrase: not on a terminal, integrity.passphrase_file is unset and ${env} is empty"
         )
-    first = getpass.getpass("integrity key passphrase: ").encode()
+    first = getpass.getpass(f"{prompt}integrity key passphrase: ").encode()
     if confirm and getpass.getpass("again: ").encode() != first:
         raise DataError("the passphrases differ")
     if not first:
@@ -68,7 +68,7 @@ def load_private(path: Path, secret: bytes):
     from cryptography.hazmat.primitives import serialization
 
     try:
-        data = path.read_bytes()
+        data = read_regular(path, 64 << 10, "private key")
     except FileNotFoundError:
         raise NoInputError(f"{path}: no private key (run: nightwarden integrity keygen)") from None
     try:
@@ -86,7 +86,7 @@ def load_public(path: Path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        data = path.read_bytes()
+        data = read_regular(path, 64 << 10, "public key")
     except FileNotFoundError:
         raise NoInputError(f"{path}: no public key (run: nightwarden integrity keygen)") from None
     try:

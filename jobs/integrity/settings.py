@@ -75,5 +75,6 @@ def integrity_file(config, key: str) -> Path:
         "database": config.state_dir / "integrity.db",
         "private_key": config.config_dir / "integrity.key",
         "public_key": config.config_dir / "integrity.pub",
+        "seal": config.config_dir / "integrity.seal",
     }[key]
-    return config.configured_path(getattr(config.integrity, key), default)
+    return config.configured_path(getattr(config.integrity, key, ""), default)

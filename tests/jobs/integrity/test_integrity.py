@@ -176,8 +176,8 @@ def test_wrong_passphrase_and_missing_key(initialised):
     log = (tmp_path / "log" / "nightwarden.log").read_text()
     assert "Wr0ng-Guess!" not in log + done.stderr and PASS not in log
     (tmp_path / "etc" / "integrity.pub").unlink()
-    done = nw(cfg, "check")
-    assert done.returncode == 66 and "no public key" in done.stderr
+    done = nw(cfg, "check")  # once a database was seen, a missing key is the loud alert
+    assert done.returncode == 80 and "no public key" in done.stderr
 
 
 @pytest.mark.parametrize("where", ["header", "body", "truncated"])
@@ -324,3 +324,133 @@ def test_changes_explained_by_a_package_upgrade_stand_apart(tmp_path):
     assert explained[str(tool_path)].startswith("explained by the upgrade of package tool to 1.1 at ")
     assert explained[str(other)] == ""
     assert "Explained by package upgrades (1)" in done.stdout
+
+
+# -- attacks from the trust issue ---------------------------------------------------------
+def loud(tmp_path: Path, done) -> bool:
+    """The verification-failure alert: exit 80 and the mail."""
+    mbox = tmp_path / "state" / "mail" / "mbox"
+    return done.returncode == 80 and mbox.exists() and "DATABASE VERIFICATION FAILED" in mbox.read_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "random", "magic", "deleted", "all-deleted"])
+def test_once_a_database_was_seen_every_damage_is_the_loud_alert(initialised, damage):
+    tmp_path, tree, cfg = initialised
+    db, etc = tmp_path / "state" / "integrity.db", tmp_path / "etc"
+    data = db.read_bytes()
+    if damage == "truncated":
+        db.write_bytes(data[:10])
+    elif damage == "emptied":
+        db.write_bytes(b"")
+    elif damage == "random":
+        db.write_bytes(os.urandom(len(data)))
+    elif damage == "magic":
+        db.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    else:
+        db.unlink()
+        if damage == "all-deleted":
+            for name in ("integrity.pub", "integrity.key", "integrity.seal"):
+                (etc / name).unlink()
+    done = nw(cfg, "check", "--no-mail")
+    assert loud(tmp_path, done), (done.returncode, done.stderr)
+
+
+def attacker_database(tmp_path: Path, tree: Path, generation: int) -> None:
+    """Whoever can write integrity.pub and integrity.db: a key of their own, a database that
+    says everything is fine, signed with it."""
+    import socket
+
+    from nightwarden.jobs.integrity import dbfile, keys
+
+    theirs = tmp_path / "attacker"
+    theirs.mkdir()
+    keys.generate(theirs / "k", theirs / "k.pub", b"evil", "x")
+    key = keys.load_private(theirs / "k", b"evil")
+    header = {
+        "host": socket.gethostname(),
+        "policy": "",
+        "created": 0,
+        "generation": generation,
+        "key": keys.key_id(key.public_key()),
+        "note": "forged",
+    }
+    dbfile.write(tmp_path / "state" / "integrity.db", header, {}, key)
+    shutil.copy(theirs / "k.pub", tmp_path / "etc" / "integrity.pub")
+
+
+def test_a_replaced_public_key_and_database_are_refused_and_rekey_moves_the_pin(initialised):
+    tmp_path, tree, cfg = initialised
+    saved = {
+        p: p.read_bytes() for p in (tmp_path / "state" / "integrity.db", tmp_path / "etc" / "integrity.pub")
+    }
+    attacker_database(tmp_path, tree, generation=99)
+    done = nw(cfg, "check")
+    assert loud(tmp_path, done) and "not the pinned key" in done.stderr
+    for path, data in saved.items():
+        path.write_bytes(data)
+    done = nw(cfg, "rekey", env={"NIGHTWARDEN_INTEGRITY_PASSPHRASE_NEW": "a new passphrase"}, check=0)
+    assert "pinned" in done.stdout
+    done = nw(cfg, "check", env={"NIGHTWARDEN_INTEGRITY_PASSPHRASE": "unused"}, check=0)
+    assert "generation 2" in done.stdout
+
+
+def test_with_state_deleted_an_older_database_is_still_a_replay(initialised):
+    tmp_path, tree, cfg = initialised
+    db = tmp_path / "state" / "integrity.db"
+    old = db.read_bytes()
+    (tree / "a").write_text("changed\n")
+    nw(cfg, "update", "--all", check=0)
+    (tmp_path / "state" / "state.db").unlink()
+    for wal in (tmp_path / "state").glob("state.db-*"):
+        wal.unlink()
+    db.write_bytes(old)
+    done = nw(cfg, "check")
+    assert done.returncode == 80 and "replayed" in done.stderr and "seal" in done.stderr
+
+
+def test_loose_modes_on_the_keys_and_the_database_are_warned(initialised):
+    tmp_path, tree, cfg = initialised
+    (tmp_path / "etc" / "integrity.key").chmod(0o644)
+    (tmp_path / "state" / "integrity.db").chmod(0o666)
+    done = nw(cfg, "check", check=0)
+    assert "WARNING:" in done.stdout and "integrity.key is readable or writable by others" in done.stdout
+    assert "integrity.db is writable by others" in done.stdout
+    assert json.loads(nw(cfg, "check", "--json", check=0).stdout)["warnings"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory"])
+def test_a_database_that_is_no_regular_file_is_refused_at_once(initialised, kind):
+    tmp_path, tree, cfg = initialised
+    db = tmp_path / "state" / "integrity.db"
+    db.unlink()
+    if kind == "fifo":
+        os.mkfifo(db)
+    elif kind == "zero":
+        db.symlink_to("/dev/zero")
+    else:
+        db.mkdir()
+    done = nw(cfg, "check")  # run_cli's timeout ends a hang as a failure
+    assert loud(tmp_path, done), (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+
+
+def test_check_json_show_of_a_missing_path_and_update_naming_what_it_accepted(initialised):
+    tmp_path, tree, cfg = initialised
+    report = json.loads(nw(cfg, "check", "--json", check=0).stdout)
+    assert report["generation"] == 1 and report["key"] and "state" in report["replay_evidence"]
+    done = nw(cfg, "show", str(tree / "nope"))
+    assert done.returncode == 66 and "not in the integrity database" in done.stderr
+    (tree / "a").write_text("new content\n")
+    (tree / "b").write_text("b\n")
+    done = nw(cfg, "update", "--all", check=0)
+    assert (
+        f"accepted: {tree / 'a'} (changed: " in done.stdout
+        and f"accepted: {tree / 'b'} (added)" in done.stdout
+    )
+
+
+def test_the_verification_alert_is_mailed_even_with_no_mail(initialised):
+    tmp_path, tree, cfg = initialised
+    db = tmp_path / "state" / "integrity.db"
+    db.write_bytes(db.read_bytes()[:-3])
+    assert loud(tmp_path, nw(cfg, "check", "--no-mail"))

@@ -419,13 +419,14 @@ def test_restore_to_a_relative_directory_is_relative_to_the_current_one(tmp_path
     work = tmp_path / "work"
     work.mkdir()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
+    back = f"nw-back-{os.getpid()}-{random.randrange(10**9)}"  # never there at the root
     done = subprocess.run(
-        [NIGHTWARDEN, "--config", str(cfg), "quarantine", "restore", "1", "--to", "back"],
+        [NIGHTWARDEN, "--config", str(cfg), "quarantine", "restore", "1", "--to", back],
         cwd=work,
         capture_output=True,
         text=True,
         env=full_env,
     )
     assert done.returncode == 0, done.stderr
-    assert (work / "back" / str(watched).lstrip("/") / "x.php").read_bytes() == b"<?php ?>"
-    assert not Path("/back").exists()
+    assert (work / back / str(watched).lstrip("/") / "x.php").read_bytes() == b"<?php ?>"
+    assert not Path("/", back).exists()
