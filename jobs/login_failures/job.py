@@ -10,6 +10,7 @@ import time
 
 from nightwarden.lib.runner import Result
 
+from . import sources
 from .store import AttemptStore
 
 NAME = "login-failures"
@@ -70,6 +71,10 @@ def _log_problems(ctx, scans) -> None:
             ctx.log.warning("%s", s.lost)
         for line in s.forged[:20]:
             ctx.log.warning("journal: forged entry: %s", line)
+        if s.overlong:
+            ctx.log.warning(
+                "%s: %d line(s) longer than %d bytes skipped", s.source.name, s.overlong, sources.MAX_LINE
+            )
 
 
 def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> list:
@@ -105,6 +110,10 @@ def _record(ctx, scans, rows: list, since: float) -> None:
             if s.forged:
                 ctx.state.add_event(
                     "log_forged", source=s.source.name, count=len(s.forged), sample=s.forged[:5]
+                )
+            if s.overlong:
+                ctx.state.add_event(
+                    "log_overlong", source=s.source.name, count=s.overlong, limit=sources.MAX_LINE
                 )
 
 

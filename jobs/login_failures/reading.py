@@ -42,6 +42,11 @@ class SourceScan:
     forged: list = field(default_factory=list)
     fmt: str = ""
 
+    @property
+    def overlong(self) -> int:
+        """Lines longer than sources.MAX_LINE, skipped."""
+        return sum(getattr(p, "overlong", 0) for p in self.parts)
+
 
 def configured(config) -> list[Source]:
     """The file sources that exist, then the journal when configured or needed."""

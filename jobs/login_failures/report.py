@@ -123,7 +123,16 @@ def _sources(scans) -> dict:
                 t.lines,
                 t.understood,
                 t.lines - t.understood,
-                s.error or (f"{len(s.forged)} forged entries" if s.forged else ""),
+                s.error
+                or "; ".join(
+                    filter(
+                        None,
+                        [
+                            f"{len(s.forged)} forged entries" if s.forged else "",
+                            f"{s.overlong} overlong lines skipped" if s.overlong else "",
+                        ],
+                    )
+                ),
             ]
         )
         for line in s.forged[:5]:

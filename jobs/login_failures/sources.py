@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ log = get("logs")
 
 CHUNK = 4 << 20
 HEAD = 1024
+MAX_LINE = 64 << 10  # a longer "line" is counted and skipped, never held whole in memory
+TAIL = 256  # the bytes before a cursor's offset that must still be there at the next run
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Part:
     current: bool
     mtime: float = 0.0
     end: int | None = None
+    overlong: int = 0  # lines longer than MAX_LINE, skipped
 
 
 @dataclass
@@ -51,11 +55,29 @@ class Plan:
 
 
 def _open(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    """A log for reading: never through a link, and never blocking on a FIFO (O_NONBLOCK:
+    one in place of a log is refused, not waited on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise DataError(f"{path}: not a regular file")
+        raise DataError(f"{path}: not a regular file; refused")
     return fd
+
+
+def tail_hash(path: Path, offset: int) -> str:
+    """sha256 of the TAIL bytes before offset: still the same at the next run unless the
+    file was truncated (or rewritten) in place."""
+    try:
+        fd = _open(path)
+    except (OSError, DataError):
+        return ""
+    try:
+        start = max(0, offset - TAIL)
+        return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()[:32]
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def _is_gz(path: Path) -> bool:
@@ -121,13 +143,19 @@ def plan(path: Path, cursor: dict | None) -> Plan:
         raise NoInputError(f"{path}: {e.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
         raise DataError(f"{path}: is a symlink; refusing to follow it")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file; refused")
     head = head_hash(path)
     here = Part(path, 0, True, st.st_mtime)
     if not cursor:
         return Plan([here])
     same_file = (st.st_dev, st.st_ino) == (cursor.get("dev"), cursor.get("ino"))
-    if same_file and head == cursor.get("head") and st.st_size >= cursor.get("offset", 0):
-        return Plan([Part(path, cursor["offset"], True, st.st_mtime)])
+    offset = cursor.get("offset", 0)
+    # the same inode and first line, not shorter, and the bytes before the offset still the
+    # same: truncated in place and written again (a first line like the old one) is not
+    untouched = "tail" not in cursor or tail_hash(path, offset) == cursor["tail"]
+    if same_file and head == cursor.get("head") and st.st_size >= offset and untouched:
+        return Plan([Part(path, offset, True, st.st_mtime)])
     sibs = siblings(path)
     old = None
     for i, s in enumerate(sibs):
@@ -171,16 +199,28 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
                     f.seek(part.start)
                     pos = part.start
             rest = b""
+            skipping = False  # inside a line longer than MAX_LINE
             while True:
                 data = f.read(chunk)
                 if not data:
                     break
+                if skipping:
+                    newline = data.find(b"\n")
+                    if newline < 0:
+                        pos += len(data)
+                        continue
+                    pos += newline + 1
+                    data, skipping = data[newline + 1 :], False
                 data = rest + data
                 cut = data.rfind(b"\n") + 1
                 rest = data[cut:]
                 if cut:
                     yield data[:cut], pos
                     pos += cut
+                if len(rest) > MAX_LINE:
+                    part.overlong += 1
+                    pos += len(rest)
+                    rest, skipping = b"", True
             if rest and not part.current:
                 yield rest + b"\n", pos
                 pos += len(rest)
@@ -192,28 +232,82 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
 def cursor_after(path: Path, part: Part) -> dict:
     """The cursor for the current file once `part` (its current part) was read."""
     st = os.stat(path, follow_symlinks=False)
+    offset = part.end if part.end is not None else part.start
     return {
         "dev": st.st_dev,
         "ino": st.st_ino,
-        "offset": part.end if part.end is not None else part.start,
+        "offset": offset,
         "head": head_hash(path),
+        "tail": tail_hash(path, offset),
         "time": time.time(),
     }
 
 
 # -- the journal ---------------------------------------------------------------------------
 
+
 # SYSLOG_IDENTIFIER is whatever the sender says; _COMM and _SYSTEMD_UNIT are set by journald.
-TRUSTED_COMM = {
-    "sshd": ("sshd", "sshd-session", "sshd-auth"),
-    "sshd-session": ("sshd-session",),
-    "sudo": ("sudo",),
-    "su": ("su",),
-    "dovecot": ("dovecot", "auth", "imap-login", "pop3-login"),
-    "pure-ftpd": ("pure-ftpd",),
-    "vsftpd": ("vsftpd",),
+@dataclass(frozen=True)
+class Sender:
+    """Who may write a daemon's journal entries, by journald's trusted fields (which the
+    writing process cannot choose): its process names (_COMM), its system units
+    (_SYSTEMD_UNIT: a .service exactly, anything else as a prefix) or its executables (_EXE), and
+    whether only root (_UID 0) writes them. A user's own units and sessions never qualify."""
+
+    comms: tuple[str, ...]
+    units: tuple[str, ...] = ()
+    exes: tuple[str, ...] = ()
+    root: bool = False
+
+
+_SSHD_EXES = tuple(
+    f"{d}/{n}"
+    for d in ("/usr/sbin", "/usr/lib/openssh", "/usr/libexec/openssh", "/usr/libexec")
+    for n in ("sshd", "sshd-session", "sshd-auth")
+)
+_SSHD = Sender(
+    ("sshd", "sshd-session", "sshd-auth"),
+    ("ssh.service", "sshd.service", "ssh@", "sshd@"),
+    _SSHD_EXES,
+    root=True,
+)
+SENDERS = {
+    "sshd": _SSHD,
+    "sshd-session": _SSHD,
+    "sshd-auth": _SSHD,
+    "sudo": Sender(("sudo",), exes=("/usr/bin/sudo", "/bin/sudo"), root=True),
+    "su": Sender(("su",), exes=("/usr/bin/su", "/bin/su"), root=True),
+    "dovecot": Sender(
+        ("dovecot", "auth", "auth-worker", "imap-login", "pop3-login", "imap", "pop3"), ("dovecot.service",)
+    ),
+    "pure-ftpd": Sender(("pure-ftpd",), ("pure-ftpd",)),
+    "vsftpd": Sender(("vsftpd",), ("vsftpd.service",)),
+    "proftpd": Sender(("proftpd",), ("proftpd.service",)),
 }
-TRUSTED_UNITS = ("ssh.service", "sshd.service", "dovecot.service", "postfix", "pure-ftpd", "vsftpd.service")
+# the other daemons whose wordings are counted: trusted when a system service of the name
+# they claim wrote them (postfix/smtpd: a process named smtpd in a system .service unit)
+DAEMON = re.compile(r"(?:postfix[\w/-]*|exim4?|courier[\w-]*|imapd(?:-ssl)?|pop3d(?:-ssl)?|saslauthd)")
+
+
+def sender_of(ident: str) -> Sender | None:
+    """Who may write entries that claim `ident`; None for programs whose lines are not counted."""
+    sender = SENDERS.get(ident)
+    if sender is None and DAEMON.fullmatch(ident):
+        sender = Sender((ident.rsplit("/", 1)[-1],))
+    return sender
+
+
+def trusted(sender: Sender, comm: str, unit: str, uid: str, exe: str, user_unit: str) -> bool:
+    if user_unit or unit.startswith("user@") or comm not in sender.comms:
+        return False
+    if sender.root and uid != "0":
+        return False
+    if exe and exe in sender.exes:
+        return True
+    if not sender.units:  # any system service
+        return unit.endswith(".service")
+    # "ssh.service" exactly; "ssh@" or "pure-ftpd" as a prefix (instances, flavours)
+    return any(unit == u if u.endswith(".service") else unit.startswith(u) for u in sender.units)
 
 
 @dataclass
@@ -236,8 +330,9 @@ def _field(entry: dict, name: str) -> str:
 
 def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
     """`journalctl -o json` output to rfc3339 syslog lines, named by the trusted _COMM and
-    _PID. An entry whose SYSLOG_IDENTIFIER names one of our daemons while journald saw
-    another process write it is not scanned and is listed as forged."""
+    _PID. An entry whose SYSLOG_IDENTIFIER names one of the daemons we count while journald's
+    trusted fields say another process wrote it (see Sender) is not scanned under that name
+    and is listed as forged."""
     out, forged = [], []
     cursor = after
     entries = 0
@@ -267,13 +362,16 @@ def journal_lines(raw: bytes, after: str | None, host: str) -> JournalBatch:
             continue
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
         prog = comm or ident
-        expected = TRUSTED_COMM.get(ident)
-        if expected is not None and comm not in expected and not unit.startswith(TRUSTED_UNITS):
+        sender = sender_of(ident)
+        if sender is not None and not trusted(
+            sender, comm, unit, _field(e, "_UID"), _field(e, "_EXE"), _field(e, "_SYSTEMD_USER_UNIT")
+        ):
             forged.append(
-                f"{stamp} {ident}[{pid}] written by {comm or '?'}[{pid}] ({unit or 'no unit'}): {msg[:200]}"
+                f"{stamp} {ident}[{pid}] written by {comm or '?'}[{pid}] uid {_field(e, '_UID') or '?'} "
+                f"({unit or 'no unit'}): {msg[:200]}"
             )
-            prog = comm or "unknown"
-        elif expected is not None:
+            prog = "untrusted-" + (comm or "unknown")  # never a daemon's name
+        elif sender is not None:
             prog = ident  # a trusted sender: its own name, as a file would show
         out.append(f"{stamp} {_field(e, '_HOSTNAME') or host} {prog}[{pid}]: {msg}")
     text = ("\n".join(out) + "\n").encode("utf-8", "backslashreplace") if out else b""

@@ -175,6 +175,68 @@ def test_a_symlink_in_place_of_the_log_is_refused(tmp_path):
     assert "symlink" in scan.error and str(log) in scan.error
 
 
+def test_a_fifo_in_place_of_the_log_is_refused_not_waited_on(tmp_path):
+    import os
+
+    log = tmp_path / "auth.log"
+    os.mkfifo(log)
+    reader = Reader(tmp_path, log)
+    started = time.monotonic()
+    scan = reading.scan_new(reader.source, None, reader.config)  # would block forever on open
+    assert time.monotonic() - started < 5
+    assert "not a regular file" in scan.error and str(log) in scan.error
+
+
+PEAK = """
+import sys
+from nightwarden.jobs import load_config
+from nightwarden.jobs.login_failures import reading
+cfg = load_config(sys.argv[1])
+scan = reading.scan_new(reading.configured(cfg)[0], None, cfg)
+peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(scan.overlong, int(peak) // 1024, *sorted(scan.tally.total()))
+"""
+
+
+def test_a_huge_line_without_a_newline_is_skipped_and_said_with_bounded_memory(tmp_path):
+    import sys
+
+    log = tmp_path / "auth.log"
+    with open(log, "wb") as f:
+        f.write(b"Nov 21 05:00:01 web1 sshd[1]: Failed password for root from 10.0.0.1 port 1 ssh2\n")
+        f.write(b"Nov 21 05:00:02 web1 sshd[2]: ")
+        for _ in range(150):  # a 150 MB line
+            f.write(b"A" * (1 << 20))
+        f.write(b"\n")
+        f.write(b"Nov 21 05:00:03 web1 sshd[3]: Failed password for root from 10.0.0.2 port 1 ssh2\n")
+    reader = Reader(tmp_path, log)
+    cfg = reader.config.files[0]
+    done = subprocess.run([sys.executable, "-c", PEAK, str(cfg)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    overlong, peak_mb, *addresses = done.stdout.split()
+    assert overlong == "1"
+    assert addresses == ["10.0.0.1", "10.0.0.2"], "lines around the long one are still read"
+    assert int(peak_mb) < 120, f"{peak_mb} MB for a 150 MB line"
+
+
+def test_a_log_truncated_in_place_with_the_same_first_line_loses_nothing(tmp_path):
+    log = tmp_path / "auth.log"
+    writer = Writer(log)
+    writer.write(1)
+    first = log.read_bytes()
+    writer.write(20)
+    reader = Reader(tmp_path, log)
+    reader.run()
+    writer.write(5)  # written after the run: only in the copy logrotate makes
+    (tmp_path / "auth.log.1").write_bytes(log.read_bytes())  # copytruncate: copy, then truncate
+    log.write_bytes(first)  # the same first line again (a daemon's banner, say)
+    writer.write(40)  # more than before: the file is longer than the old offset
+    reader.run()
+    assert reader.counts == {a: 1 for a in writer.expected()} | {
+        first.split(b" from ")[1].split()[0].decode(): 2
+    }
+
+
 # -- the journal --------------------------------------------------------------------------------
 
 
@@ -186,6 +248,9 @@ def journal_entry(
     unit: str = "",
     pid: int = 4242,
     usec: int = 1795239080488019,
+    uid: str = "0",
+    exe: str = "",
+    user_unit: str = "",
 ) -> dict:
     e = {
         "__CURSOR": cursor,
@@ -196,8 +261,14 @@ def journal_entry(
         "_PID": str(pid),
         "MESSAGE": message,
     }
-    if unit:
-        e["_SYSTEMD_UNIT"] = unit
+    for name, value in (
+        ("_SYSTEMD_UNIT", unit),
+        ("_UID", uid),
+        ("_EXE", exe),
+        ("_SYSTEMD_USER_UNIT", user_unit),
+    ):
+        if value:
+            e[name] = value
     return e
 
 
@@ -224,6 +295,7 @@ def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
             "sshd-session",
             "Failed password for root from 203.0.113.70 port 2 ssh2",
             pid=4243,
+            exe="/usr/lib/openssh/sshd-session",
         ),
         # a message carrying a newline cannot start a line of its own
         journal_entry(
@@ -244,6 +316,46 @@ def test_journal_trusts_comm_not_the_claimed_identifier(tmp_path):
     tally = counting.Tally()
     counting.AttemptCounter(rules.compile_rules("rfc3339", ["sshd"]), tally, 0).scan(b"\n" + batch.text)
     assert tally.total() == {"203.0.113.70": 2}
+
+
+@pytest.mark.parametrize(
+    "comm, ident, unit, uid, exe, user_unit, counted",
+    [
+        ("sshd", "sshd", "ssh.service", "0", "/usr/sbin/sshd", "", True),
+        ("sshd", "sshd", "", "0", "/usr/sbin/sshd", "", True),  # sshd started by hand
+        ("sshd", "sshd", "ssh@3-10.0.0.1:22-203.0.113.1:5555.service", "0", "", "", True),
+        # any user can run a copy of a binary called sshd, in their own unit or session
+        ("sshd", "sshd", "user@1000.service", "1000", "/home/eve/sshd", "sshd.service", False),
+        ("sshd", "sshd", "session-7.scope", "1000", "/home/eve/sshd", "", False),
+        ("sshd", "sshd", "ssh.service", "1000", "/usr/sbin/sshd", "", False),  # not root
+        ("sshd", "sshd", "session-7.scope", "0", "/tmp/sshd", "", False),  # root, but not sshd
+        ("smtpd", "postfix/smtpd", "postfix@-.service", "107", "/usr/lib/postfix/sbin/smtpd", "", True),
+        ("logger", "postfix/smtpd", "session-7.scope", "1000", "/usr/bin/logger", "", False),
+        ("smtpd", "postfix/smtpd", "user@1000.service", "1000", "/home/eve/smtpd", "x.service", False),
+        ("imap-login", "dovecot", "dovecot.service", "111", "/usr/lib/dovecot/imap-login", "", True),
+        ("dovecot", "dovecot", "run-u5.service", "1000", "/home/eve/dovecot", "", False),
+    ],
+)
+def test_journal_counts_a_daemon_only_from_its_own_trusted_process(
+    comm, ident, unit, uid, exe, user_unit, counted
+):
+    message = "Failed password for root from 203.0.113.80 port 1 ssh2"
+    if ident.startswith("postfix"):
+        message = "warning: unknown[203.0.113.80]: SASL LOGIN authentication failed: bad"
+    elif ident == "dovecot":
+        message = (
+            "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, rip=203.0.113.80, "
+            "lip=10.0.0.1"
+        )
+    entry = journal_entry("c1", comm, ident, message, unit=unit, uid=uid, exe=exe, user_unit=user_unit)
+    batch = sources.journal_lines(json.dumps(entry).encode(), None, "web1")
+    assert bool(batch.forged) is not counted
+    from nightwarden.jobs.login_failures import counting, rules
+
+    service = {"sshd": "sshd", "postfix/smtpd": "smtpauth", "dovecot": "imapd"}[ident]
+    tally = counting.Tally()
+    counting.AttemptCounter(rules.compile_rules("rfc3339", [service]), tally, 0).scan(b"\n" + batch.text)
+    assert tally.total() == ({"203.0.113.80": 1} if counted else {})
 
 
 def test_journal_source_through_its_command_with_a_cursor(tmp_path):
