@@ -67,8 +67,10 @@ class BlockManager:
     def lists(self) -> Lists:
         if self._lists is None:
             self._lists = load_lists(self.config)
+            unreadable = set(self._lists.allow.unreadable + self._lists.ignore.unreadable)
             for error in self._lists.errors:
-                log.warning("%s", error)
+                if error not in unreadable:  # those stop the block itself, with its own error
+                    log.warning("%s", error)
         return self._lists
 
     @contextmanager
@@ -93,7 +95,9 @@ class BlockManager:
 
     # -- policy ---------------------------------------------------------------
     def refusal(self, net: Network) -> str | None:
-        """Why net must not be blocked, or None."""
+        """Why net must not be blocked, or None. Raises NoInputError while the allow or the
+        ignore list cannot be read (fail closed: what they protect is unknown)."""
+        self.lists.require_readable()
         fw = self.config.firewall
         why = protection_reason(net, fw.protect_loopback, fw.protect_own_addresses)
         if why:

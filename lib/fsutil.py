@@ -53,13 +53,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
         pass
 
 
-def open_regular(path: Path | str, what: str = "file") -> tuple[int, os.stat_result]:
-    """Open a file for reading that must be a regular file: a symbolic link is not followed, a
-    FIFO or a device never blocks the open (O_NONBLOCK) and is refused after it, as is a
-    directory. FileNotFoundError passes through; every other refusal is a DataError naming
-    the file. Returns (descriptor, its fstat)."""
+def open_regular(path: Path | str, what: str = "file", follow: bool = False) -> tuple[int, os.stat_result]:
+    """Open a file for reading that must be a regular file: a symbolic link is not followed
+    (unless `follow`: root's own configuration may be links), a FIFO or a device never blocks
+    the open (O_NONBLOCK) and is refused after it, as is a directory. FileNotFoundError passes
+    through; every other refusal is a DataError (NoInputError when permission is denied)
+    naming the file. Returns (descriptor, its fstat)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as e:
@@ -76,10 +78,10 @@ def open_regular(path: Path | str, what: str = "file") -> tuple[int, os.stat_res
     return fd, st
 
 
-def read_regular(path: Path | str, limit: int, what: str = "file") -> bytes:
+def read_regular(path: Path | str, limit: int, what: str = "file", follow: bool = False) -> bytes:
     """The whole content of a regular file (see open_regular) of at most `limit` bytes: a
     larger one is refused, and the read stops at the limit whatever the file does meanwhile."""
-    fd, st = open_regular(path, what)
+    fd, st = open_regular(path, what, follow)
     try:
         if st.st_size > limit:
             raise DataError(f"{path}: the {what} is {st.st_size:,} bytes, more than the {limit:,} allowed")

@@ -6,20 +6,27 @@ Accepted lines (csf.allow, csf.deny, csf.ignore, portsentry.ignore):
   2001:db8::/32 # comment     IPv6, with a trailing comment
   tcp:in:d=3306:s=11.22.33.44 a csf advanced filter (use | as separator for IPv6)
   Include /etc/csf/more.allow another file
-A bad line is reported as ``file:line: message`` and skipped; the rest still applies.
+A bad line is reported as ``file:line: message`` and skipped; the rest still applies. A
+file that exists but cannot be read (permissions, a FIFO or a device in its place, too
+large) is *unreadable*: an allow or ignore list that is unreadable stops every block until
+it can be read again (fail closed), because what it would have protected is unknown.
+Lookups go through an index (sorted ranges per family): microseconds at a million entries.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, NightwardenError
+from .errors import DataError, NightwardenError, NoInputError
+from .fsutil import read_regular
 from .netaddr import Network, display, parse_network
 
 MAX_INCLUDE_DEPTH = 5
+MAX_LIST_BYTES = 256 << 20
 _PORT = re.compile(r"^\d{1,5}([_:-]\d{1,5})?$")
 
 
@@ -41,7 +48,7 @@ class PortFilter:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListEntry:
     network: Network
     file: str
@@ -54,6 +61,43 @@ class ListEntry:
         return f"{self.file}:{self.line}"
 
 
+def _span(net: Network) -> tuple[int, int]:
+    """The first and the last address of a network, as integers."""
+    low = int(net.network_address)
+    return low, low | ((1 << (net.max_prefixlen - net.prefixlen)) - 1)
+
+
+class RangeIndex:
+    """Whole-address entries as sorted [start, end] ranges per family, with the running
+    maximum of the ends: "does any entry overlap this network" in two bisections."""
+
+    def __init__(self, entries: list[ListEntry]):
+        self.families = {}
+        for version in (4, 6):
+            mine = sorted(
+                ((*_span(e.network), e) for e in entries if e.network.version == version),
+                key=lambda m: (m[0], m[1]),
+            )
+            reach, top = [], -1
+            for _, end, _ in mine:
+                top = max(top, end)
+                reach.append(top)
+            self.families[version] = ([m[0] for m in mine], reach, [m[2] for m in mine], [m[1] for m in mine])
+
+    def find(self, net: Network) -> ListEntry | None:
+        starts, reach, entries, ends = self.families[net.version]
+        low, high = _span(net)
+        last = bisect.bisect_right(starts, high)  # entries[:last] start at or before high
+        if not last:
+            return None
+        first = bisect.bisect_left(reach, low, 0, last)  # the first whose reach gets to low
+        if first == last:
+            return None
+        # reach[first] >= low is the end of some entry at or before `first`: the first entry
+        # whose own end is that far is at `first` (the running maximum rose there)
+        return entries[first] if ends[first] >= low else None
+
+
 @dataclass
 class AddressList:
     """One kind of list (allow, deny or ignore) read from several files."""
@@ -61,6 +105,8 @@ class AddressList:
     kind: str
     entries: list[ListEntry] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # files that exist and cannot be read
+    _index: RangeIndex | None = field(default=None, repr=False)
 
     @property
     def whole(self) -> list[ListEntry]:
@@ -72,11 +118,18 @@ class AddressList:
         return [e for e in self.entries if e.filter is not None]
 
     def match(self, net: Network) -> ListEntry | None:
-        """The first whole-address entry that overlaps net."""
-        for entry in self.whole:
-            if entry.network.version == net.version and entry.network.overlaps(net):
-                return entry
-        return None
+        """A whole-address entry that overlaps net, or None."""
+        if self._index is None:
+            self._index = RangeIndex(self.whole)
+        return self._index.find(net)
+
+    def require_readable(self) -> None:
+        """An unreadable list fails closed: raise, naming the file (exit 66)."""
+        if self.unreadable:
+            raise NoInputError(
+                f"the {self.kind} list cannot be read ({self.unreadable[0]}): nothing is blocked "
+                f"until it can, since what it protects is unknown"
+            )
 
     def exact(self, net: Network) -> list[ListEntry]:
         return [e for e in self.entries if e.network == net]
@@ -128,11 +181,13 @@ def parse_line(raw: str) -> tuple[str, str]:
 def read_list_file(path: Path, kind: str, into: AddressList, depth: int = 0) -> None:
     """Read one list file into `into`. A missing file is not an error (lists are optional)."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_LIST_BYTES, f"{kind} list", follow=True)
     except FileNotFoundError:
         return
-    except OSError as e:
-        into.errors.append(f"{path}: cannot read: {e.strerror}")
+    except (OSError, NightwardenError) as e:
+        why = getattr(e, "message", None) or f"{path}: cannot read: {e.strerror}"
+        into.unreadable.append(why)
+        into.errors.append(why)
         return
     for lineno, line in enumerate(raw.splitlines(), 1):
         where = f"{path}:{lineno}"
@@ -197,6 +252,16 @@ class Lists:
     @property
     def errors(self) -> list[str]:
         return self.allow.errors + self.deny.errors + self.ignore.errors
+
+    @property
+    def unreadable_any(self) -> bool:
+        return bool(self.allow.unreadable or self.ignore.unreadable)
+
+    def require_readable(self) -> None:
+        """Blocking needs the allow and the ignore list (a deny list read in part only
+        blocks less)."""
+        self.allow.require_readable()
+        self.ignore.require_readable()
 
 
 def load_lists(config) -> Lists:

@@ -5,6 +5,7 @@ library, within a millisecond or two. One process, non-blocking sockets, bounded
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import selectors
 import signal
@@ -14,6 +15,7 @@ import time
 from collections import OrderedDict
 
 from nightwarden.lib import sdnotify
+from nightwarden.lib.errors import NightwardenError
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
 
@@ -22,6 +24,7 @@ from .packets import parse_ipv4, parse_ipv6, ports_in_use
 from .responder import MinuteCap, Responder
 
 log = get("listener")
+UNREADABLE = "a list cannot be read"
 MAX_SOURCES = 200_000  # sources remembered (threshold counts, decisions): oldest forgotten
 RCVBUF = 64 << 20
 
@@ -43,7 +46,10 @@ class RateLimitedLog:
         self.used = 0
         self.dropped = 0
 
-    def warning(self, fmt: str, *args) -> None:
+    def error(self, fmt: str, *args) -> None:
+        self.warning(fmt, *args, level=logging.ERROR)
+
+    def warning(self, fmt: str, *args, level: int = logging.WARNING) -> None:
         now = int(time.monotonic())
         if now != self.window:
             if self.dropped:
@@ -51,7 +57,7 @@ class RateLimitedLog:
             self.window, self.used, self.dropped = now, 0, 0
         if self.used < self.per_second:
             self.used += 1
-            log.warning(fmt, *args)
+            log.log(level, fmt, *args)
         else:
             self.dropped += 1
 
@@ -265,7 +271,9 @@ class Listener:
         decided = self.decided.get(src)
         if decided is None:
             why = self._ignored(src)
-            if why:
+            if why == UNREADABLE:
+                decided = "not blocked: a list cannot be read"  # decided again once it can
+            elif why:
                 decided = f"ignored: {why}"
                 self._remember(self.decided, src, decided)
         if decided is None or decided == "blocked":
@@ -313,7 +321,11 @@ class Listener:
             net = parse_network(src)
         except Exception:
             return "not an address"
-        return self.policy.refusal(net)
+        try:
+            return self.policy.refusal(net)
+        except NightwardenError as e:  # an unreadable allow or ignore list: fail closed, loudly
+            self.rlog.error("refusing to block %s: %s", src, e)
+            return UNREADABLE
 
     @staticmethod
     def _remember(table: OrderedDict, key, value) -> None:
@@ -446,10 +458,12 @@ class Listener:
                 last_dog = now
             if self.mode == "advanced" and now - self.ports_refreshed > 5:
                 self.refresh_ports()
-            if self.unbound and now - last_retry > 30:
+            if now - last_retry > 30:
                 last_retry = now
                 for args in list(self.unbound):
                     self._bind(*args)
+                if self.policy.lists.unreadable_any:  # read them again: blocking resumes once it can
+                    self.policy._lists = None
 
     def shutdown(self) -> None:
         sdnotify.notify("STOPPING=1")

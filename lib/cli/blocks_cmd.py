@@ -162,7 +162,10 @@ def grep(ctx) -> int:
             if e.network.version == net.version and e.network.overlaps(net):
                 what = str(e.filter) if e.filter else display(e.network)
                 print(f"  {kind} list: {what} ({e.where}){' # ' + e.comment if e.comment else ''}")
-    why = mgr.refusal(net)
+    try:
+        why = mgr.refusal(net)
+    except NightwardenError as e:  # an unreadable allow or ignore list
+        why = str(e)
     print(f"  can be blocked: {'no, ' + why if why else 'yes'}")
     for b in ctx.state.block_history(addr):
         state = "active" if b.active else f"ended {when(b.removed)} ({b.removed_reason})"

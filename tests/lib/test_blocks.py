@@ -180,3 +180,17 @@ def test_expiry_in_state_for_a_backend_without_kernel_timeouts(tmp_path, netns):
     assert mgr.expire(now=time.time() + 120) == 1
     assert mgr.backend.list() == []
     assert state.block_history("127.0.3.1")[0].removed_reason == "expired"
+
+
+def test_an_unreadable_allow_list_stops_every_block_fail_closed(tmp_path):
+    import os
+
+    box = tmp_path / "sb"
+    (box / "etc").mkdir(parents=True)
+    os.mkfifo(box / "etc" / "nightwarden.allow")  # neither readable nor empty: unknown
+    done = run_cli("--sandbox", str(box), "block", "192.0.2.5")
+    assert done.returncode == 66, (done.returncode, done.stderr)
+    assert done.stderr.count("\n") == 1 and "nightwarden.allow" in done.stderr and "allow list" in done.stderr
+    assert "192.0.2.5" not in run_cli("--sandbox", str(box), "blocks", check=0).stdout
+    (box / "etc" / "nightwarden.allow").unlink()
+    run_cli("--sandbox", str(box), "block", "192.0.2.5", check=0)

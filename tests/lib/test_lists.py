@@ -86,3 +86,45 @@ def test_append_and_remove_keep_other_lines(tmp_path):
     assert path.read_text() == "# my notes\n192.0.2.1 # keep\n198.51.100.0/24 # added\n"
     assert remove_entry(path, ipaddress.ip_network("198.51.100.0/24")) == 1
     assert path.read_text() == "# my notes\n192.0.2.1 # keep\n"
+
+
+def test_the_index_finds_exactly_what_a_linear_scan_finds():
+    import random
+
+    from nightwarden.lib.lists import ListEntry
+
+    def span(n):
+        return n.version, int(n.network_address), int(n.broadcast_address)
+
+    rng = random.Random(7)
+    nets = [
+        ipaddress.ip_network((rng.getrandbits(32), rng.choice([8, 16, 24, 30, 32])), strict=False)
+        for _ in range(1500)
+    ]
+    nets += [
+        ipaddress.ip_network((rng.getrandbits(128), rng.choice([32, 48, 64, 128])), strict=False)
+        for _ in range(500)
+    ]
+    spans = [span(n) for n in nets]
+    lst = AddressList("allow", [ListEntry(n, "f", i) for i, n in enumerate(nets)])
+    for _ in range(3000):
+        v6 = rng.random() < 0.3
+        query = ipaddress.ip_network(
+            (rng.getrandbits(128 if v6 else 32), rng.choice([32, 64, 128] if v6 else [16, 24, 32])),
+            strict=False,
+        )
+        version, low, high = span(query)
+        linear = any(v == version and lo <= high and hi >= low for v, lo, hi in spans)
+        found = lst.match(query)
+        assert (found is not None) == linear, query
+        assert found is None or found.network.overlaps(query)
+
+
+def test_a_list_file_that_cannot_be_read_is_unreadable_not_empty(tmp_path):
+    import os
+
+    for name, make in (("dir", os.mkdir), ("fifo", os.mkfifo)):
+        result = AddressList("allow")
+        make(tmp_path / name)
+        read_list_file(tmp_path / name, "allow", result)
+        assert result.unreadable and str(tmp_path / name) in result.unreadable[0]

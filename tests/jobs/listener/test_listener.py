@@ -269,3 +269,19 @@ def test_a_bad_configuration_on_sighup_changes_nothing(listener, tmp_path):
     assert wait_for(lambda: "reload refused" in run.log())
     assert _connect("127.0.0.60", 1) and wait_for(lambda: "127.0.0.60" in blocked())
     assert run.stop() < 2.0
+
+
+def test_an_unreadable_ignore_list_makes_the_listener_refuse_to_block_loudly(listener, tmp_path):
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    os.mkfifo(tmp_path / "etc" / "ignore")
+    run = listener()
+    assert _connect("127.0.0.70", 1)
+    assert wait_for(lambda: "refusing to block 127.0.0.70" in run.log())
+    time.sleep(0.3)
+    assert "127.0.0.70" not in blocked() and run.proc.poll() is None
+    (tmp_path / "etc" / "ignore").unlink()
+    (tmp_path / "etc" / "ignore").write_text("")
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in run.log())
+    assert _connect("127.0.0.70", 11) and wait_for(lambda: "127.0.0.70" in blocked())
+    assert run.stop() < 2.0
