@@ -58,7 +58,10 @@ class BlockManager:
         self.notify = notify  # called with each lifecycle.Escalation
 
     def ensure_ready(self) -> None:
-        """Set up the base rules and load every entry if they are not in place yet."""
+        """Set up the base rules and load every entry if they are not in place yet (a dry run
+        only looks)."""
+        if getattr(self.state, "dry_run", False):
+            return
         if not self._ready and not self.backend.is_ready():
             self.sync()
         self._ready = True
@@ -274,6 +277,8 @@ class BlockManager:
     def expire(self, now: float | None = None) -> int:
         """End the blocks whose time is up (and remove them where the kernel has no timeouts)."""
         now = time.time() if now is None else now
+        if getattr(self.state, "dry_run", False):
+            return len(self.state.due_blocks(now))  # a dry run counts them, changes nothing
         with self.locked(), self.state:
             due = self.state.due_blocks(now)
             for row in due:

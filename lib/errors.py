@@ -96,3 +96,31 @@ EXIT_CODES = [
     (EXIT_REFUSED, "refused: the address is allowed, ignored or protected"),
     (EXIT_TAMPERED, "a signed database failed verification (tampered, other host, replayed)"),
 ]
+
+
+class IOFailure(NightwardenError):
+    exit_code = EXIT_IOERR
+
+
+def translate(exc: BaseException) -> NightwardenError | None:
+    """What an error from below (the state database, the disk, a closed output) means to the
+    user: one line and its exit code. None for a bug."""
+    import errno
+
+    name = type(exc).__module__ + "." + type(exc).__name__
+    text = str(exc)
+    if name == "sqlite3.OperationalError" and "locked" in text:
+        return BusyError(
+            f"the state database is busy (locked by another process for 30 s): {text}; try again later"
+        )
+    if name.startswith("sqlite3.") and ("disk" in text or "full" in text):
+        return IOFailure(f"the state database cannot be written: {text}")
+    if name in ("sqlite3.DatabaseError", "sqlite3.OperationalError") and "malformed" in text:
+        return DataError(
+            f"the state database is corrupt ({text}); move it aside and run "
+            f"`nightwarden firewall start` to rebuild from the lists"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return IOFailure(f"{where}{exc.strerror}")
+    return None

@@ -119,6 +119,8 @@ class AddressList:
 
     def match(self, net: Network) -> ListEntry | None:
         """A whole-address entry that overlaps net, or None."""
+        if not self.entries:
+            return None
         if self._index is None:
             self._index = RangeIndex(self.whole)
         return self._index.find(net)

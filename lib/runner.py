@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from .errors import EXIT_SOFTWARE, NightwardenError
+from .errors import EXIT_SOFTWARE, NightwardenError, translate
 from .lock import LockFile
 from .logsetup import get
 
@@ -40,7 +40,7 @@ class Context:
         if self._state is None:
             from .state import State
 
-            self._state = State(self.config.db_path)
+            self._state = State(self.config.db_path, dry_run=self.dry_run)
         return self._state
 
     @property
@@ -109,18 +109,24 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
         return e.exit_code
     run_id = None
     try:
-        run_id = ctx.state.start_run(name, dry_run)
+        run_id = None if dry_run else ctx.state.start_run(name, dry_run)  # a dry run writes nothing
         try:
             result = module.run(ctx)
             code, summary = result.exit_code, result.summary
         except NightwardenError as e:
             log.error("%s: %s", name, e)
             code, summary = e.exit_code, str(e)
-        except Exception as e:  # a bug: one line on stderr, the traceback in the log file
-            log.exception("%s: internal error: %s: %s", name, e.__class__.__name__, e)
-            code, summary = EXIT_SOFTWARE, f"internal error: {e.__class__.__name__}: {e}"
+        except Exception as e:
+            known = translate(e)
+            if known is not None:  # the disk, the state database: one line, its exit code
+                log.error("%s: %s", name, known)
+                code, summary = known.exit_code, str(known)
+            else:  # a bug: one line on stderr, the traceback in the log file
+                log.exception("%s: internal error: %s: %s", name, e.__class__.__name__, e)
+                code, summary = EXIT_SOFTWARE, f"internal error: {e.__class__.__name__}: {e}"
         elapsed = time.monotonic() - started
-        ctx.state.end_run(run_id, code, summary)
+        if run_id is not None:
+            ctx.state.end_run(run_id, code, summary)
         level = logging.INFO if code < 64 else logging.WARNING
         log.log(level, "%s finished in %.2f s, exit %d: %s", name, elapsed, code, summary)
         if not dry_run:

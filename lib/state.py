@@ -111,22 +111,37 @@ class BlockRow:
 class State:
     """A connection to the state database. Use as a context manager for a transaction."""
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path, dry_run: bool = False):
+        """dry_run: nothing is ever written to the file: a database that does not exist yet
+        is made in memory, an existing one is opened with query_only (a write is an error,
+        not a change)."""
         self.path = path
-        ensure_dir(path.parent)
+        self.dry_run = dry_run
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            if dry_run and not path.exists():
+                self.db = sqlite3.connect(":memory:", isolation_level=None)
+            else:
+                if not dry_run:
+                    ensure_dir(path.parent)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if not dry_run:
+                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as e:
-            raise DataError(f"{path}: state database is unusable: {e}") from None
-        try:
-            path.chmod(0o640)
-        except OSError:
-            pass
+            if dry_run:
+                self.db.execute("PRAGMA query_only=ON")
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            raise DataError(
+                f"{path}: the state database is unusable ({e}); move it aside and the next run "
+                f"starts a new one (blocks come back with `nightwarden firewall start`)"
+            ) from None
+        if not dry_run:
+            try:
+                path.chmod(0o640)
+            except OSError:
+                pass
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -148,9 +163,18 @@ class State:
                 raise
 
     def migrate(self, component: str, migrations: list[str]) -> None:
-        """Bring a job's own tables to the newest version (kept in meta as schema.<component>)."""
+        """Bring a job's own tables to the newest version (kept in meta as schema.<component>).
+        A dry run on a database that lacks them sees them empty (temporary tables)."""
         key = f"schema.{component}"
         version = int(self.get_meta(key, "0"))
+        if self.dry_run and version < len(migrations):
+            # the tables as empty temporary ones, gone with the connection; nothing on disk
+            self.db.execute("PRAGMA query_only=OFF")
+            for statement in "".join(migrations).split(";"):
+                if "CREATE TABLE" in statement:
+                    self.db.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+            self.db.execute("PRAGMA query_only=ON")
+            return
         if version > len(migrations):
             raise DataError(
                 f"{self.path}: the {component} tables are newer ({version}) than this "
@@ -346,10 +370,14 @@ class State:
         self.add_events([(time.time() if when is None else when, kind, address, port, proto, source, detail)])
 
     def add_events(self, rows) -> None:
-        """Many events at once: (time, kind, address, port, proto, source, detail dict)."""
+        """Many events at once: (time, kind, address, port, proto, source, detail), the detail a
+        dict or its JSON text already."""
         self.db.executemany(
             "INSERT INTO events(time, kind, address, port, proto, source, detail) VALUES (?,?,?,?,?,?,?)",
-            [(*row[:6], json.dumps(row[6], sort_keys=True)) for row in rows],
+            [
+                (*row[:6], row[6] if isinstance(row[6], str) else json.dumps(row[6], sort_keys=True))
+                for row in rows
+            ],
         )
 
     def scan_sources(self, since: float, until: float, top: int) -> tuple[list[sqlite3.Row], int]:

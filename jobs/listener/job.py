@@ -22,7 +22,9 @@ def run(ctx) -> Result:
     from .loop import Listener
 
     def make_blocks(config):
-        return BlockManager(config, State(config.db_path), open_backend(config, dry_run=ctx.dry_run))
+        return BlockManager(
+            config, State(config.db_path, dry_run=ctx.dry_run), open_backend(config, dry_run=ctx.dry_run)
+        )
 
     ctx.blocks.ensure_ready()  # after a reboot: the base rules and every block
     listener = Listener(

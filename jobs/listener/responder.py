@@ -3,6 +3,7 @@ database, files, commands) happens here, in batches, so the receive loop never w
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import threading
@@ -18,6 +19,8 @@ from nightwarden.lib.portsentry import format_line
 from .messages import BlockRequest, Digest, Message, Probe, Reload
 
 log = get("listener")
+# the scan types the loop names, as the JSON of an event's detail (made once, not per probe)
+DETAIL = {k: json.dumps({"type": k}) for k in ("connect", "UDP", "SYN", "FIN", "NULL", "XMAS")}
 
 
 class MinuteCap:
@@ -106,7 +109,15 @@ class Responder(threading.Thread):
             with self.mgr.state:
                 self.mgr.state.add_events(
                     [
-                        (p.when, "scan", p.source, p.port, p.proto, "listener", {"type": p.kind})
+                        (
+                            p.when,
+                            "scan",
+                            p.source,
+                            p.port,
+                            p.proto,
+                            "listener",
+                            DETAIL.get(p.kind) or {"type": p.kind},
+                        )
                         for p in probes
                     ]
                 )

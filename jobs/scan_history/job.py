@@ -174,13 +174,15 @@ def run(ctx) -> Result:
         )
     ctx.say(text)
     applied = ""
-    if getattr(args, "apply", False) and (seen.candidates or seen.subnets):
+    if getattr(args, "apply", False) and (seen.candidates or seen.subnets) and ctx.dry_run:
+        ctx.say(f"dry run: would block permanently {', '.join(map(str, seen.candidates + seen.subnets))}")
+    elif getattr(args, "apply", False) and (seen.candidates or seen.subnets):
         mgr = ctx.blocks
         mgr.ensure_ready()
         done = mgr.block(
             seen.candidates + seen.subnets,
             source="scan-history",
-            reason="recommended by the scan-history seen",
+            reason="recommended by the scan-history analysis",
             permanent=True,
             strict=False,
         )

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE, NightwardenError
+from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE, NightwardenError, translate
 
 COMMAND_GROUPS = ("jobs_cmd", "blocks_cmd", "firewall_cmd", "schedule_cmd")
 
@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nightwarden: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        known = translate(e)
+        if known is None:
+            raise
+        print(f"nightwarden: {known}", file=sys.stderr)
+        return known.exit_code
 
 
 def entry() -> None:
