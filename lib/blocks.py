@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import lifecycle
-from .errors import DataError, RefusedError
+from .errors import RefusedError, UnavailableError, UsageError
 from .firewall import Backend, Entry, Filter
 from .lists import Lists, append_entry, load_lists, remove_entry
 from .lock import LockFile
@@ -22,6 +22,7 @@ from .logsetup import get
 from .netaddr import Network, display, is_host, parse_network, protection_reason
 from .state import State
 
+OFF = "firewall.off"  # meta key: why the firewall is off
 log = get("blocks")
 
 
@@ -57,10 +58,24 @@ class BlockManager:
         self._lock_depth = 0
         self.notify = notify  # called with each lifecycle.Escalation
 
+    # -- on and off -----------------------------------------------------------
+    def off(self) -> str | None:
+        """Why the firewall is off (`firewall stop` or `disable`), or None. While it is off
+        nothing is put in the kernel by anyone: no block, no restore, no reconcile."""
+        return self.state.get_meta(OFF)
+
+    def turn_off(self, why: str) -> None:
+        with self.state:
+            self.state.set_meta(OFF, why)
+
+    def turn_on(self) -> None:
+        with self.state:
+            self.state.delete_meta(OFF)
+
     def ensure_ready(self) -> None:
         """Set up the base rules and load every entry if they are not in place yet (a dry run
         only looks)."""
-        if getattr(self.state, "dry_run", False):
+        if getattr(self.state, "dry_run", False) or self.off():
             return
         if not self._ready and not self.backend.is_ready():
             self.sync()
@@ -139,6 +154,14 @@ class BlockManager:
         nets = self.parse_all(targets)
         ttl = self.config.firewall.default_ttl if ttl is None else ttl
         result = BlockResult()
+        off = self.off()
+        if off:
+            if strict:
+                raise UnavailableError(
+                    f"the firewall is off ({off}); `nightwarden firewall start` turns it on"
+                )
+            result.refused = [(display(n), f"the firewall is off ({off})") for n in nets]
+            return result
         for net in nets:
             why = None if policy_checked else self.refusal(net)
             if why:
@@ -155,7 +178,7 @@ class BlockManager:
         kind = "perm" if permanent else "temp"
         now = time.time()
         expires = None if (permanent or not ttl) else now + ttl
-        entries = [Entry(n, kind, None if permanent else (ttl or None)) for n in result.added]
+        entries = [Entry(n, kind, None if permanent else kernel_ttl(ttl)) for n in result.added]
         with self.locked():
             with self.state:
                 superseded = self._supersede(entries)
@@ -285,7 +308,21 @@ class BlockManager:
                 self.state.end_block(row.address, "expired", when=row.expires)
             if due and not self.backend.kernel_timeouts:
                 self.backend.unblock([Entry(parse_network(r.address), "temp") for r in due])
+        self._renew_long_blocks(now)
         return len(due)
+
+    def _renew_long_blocks(self, now: float) -> None:
+        """Blocks longer than a kernel timeout can hold: their entries are renewed well
+        before the kernel would drop them (expire runs every few minutes)."""
+        if not self.backend.kernel_timeouts:
+            return
+        long = [
+            Entry(parse_network(r.address), "temp", kernel_ttl(int(r.expires - now)))
+            for r in self.state.active_blocks(now)
+            if not r.permanent and r.expires is not None and r.expires - now > KERNEL_MAX_TTL - 86400
+        ]
+        if long and self.backend.is_ready():
+            self.backend.block(long)
 
     def desired(self) -> tuple[list[Entry], list[Filter]]:
         """What the kernel should hold: allow list, deny list + permanent blocks, temp blocks."""
@@ -305,15 +342,18 @@ class BlockManager:
                 entries.append(Entry(net, "perm"))
             else:
                 ttl = max(1, int(row.expires - now)) if row.expires else None
-                entries.append(Entry(net, "temp", ttl))
+                entries.append(Entry(net, "temp", kernel_ttl(ttl)))
         filters = [Filter(e.filter, "allow") for e in self.lists.allow.filters] + [
             Filter(e.filter, "deny") for e in self.lists.deny.filters
         ]
         return _drop_nested(entries), filters
 
     def sync(self) -> SyncResult:
-        """Re-assert the base rules and make the kernel hold exactly what it should."""
+        """Re-assert the base rules and make the kernel hold exactly what it should (nothing
+        while the firewall is off)."""
         result = SyncResult(expired=self.expire())
+        if self.off():
+            return result
         with self.locked():
             want, filters = self.desired()
             self.backend.ensure(filters)
@@ -354,13 +394,28 @@ def _stamp(what: str) -> str:
     return f"{what} by nightwarden - {time.strftime('%a %b %d %H:%M:%S %Y')}"
 
 
+# The longest timeout every backend holds in the kernel (ipset's 2^31/1000 s, 24.8 days);
+# a longer block keeps its expiry in state and `expire` renews its kernel entry.
+KERNEL_MAX_TTL = 2_147_483
+MAX_TTL = 10 * 365 * 86400  # ten years: beyond that, block permanently
+
+
 def validate_ttl(text: str) -> int:
-    """Parse a TTL: seconds, or a number with s, m, h, d or w."""
+    """Parse a TTL: seconds, or a number with s, m, h, d or w; 0 = until purged. A negative
+    or an absurd one is a usage error (exit 64), before any backend sees it."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = text.strip().lower()
     try:
-        if text and text[-1] in units:
-            return int(text[:-1]) * units[text[-1]]
-        return int(text)
+        value = int(text[:-1]) * units[text[-1]] if text and text[-1] in units else int(text)
     except ValueError:
-        raise DataError(f"invalid TTL {text!r}: use seconds or a number with s, m, h, d or w") from None
+        raise UsageError(f"invalid TTL {text!r}: use seconds or a number with s, m, h, d or w") from None
+    if value < 0:
+        raise UsageError(f"invalid TTL {text!r}: it must be positive (or 0: until purged)")
+    if value > MAX_TTL:
+        raise UsageError(f"invalid TTL {text!r}: at most ten years ({MAX_TTL} s); use --permanent")
+    return value
+
+
+def kernel_ttl(ttl: int | None) -> int | None:
+    """The timeout a kernel entry gets: the block's, at most what every backend holds."""
+    return min(ttl, KERNEL_MAX_TTL) if ttl else None

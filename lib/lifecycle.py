@@ -159,7 +159,9 @@ def purge(mgr, age: int, now: float | None = None) -> PurgeResult:
         mgr.state.end_blocks(
             result.removed, "purged" if age == 0 else f"purged: older than {age} s", when=now
         )
-        if age == 0:
+        if mgr.off():
+            pass  # the firewall is off: its rules are gone already, nothing is put back
+        elif age == 0:
             mgr.backend.purge("temp")  # one flush, however many entries
         elif chosen:
             mgr.backend.unblock([Entry(parse_network(a), "temp") for a in result.removed])

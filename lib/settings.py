@@ -13,6 +13,7 @@ import msgspec
 
 Count = Annotated[int, msgspec.Meta(ge=0)]  # a number of seconds, entries, ...: never negative
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Ttl = Annotated[int, msgspec.Meta(ge=0, le=10 * 365 * 86400)]  # seconds, 0 = until purged
 Prefix4 = Annotated[int, msgspec.Meta(ge=0, le=32)]
 Prefix6 = Annotated[int, msgspec.Meta(ge=0, le=128)]
 
@@ -59,7 +60,7 @@ class ListSettings(Section):
 class FirewallSettings(Section):
     backend: Literal["auto", "nftables", "ipset", "iptc", "dryrun"] = "auto"
     name: str = "nightwarden"  # nft table, iptables chain and ipset prefix
-    default_ttl: Count = 3600  # seconds for `block` without --ttl; 0 = until purged
+    default_ttl: Ttl = 3600  # seconds for `block` without --ttl; 0 = until purged
     ipv6: bool = True
     protect_loopback: bool = True
     protect_own_addresses: bool = True

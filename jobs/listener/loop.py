@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 
 from nightwarden.lib import sdnotify
+from nightwarden.lib.blocks import kernel_ttl
 from nightwarden.lib.errors import NightwardenError
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
@@ -25,6 +26,7 @@ from .responder import MinuteCap, Responder
 
 log = get("listener")
 UNREADABLE = "a list cannot be read"
+CAPPED = "not blocked: cap"  # max_blocks_per_minute reached; blocked once it makes room
 MAX_SOURCES = 200_000  # sources remembered (threshold counts, decisions): oldest forgotten
 RCVBUF = 64 << 20
 
@@ -83,6 +85,8 @@ class Listener:
         self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         self.responder = Responder(config, make_blocks)
         self.fast_pending: list[str] = []
+        self.waiting: OrderedDict[str, Probe] = OrderedDict()  # over the block cap, in order
+        self.capped = 0
         self.outbox: list[Message] = []  # for the responder, handed over after the fast path
         self.unbound: list[tuple] = []  # bait ports busy at start, tried again later
         self.policy = None
@@ -102,7 +106,8 @@ class Listener:
         # block in state (and re-adds it, which only refreshes the timeout). Other backends
         # would fork from here: the responder does all of it for them.
         self.fast = bool(self.lcfg.block and self.policy.backend.fast_in_process)
-        self.fast_cap = MinuteCap(self.lcfg.max_blocks_per_minute)
+        self.fast = self.fast and not self.policy.off()  # firewall stop: nothing is added
+        self.block_cap = MinuteCap(self.lcfg.max_blocks_per_minute)  # the one cap of the listener
 
     # -- sockets -----------------------------------------------------------------------
     def _bind(self, family, kind, addr: str, port: int) -> None:
@@ -276,10 +281,10 @@ class Listener:
             elif why:
                 decided = f"ignored: {why}"
                 self._remember(self.decided, src, decided)
-        if decided is None or decided == "blocked":
+        if decided is None or decided in ("blocked", CAPPED):
             self._alert(src, port, proto, kind, now)
         if decided is not None:
-            if decided == "blocked":
+            if decided in ("blocked", CAPPED):
                 self._record(Probe(now, src, port, proto, kind))
             return
         entry = self.counts.get(src)
@@ -290,20 +295,39 @@ class Listener:
         probe = Probe(now, src, port, proto, kind)
         self._record(probe)
         if entry[1] > self.lcfg.scan_trigger:
-            self._remember(self.decided, src, "blocked")
             self.counts.pop(src, None)
-            if self.fast:
-                self.fast_pending.append(src)
-            self.outbox.append(BlockRequest(probe))
+            if self.block_cap.take(1):
+                self._decide_block(probe)
+            else:  # over the cap: blocked as soon as the cap allows (_unwait)
+                self._remember(self.decided, src, CAPPED)
+                self._remember(self.waiting, src, probe)
+                self.capped += 1
+                self.rlog.warning(
+                    "block cap of %d a minute reached: %s waits (%d waiting)",
+                    self.lcfg.max_blocks_per_minute,
+                    src,
+                    len(self.waiting),
+                )
+
+    def _decide_block(self, probe: Probe) -> None:
+        self._remember(self.decided, probe.source, "blocked")
+        if self.fast:
+            self.fast_pending.append(probe.source)
+        self.outbox.append(BlockRequest(probe))
+
+    def _unwait(self) -> None:
+        """Sources held back by the cap, blocked in their order as it makes room."""
+        for _ in range(self.block_cap.take(len(self.waiting))):
+            _, probe = self.waiting.popitem(last=False)
+            self._decide_block(probe)
 
     def _fast_block(self) -> None:
         """The kernel entries for this pass's new sources, through the backend's fast path."""
-        pending, self.fast_pending = self.fast_pending, []
-        pending = pending[: self.fast_cap.take(len(pending))]
-        if not pending:
-            return
+        pending, self.fast_pending = self.fast_pending, []  # the cap was applied when deciding
         try:
-            self.policy.backend.fast_block([parse_network(a) for a in pending], self.lcfg.block_ttl)
+            self.policy.backend.fast_block(
+                [parse_network(a) for a in pending], kernel_ttl(self.lcfg.block_ttl)
+            )
         except Exception as e:  # the responder's block puts the entry in place all the same
             self.rlog.warning("fast block path failed (the responder will retry): %s", e)
 
@@ -436,6 +460,8 @@ class Listener:
                     self._udp(key.fileobj, arg)
                 else:
                     self._raw_read(key.fileobj, *arg)
+            if self.waiting:
+                self._unwait()
             if self.fast_pending:
                 self._fast_block()
             if self.outbox:
@@ -462,6 +488,9 @@ class Listener:
                 last_retry = now
                 for args in list(self.unbound):
                     self._bind(*args)
+                self.fast = bool(
+                    self.lcfg.block and self.policy.backend.fast_in_process and not self.policy.off()
+                )
                 if self.policy.lists.unreadable_any:  # read them again: blocking resumes once it can
                     self.policy._lists = None
 

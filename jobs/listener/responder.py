@@ -50,7 +50,6 @@ class Responder(threading.Thread):
         self.make_blocks = make_blocks  # called in this thread: sqlite and netlink are per thread
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.capped = 0
         self.blocked = 0
         self.applied: dict[str, float] = {}  # address -> when its block was in place (bench, tests)
         self.children: list[subprocess.Popen] = []
@@ -61,7 +60,6 @@ class Responder(threading.Thread):
         """Everything derived from the configuration (at start and at each reload)."""
         self.config = config
         self.lcfg = config.listener
-        self.cap = MinuteCap(self.lcfg.max_blocks_per_minute)
         self.history = config.configured_path(self.lcfg.history_file, config.state_dir / "portsentry.history")
         self.blocked_file = config.configured_path(
             self.lcfg.blocked_file, config.state_dir / "portsentry.blocked"
@@ -153,17 +151,7 @@ class Responder(threading.Thread):
         unique: dict[str, Probe] = {}
         for p in probes:
             unique.setdefault(p.source, p)
-        room = self.cap.take(len(unique))
-        chosen = list(unique.values())[:room]
-        if len(unique) > room:
-            self.capped += len(unique) - room
-            log.warning(
-                "block cap of %d a minute reached: %d source(s) recorded, not blocked",
-                self.lcfg.max_blocks_per_minute,
-                len(unique) - room,
-            )
-        if not chosen:
-            return
+        chosen = list(unique.values())  # the loop applied the cap
         added: set[str] = set()
         if self.lcfg.block:
             result = self.mgr.block(

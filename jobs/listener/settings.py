@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nightwarden.lib.settings import Count, Port, Section, default_list
+from nightwarden.lib.settings import Count, Port, Section, Ttl, default_list
 
 
 class ListenerSettings(Section):
@@ -74,7 +74,7 @@ class ListenerSettings(Section):
     scan_trigger: Count = 0  # hits from a source before acting (PortSentry's SCAN_TRIGGER)
     trigger_window: Count = 60
     block: bool = True
-    block_ttl: Count = 3600
+    block_ttl: Ttl = 3600
     max_blocks_per_minute: Count = 20000
     hosts_deny: str = ""  # e.g. /etc/hosts.deny: "ALL: <ip>" lines
     run_command: list[str] = default_list()  # e.g. ["/usr/local/bin/notify", "$TARGET$", "$PORT$", "$MODE$"]

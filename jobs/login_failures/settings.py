@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from nightwarden.lib.settings import Count, Section, default_list, default_table
+from nightwarden.lib.settings import Count, Section, Ttl, default_list, default_table
 
 FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd")
 Service = Literal["sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"]
@@ -59,7 +59,7 @@ class LoginSettings(Section):
         sshd=0, ftpd=0, smtpauth=0, pop3d=0, imapd=0, htaccess=0, modsec=0
     )
     block: bool = True
-    block_ttl: Count = 3600  # temporary; repeated blocks escalate (blocks.perm_block_count)
+    block_ttl: Ttl = 3600  # temporary; repeated blocks escalate (blocks.perm_block_count)
     alert: bool = True  # LF_EMAIL_ALERT
     alert_lines: Count = 10  # log lines quoted in an alert
     resolution: Annotated[int, msgspec.Meta(ge=1)] = 60  # counting windows are exact to this

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
-from nightwarden.lib.errors import EXIT_OK
+from nightwarden.lib.errors import EXIT_OK, EXIT_REFUSED
 from nightwarden.lib.netaddr import display, parse_network
 
 from .command import Command
@@ -45,20 +46,25 @@ def _ttl(text: str | None) -> int | None:
 
 
 def block(ctx) -> int:
+    """Block what may be blocked; say each refusal; exit 79 when any address was refused. A
+    malformed address stops the whole command before anything changes (exit 65)."""
     a = ctx.args
     ttl = _ttl(a.ttl)
     mgr = ctx.blocks
-    mgr.ensure_ready()
-    if ctx.dry_run:
-        nets = mgr.parse_all(a.addresses)
-        mgr.require_allowed(nets)
-        ctx.say(f"dry run: would block {', '.join(display(n) for n in nets)}")
-        return EXIT_OK
-    result = mgr.block(a.addresses, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
+    nets = mgr.parse_all(a.addresses)
+    refusals = {display(n): why for n in nets if (why := mgr.refusal(n))}
+    allowed = [n for n in nets if display(n) not in refusals]
+    for addr, why in refusals.items():
+        print(f"nightwarden: refusing to block {addr}: {why}", file=sys.stderr)
     ttl = ctx.config.firewall.default_ttl if ttl is None else ttl
     how = "permanently" if a.permanent else (f"for {ttl} s" if ttl else "until purged")
-    ctx.say(f"blocked {', '.join(display(n) for n in result.added)} {how}")
-    return EXIT_OK
+    if allowed and ctx.dry_run:
+        ctx.say(f"dry run: would block {', '.join(display(n) for n in allowed)} {how}")
+    elif allowed:
+        mgr.ensure_ready()
+        result = mgr.block(allowed, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
+        ctx.say(f"blocked {', '.join(display(n) for n in result.added)} {how}")
+    return EXIT_REFUSED if refusals else EXIT_OK
 
 
 def unblock(ctx) -> int:

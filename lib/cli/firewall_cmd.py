@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from nightwarden.lib.errors import EXIT_OK, EXIT_UNAVAILABLE
 
 from .command import Command
@@ -10,9 +12,11 @@ from .command import Command
 def _firewall_arguments(p) -> None:
     p.add_argument(
         "action",
-        choices=["status", "start", "stop"],
+        choices=["status", "start", "stop", "enable", "disable"],
         help="status: what is in the kernel; start: set up and load every entry "
-        "(also after a reboot); stop: remove all of nightwarden's rules",
+        "(also after a reboot), turning the firewall on; stop: remove all of nightwarden's rules "
+        "and keep them off (no job or listener puts them back) until start; enable/disable: "
+        "csf's names for start/stop",
     )
 
 
@@ -33,15 +37,25 @@ def firewall(ctx) -> int:
         kernel = fw.list()
         counts = {k: sum(1 for e in kernel if e.kind == k) for k in ("allow", "perm", "temp")}
         print(f"backend: {fw.describe()}")
+        off = ctx.blocks.off()
+        print(f"firewall: {'OFF: ' + off if off else 'on'}")
         print(f"base rules: {'in place' if fw.is_ready() else 'missing (run: nightwarden firewall start)'}")
         print(f"entries: {counts['temp']} temporary, {counts['perm']} permanent, {counts['allow']} allowed")
         print(f"state: {len(ctx.state.active_blocks())} active blocks")
         return EXIT_OK
-    if action == "stop":
+    if action in ("stop", "disable"):
+        if not ctx.dry_run:  # first the flag: nothing puts the rules back from now on
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            ctx.blocks.turn_off(f"{'stopped' if action == 'stop' else 'disabled'} at {stamp}")
         fw.teardown()
-        ctx.say(f"removed nightwarden's rules ({fw.describe()}); blocks stay in state for the next start")
+        ctx.say(
+            f"removed nightwarden's rules ({fw.describe()}); nothing is blocked and nothing puts them "
+            f"back until `nightwarden firewall start`; blocks stay in state for it"
+        )
         _report_dry_run(ctx)
         return EXIT_OK
+    if not ctx.dry_run:
+        ctx.blocks.turn_on()
     result = ctx.blocks.sync()
     ctx.say(
         f"firewall ready ({fw.describe()}): {len(result.added)} entries loaded, "

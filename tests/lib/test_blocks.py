@@ -52,18 +52,23 @@ def test_cli_block_unblock_with_a_real_connection(nft_config):
         server.close()
 
 
-def test_cli_refuses_bad_and_allowed_addresses_and_changes_nothing(nft_config):
+def test_cli_refuses_bad_and_allowed_addresses_and_blocks_the_rest(nft_config):
     cfg = str(nft_config)
     run_cli("--config", cfg, "allow", "127.0.4.4", "--comment", "office", check=0)
     before = nft_ruleset()
     done = run_cli("--config", cfg, "block", "127.0.0.6", "not-an-ip")
     assert done.returncode == EXIT_DATAERR
     assert done.stderr == "nightwarden: 'not-an-ip' is not a valid IP address or CIDR\n"
-    done = run_cli("--config", cfg, "block", "127.0.0.6", "127.0.4.4")
+    assert nft_ruleset() == before, "a malformed address stops the whole command"
+    done = run_cli("--config", cfg, "block", "127.0.0.6", "127.0.4.4")  # what may be, is blocked
     assert done.returncode == EXIT_REFUSED
     assert "127.0.4.4: it is on the allow list" in done.stderr and ":1)" in done.stderr
-    assert "127.0.0.6" not in nft_ruleset() and nft_ruleset() == before
-    assert json.loads(run_cli("--config", cfg, "blocks", "--json", check=0).stdout) == []
+    assert "127.0.0.6" in nft_ruleset() and "127.0.4.4" not in nft_ruleset().split("allow4")[0]
+    assert [
+        b["address"]
+        for b in json.loads(run_cli("--config", cfg, "blocks", "--json", check=0).stdout)
+        if b["kind"] == "temporary"
+    ] == ["127.0.0.6"]
 
 
 def test_loopback_and_own_addresses_are_protected_by_default(tmp_path, netns):
@@ -194,3 +199,46 @@ def test_an_unreadable_allow_list_stops_every_block_fail_closed(tmp_path):
     assert "192.0.2.5" not in run_cli("--sandbox", str(box), "blocks", check=0).stdout
     (box / "etc" / "nightwarden.allow").unlink()
     run_cli("--sandbox", str(box), "block", "192.0.2.5", check=0)
+
+
+@pytest.mark.parametrize("ttl", ["-5", "99999999999", "1.5h", "soon"])
+def test_a_bad_ttl_is_a_usage_error_before_anything(tmp_path, ttl):
+    box = tmp_path / "sb"
+    done = run_cli("--sandbox", str(box), "block", "203.0.113.5", "--ttl", ttl)
+    assert done.returncode == 64, (done.returncode, done.stderr)
+    assert done.stderr.count("\n") == 1 and "TTL" in done.stderr
+    assert "203.0.113.5" not in run_cli("--sandbox", str(box), "blocks", check=0).stdout
+
+
+def test_a_ttl_past_what_a_backend_holds_is_refused_in_the_config(tmp_path):
+    path = write_config(tmp_path, "default_ttl = 99999999999999999999\n")
+    done = run_cli("--config", str(path), "blocks")
+    assert done.returncode == 78 and "firewall.default_ttl" in done.stderr
+
+
+def test_block_of_several_blocks_what_may_be_and_says_each_refusal(tmp_path):
+    box = tmp_path / "sb"
+    done = run_cli("--sandbox", str(box), "block", "127.0.0.1", "203.0.113.6", "::1")
+    assert done.returncode == 79
+    assert "refusing to block 127.0.0.1" in done.stderr and "refusing to block ::1" in done.stderr
+    assert "blocked 203.0.113.6" in done.stdout
+    assert "203.0.113.6" in run_cli("--sandbox", str(box), "blocks", check=0).stdout
+    done = run_cli("--sandbox", str(box), "block", "203.0.113.7", "not-an-address")
+    assert done.returncode == 65 and "203.0.113.7" not in run_cli("--sandbox", str(box), "blocks").stdout
+
+
+def test_firewall_stop_stays_stopped_until_start(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "block", "203.0.113.8", check=0)
+    run_cli("--sandbox", str(box), "firewall", "stop", check=0)
+    for job in ("expire", "purge", "login-failures"):
+        run_cli("--sandbox", str(box), job, "--no-mail" if job != "expire" else "-q")
+    status = run_cli("--sandbox", str(box), "firewall", "status", check=0).stdout
+    assert "firewall: OFF: stopped at" in status and "base rules: missing" in status
+    assert "entries: 0 temporary" in status
+    done = run_cli("--sandbox", str(box), "block", "203.0.113.9")
+    assert done.returncode == 69 and "firewall is off" in done.stderr
+    run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    status = run_cli("--sandbox", str(box), "firewall", "status", check=0).stdout
+    assert "firewall: on" in status and "base rules: in place" in status
+    run_cli("--sandbox", str(box), "block", "203.0.113.9", check=0)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import TESTS, Server, connects, load_config, real_backend, run_cli, write_config
+from helpers import TESTS, Server, connects, load_config, need, real_backend, run_cli, write_config
 from nightwarden.lib import lifecycle
 from nightwarden.lib.blocks import BlockManager
 from nightwarden.lib.netaddr import display
@@ -240,3 +240,20 @@ def test_kill_9_during_large_batches_then_reconcile(name, tmp_path):
     assert len(in_state) >= 2000
     assert kernel(mgr, "temp") == in_state, "kernel and state must agree after reconciling"
     assert all(e.kind == "temp" for e in result.removed)
+
+
+def test_expire_reconciles_the_kernel_with_state(netns, tmp_path):
+    need("nft")
+    cfg = write_config(tmp_path, 'backend = "nftables"\n')
+    run_cli("--config", str(cfg), "block", "127.0.9.1", "127.0.9.2", check=0)
+    subprocess.run(["nft", "delete", "element", "inet", "nwtest", "temp4", "{ 127.0.9.1 }"], check=True)
+    subprocess.run(["nft", "add", "element", "inet", "nwtest", "temp4", "{ 127.0.9.3 }"], check=True)
+    done = run_cli("--config", str(cfg), "expire", check=0)
+    assert (
+        "2 kernel/state difference(s) fixed"
+        in done.stdout + run_cli("--config", str(cfg), "runs", "--json").stdout
+    )
+    listed = subprocess.run(
+        ["nft", "list", "set", "inet", "nwtest", "temp4"], capture_output=True, text=True
+    ).stdout
+    assert "127.0.9.1" in listed and "127.0.9.2" in listed and "127.0.9.3" not in listed

@@ -32,7 +32,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_corrupt_database_is_a_clear_error(tmp_path):
     path = tmp_path / "state.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(DataError, match=f"{path}: state database is unusable"):
+    with pytest.raises(DataError, match=f"{path}: the state database is unusable"):
         State(path)
 
 

@@ -285,3 +285,15 @@ def test_an_unreadable_ignore_list_makes_the_listener_refuse_to_block_loudly(lis
     assert wait_for(lambda: "reloaded" in run.log())
     assert _connect("127.0.0.70", 11) and wait_for(lambda: "127.0.0.70" in blocked())
     assert run.stop() < 2.0
+
+
+@pytest.mark.slow
+def test_a_source_over_the_block_cap_is_blocked_once_the_cap_makes_room(listener):
+    run = listener("max_blocks_per_minute = 2\n")
+    for i in (81, 82, 83):
+        assert _connect(f"127.0.0.{i}", 1)
+    assert wait_for(lambda: {"127.0.0.81", "127.0.0.82"} <= blocked())
+    assert "127.0.0.83" not in blocked()
+    assert wait_for(lambda: "127.0.0.83/127.0.0.83 to TCP port: 1 (not blocked: cap)" in run.log(), 3)
+    assert wait_for(lambda: "127.0.0.83" in blocked(), 70), "never blocked once the cap made room"
+    assert run.stop() < 2.0
