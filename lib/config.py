@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from .errors import ConfigError
+from .errors import ConfigError, NightwardenError, NoInputError
 from .settings import Section
 
 SYSTEM_CONFIG = Path("/etc/nightwarden/nightwarden.toml")
@@ -116,6 +116,22 @@ def _explain(path: str, error: msgspec.ValidationError, kind: type) -> ConfigErr
     return ConfigError(f"{path}: {'key ' + repr(key) + ': ' if key else ''}{message}")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_text(path: str, value, key: str = "") -> None:
+    """No setting holds a control character: a newline in mail.to or schedule.mailto would be
+    a second line in a mail header or in /etc/cron.d (a cron job of the writer's choosing)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(path, v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value, 1):
+            _check_text(path, v, f"{key}[{i}]")
+    elif isinstance(value, str) and _CONTROL.search(value):
+        raise ConfigError(f"{path}: key '{key}' holds a control character (a newline?): {value!r}")
+
+
 def _merge(base: dict, new: dict) -> None:
     """Tables merge key by key; everything else (lists of tables too) replaces."""
     for key, value in new.items():
@@ -147,7 +163,9 @@ def validate(files: list[Path], schema: Schema):
     raw["schedule"]["jobs"] = dict(schema.schedules)
     settings = msgspec.convert(raw, kind)
     for path in files:
-        _merge(raw, read_toml(path))
+        data = read_toml(path)
+        _check_text(str(path), data)
+        _merge(raw, data)
         try:
             settings = msgspec.convert(raw, kind)
         except msgspec.ValidationError as e:
@@ -156,16 +174,36 @@ def validate(files: list[Path], schema: Schema):
     return settings
 
 
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def read_toml(path: Path) -> dict:
+    """A configuration file: a regular file (a FIFO or a device is refused, never waited on
+    or read without end) of at most 4 MiB."""
+    from .fsutil import read_regular
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = read_regular(path, MAX_CONFIG_BYTES, "configuration file", follow=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file does not exist") from None
+    except OSError as e:
+        raise NoInputError(f"{path}: cannot read: {e.strerror}") from None
+    except NightwardenError as e:
+        raise NoInputError(str(e)) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _exists(path: Path, what: str) -> bool:
+    """Path.exists() that says "cannot read" (exit 66) instead of raising PermissionError."""
+    try:
+        return path.exists()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        raise NoInputError(f"{path}: cannot read the {what}: {e.strerror}") from None
 
 
 def _is_root() -> bool:
@@ -300,21 +338,30 @@ def load(explicit: str | None = None, sandbox: str | Path | None = None, *, sche
         sandbox = os.environ["NIGHTWARDEN_SANDBOX"]
     sandbox = Path(sandbox).absolute() if sandbox else None
     main, required = config_candidates(explicit, sandbox)
+    if (
+        sandbox is not None
+        and _exists(sandbox, "sandbox directory")
+        and not os.access(sandbox, os.R_OK | os.X_OK)
+    ):
+        raise NoInputError(f"{sandbox}: cannot read the sandbox directory: permission denied")
     files: list[Path] = []
-    if main is not None and (required or main.exists()):
-        if required and not main.exists():
+    if main is not None and (required or _exists(main, "configuration file")):
+        if required and not _exists(main, "configuration file"):
             raise ConfigError(f"{main}: configuration file does not exist")
         files.append(main)
         confd = main.parent / "conf.d"
-        if confd.is_dir():
-            files += sorted(p for p in confd.glob("*.toml") if p.is_file())
+        try:
+            if confd.is_dir():
+                files += sorted(p for p in confd.glob("*.toml") if not p.is_dir())
+        except OSError as e:
+            raise NoInputError(f"{confd}: cannot read: {e.strerror}") from None
     settings = validate(files, schema)
     dirs = _default_dirs(sandbox)
     general = settings.general
     for key in ("state_dir", "log_dir", "report_dir", "run_dir"):
         if getattr(general, key):
             dirs[key] = Path(getattr(general, key))
-    if sandbox is None and main is not None and main.exists():
+    if sandbox is None and main is not None and _exists(main, "configuration file"):
         dirs["config_dir"] = main.parent
     return Config(settings, schema, files, sandbox, dirs)
 

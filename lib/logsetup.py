@@ -43,6 +43,7 @@ def setup(
         try:
             log_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
             handler = logging.handlers.WatchedFileHandler(log_dir / "nightwarden.log")
+            os.fchmod(handler.stream.fileno(), 0o640)  # whatever the umask made it
             handler.setLevel(LEVELS.get(file_level, logging.INFO))
             handler.setFormatter(
                 logging.Formatter(

@@ -24,6 +24,19 @@ class Result:
     details: dict = field(default_factory=dict)
 
 
+def silence_stdout() -> None:
+    """Standard output's reader went away: what is still printed goes nowhere (and Python's
+    flush at exit does not fail either)."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 class Context:
     """What a job gets: config, arguments, dry-run flag, and lazily opened shared services."""
 
@@ -34,6 +47,8 @@ class Context:
         self.job = job
         self.log = get(job or "cli")
         self._state = self._firewall = self._blocks = self._mailer = None
+        self.defer_mail = False  # a job's mail waits in the outbox until its work is done
+        self.output_closed = False
 
     @property
     def state(self):
@@ -82,13 +97,18 @@ class Context:
         if self._mailer is None:
             from .mail import Mailer
 
-            self._mailer = Mailer(self.config, dry_run=self.dry_run)
+            self._mailer = Mailer(self.config, dry_run=self.dry_run, deferred=self.defer_mail)
         return self._mailer
 
     def say(self, text: str) -> None:
-        """Terse console output for a person; silent with -q."""
-        if getattr(self.args, "verbosity", 0) >= 0:
-            print(text, flush=True)
+        """Terse console output for a person; silent with -q. A reader that went away
+        (`| head`) is not the job's failure: the output stops, the work goes on."""
+        if getattr(self.args, "verbosity", 0) >= 0 and not self.output_closed:
+            try:
+                print(text, flush=True)
+            except BrokenPipeError:
+                silence_stdout()
+                self.output_closed = True
 
     def close(self) -> None:
         if self._state is not None:
@@ -100,6 +120,7 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
     """Run one job under its lock; record the run; return the exit code."""
     name = module.NAME
     ctx = Context(config, args, dry_run, name)
+    ctx.defer_mail = True
     lock = LockFile(config.run_dir / f"{name}.lock", f"job {name}")
     started = time.monotonic()
     try:
@@ -145,8 +166,8 @@ def _flush_outbox(ctx: Context) -> None:
 
     if not Outbox(ctx.config.outbox_dir).pending():
         return
-    try:
-        sent, left = ctx.mailer.flush()
+    try:  # one connection, and no longer than one mail-server timeout
+        sent, left = ctx.mailer.flush(budget=ctx.config.mail.smtp_timeout)
         if sent:
             log.info("delivered %d message(s) from the outbox", sent)
     except NightwardenError as e:

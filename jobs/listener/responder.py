@@ -4,6 +4,7 @@ database, files, commands) happens here, in batches, so the receive loop never w
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -21,6 +22,12 @@ from .messages import BlockRequest, Digest, Message, Probe, Reload
 log = get("listener")
 # the scan types the loop names, as the JSON of an event's detail (made once, not per probe)
 DETAIL = {k: json.dumps({"type": k}) for k in ("connect", "UDP", "SYN", "FIN", "NULL", "XMAS")}
+
+
+def _append(path: Path):
+    """A PortSentry-format file opened for appending: never through a link, mode 0640."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    return os.fdopen(fd, "a")
 
 
 class MinuteCap:
@@ -174,7 +181,7 @@ class Responder(threading.Thread):
 
     def _files(self, chosen: list[Probe], added: set[str]) -> None:
         try:
-            with open(self.history, "a") as hist, open(self.blocked_file, "a") as blk:
+            with _append(self.history) as hist, _append(self.blocked_file) as blk:
                 for p in chosen:
                     blocked = p.source in added
                     line = format_line(

@@ -82,3 +82,15 @@ class ListenerSettings(Section):
     blocked_file: str = ""  # "" = <state_dir>/portsentry.blocked
     alert_digest_seconds: Count = 300
     log_lines_per_second: Count = 20
+
+    def __post_init__(self):
+        import ipaddress
+
+        for name, family in (("bind4", 4), ("bind6", 6)):
+            try:
+                if ipaddress.ip_address(getattr(self, name)).version != family:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"{name} must be an IPv{family} address, not {getattr(self, name)!r}"
+                ) from None

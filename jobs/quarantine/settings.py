@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import msgspec
 
 from nightwarden.lib.settings import Count, Section, default_list
 
@@ -48,7 +50,7 @@ class QuarantineSettings(Section):
     )
     max_files: Count = 1000  # per sweep; the rest are reported
     max_size: Count = 52428800  # larger files are reported and made unreadable
-    max_depth: Count = 64
+    max_depth: Annotated[int, msgspec.Meta(ge=1, le=200)] = 64  # levels entered (the walk recurses)
     time_limit: Count = 120  # seconds per sweep
     archive_dir: str = ""  # "" = <state_dir>/quarantine
     archive_max_size: Count = 1073741824  # then a new archive is started

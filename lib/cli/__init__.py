@@ -149,6 +149,9 @@ def dispatch(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.umask(0o027)  # whatever the caller's: files no one else may write or read unless said
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_job_in_argv(argv))
     args = parser.parse_args(argv)
@@ -164,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nightwarden: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): not an error
+        from nightwarden.lib.runner import silence_stdout
+
+        silence_stdout()
+        return 0
     except Exception as e:
         known = translate(e)
         if known is None:

@@ -61,9 +61,13 @@ class Outbox:
 class Mailer:
     """Builds messages from templates and delivers them, spooling on failure."""
 
-    def __init__(self, config, dry_run: bool = False, transport=None):
+    def __init__(self, config, dry_run: bool = False, transport=None, deferred: bool = False):
+        """deferred: messages go to the outbox at once and are delivered by flush() after
+        the job's real work (the runner does it), so a slow or dead mail server never holds
+        a job."""
         self.config = config
         self.dry_run = dry_run
+        self.deferred = deferred
         self.transport = transport or make_transport(config)
         self.outbox = Outbox(config.outbox_dir)
         self.sent: list[EmailMessage] = []
@@ -117,6 +121,9 @@ class Mailer:
         if self.dry_run:
             log.info("dry run: would mail %r to %s", msg["Subject"], msg["To"])
             return SendResult("dry-run", "nowhere")
+        if self.deferred:
+            path = self.outbox.spool(msg)
+            return SendResult("queued", str(path))
         try:
             self.flush()
             self.transport.deliver(msg)
@@ -131,18 +138,36 @@ class Mailer:
     def alert(self, template: str, fields: dict, **kwargs) -> SendResult:
         return self.send(self.build(template, fields, **kwargs))
 
-    def flush(self) -> tuple[int, int]:
-        """Deliver spooled messages, oldest first; stop at the first failure. (sent, left)."""
-        pending = self.outbox.pending()
-        sent = 0
-        for path in pending:
+    def flush(self, budget: float | None = None) -> tuple[int, int]:
+        """Deliver spooled messages, oldest first, over one connection where the transport
+        has connections, within `budget` seconds; stop at the first failure. (sent, left)."""
+        import time
+
+        deadline = None if budget is None else time.monotonic() + budget
+        ready = []
+        for path in self.outbox.pending():
             try:
-                msg = self.outbox.load(path)
+                ready.append((path, self.outbox.load(path)))
             except (OSError, ValueError) as e:
                 log.warning("outbox: %s is unreadable (%s); moved aside", path.name, e)
                 os.replace(path, path.with_suffix(".bad"))
-                continue
-            self.transport.deliver(msg)  # raises: the caller spools or reports
-            path.unlink()
-            sent += 1
-        return sent, len(pending) - sent
+        if not ready:
+            return 0, 0
+        many = getattr(self.transport, "deliver_many", None)
+        sent = 0
+        try:
+            if many is not None:
+                sent = many([m for _, m in ready], deadline)
+            else:
+                for _, msg in ready:
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    self.transport.deliver(msg)
+                    sent += 1
+        except NightwardenError as e:
+            sent = getattr(e, "delivered", sent)
+            raise
+        finally:  # what went out leaves the outbox, even when a later message failed
+            for path, _ in ready[:sent]:
+                path.unlink()
+        return sent, len(ready) - sent

@@ -112,6 +112,14 @@ class SmtpTransport(Transport):
         return ssl.create_default_context(cafile=self.cafile or None)
 
     def deliver(self, msg: EmailMessage) -> None:
+        self.deliver_many([msg])
+
+    def deliver_many(self, messages, deadline: float | None = None) -> int:
+        """Several messages over one connection, until the deadline (time.monotonic); how
+        many were delivered. A failure raises after what was delivered before it."""
+        import time
+
+        done = 0
         try:
             if self.security == "tls":
                 client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context())
@@ -124,13 +132,20 @@ class SmtpTransport(Transport):
                     client.ehlo()
                 if self.user:
                     client.login(self.user, self.password.reveal() if self.password else "")
-                client.send_message(msg)
+                for msg in messages:
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    client.send_message(msg)
+                    done += 1
+            return done
         except smtplib.SMTPAuthenticationError as e:
-            raise UnavailableError(
+            error = UnavailableError(
                 f"SMTP {self.host}:{self.port}: authentication failed for {self.user!r} ({e.smtp_code})"
-            ) from None
+            )
         except (OSError, smtplib.SMTPException, ssl.SSLError) as e:
-            raise UnavailableError(f"SMTP {self.host}:{self.port}: {e.__class__.__name__}: {e}") from None
+            error = UnavailableError(f"SMTP {self.host}:{self.port}: {e.__class__.__name__}: {e}")
+        error.delivered = done  # what went out before the failure
+        raise error
 
     def describe(self) -> str:
         return f"SMTP {self.host}:{self.port} ({self.security})"

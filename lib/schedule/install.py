@@ -48,6 +48,15 @@ def _dirs(config) -> list[tuple[Path, int]]:
     ]
 
 
+def _make_dirs(path: Path, mode: int) -> None:
+    """Each missing directory on the way made with `mode` exactly, whatever the umask."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent, mode)
+    path.mkdir(mode=mode, exist_ok=True)
+    os.chmod(path, mode)
+
+
 def _under(root: Path, path: Path) -> Path:
     return root / path.relative_to("/") if path.is_absolute() else root / path
 
@@ -80,7 +89,8 @@ def install(
         if not target.is_dir():
             said.append(f"{'would create' if dry_run else 'created'} directory {target}")
             if not dry_run:
-                target.mkdir(parents=True, mode=mode, exist_ok=True)
+                _make_dirs(target.parent, 0o755)
+                target.mkdir(mode=mode, exist_ok=True)
                 os.chmod(target, mode)
     for item in files(config, timers):
         target = _under(root, item.path)
@@ -106,7 +116,7 @@ def install(
         new[key] = _sha(item.content)
         if not dry_run:
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(target.parent, 0o755)
                 atomic_write(target, item.content, item.mode)
             except OSError as e:
                 raise CantCreateError(f"{target}: {e.strerror}") from None

@@ -130,3 +130,38 @@ def test_every_command_runs_in_a_sandbox_without_a_traceback(tmp_path, argv, cod
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     assert done.stdout.strip(), "a command that prints nothing"
+
+
+def test_a_reader_that_goes_away_is_not_a_failure_of_the_jobs(tmp_path):
+    box = tmp_path / "sb"
+    (box / "tmp").mkdir(parents=True)
+    (box / "tmp" / "x.php").write_text("<?php ?>")
+    done = subprocess.run(
+        f"'{NIGHTWARDEN}' --sandbox '{box}' daily | head -1; echo \"${{PIPESTATUS[0]}}\"",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert int(done.stdout.splitlines()[-1]) < 64, done.stdout + done.stderr
+    runs = json.loads(run_cli("--sandbox", str(box), "runs", "-n", "1", "--json", check=0).stdout)
+    assert [r["job"] for r in runs if r["exit_code"] >= 64] == []
+    assert "internal error" not in done.stderr
+
+
+def test_files_are_made_with_explicit_modes_whatever_the_umask(tmp_path):
+    box = tmp_path / "sb"
+    root = tmp_path / "root"
+    env_umask = "umask 000; "
+    subprocess.run(
+        f"{env_umask}'{NIGHTWARDEN}' --sandbox '{box}' block 203.0.113.40; "
+        f"{env_umask}'{NIGHTWARDEN}' --sandbox '{box}' install --root '{root}'",
+        shell=True,
+        check=True,
+        capture_output=True,
+    )
+    log = box / "log" / "nightwarden.log"
+    assert log.stat().st_mode & 0o777 == 0o640
+    for path in root.rglob("*"):
+        assert not path.stat().st_mode & 0o002, f"{path} is writable by anyone"

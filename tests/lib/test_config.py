@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -126,3 +128,58 @@ def test_config_show_round_trips(tmp_path):
     rendered = tmp_path / "shown.toml"
     rendered.write_text(done.stdout)
     assert load_config(str(rendered)).firewall.name == "nwtest"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            '[schedule]\nmailto = "root\\n* * * * * root touch /tmp/PWNED #"\n',
+            "'schedule.mailto' holds a control",
+        ),
+        ('[general]\nhostname = "web1\\nBcc: x@example.org"\n', "'general.hostname' holds a control"),
+        ('[listener]\nbind4 = "not-an-ip"\n', "bind4 must be an IPv4 address"),
+        ("[quarantine]\nmax_depth = 100000000\n", "'quarantine.max_depth' must be an integer <= 200"),
+        ("[firewall]\ndefault_ttl = 99999999999999999999\n", "'firewall.default_ttl'"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_when_read(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_fifo_or_dev_zero_as_the_configuration_is_one_clear_error(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    done = run_cli("--config", str(fifo), "config", "check", timeout=20)
+    assert done.returncode == 66 and "not a regular file" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("--config", "/dev/zero", "config", "check", timeout=20)
+    assert done.returncode == 66 and "Traceback" not in done.stderr
+
+
+def test_an_unreadable_configuration_or_sandbox_is_exit_66(tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "nightwarden.toml").write_text("")
+    secret.chmod(0)
+    # everything imported first: the interpreter's own files may not be readable by nobody
+    cmd = [
+        sys.executable,
+        "-c",
+        "import os, sys, tomllib; from nightwarden.lib.cli import main, build_parser, commands; "
+        "import nightwarden.jobs as j; j.schema(); build_parser(); commands(); "
+        "import nightwarden.lib.runner, nightwarden.lib.logsetup, nightwarden.lib.lists; "
+        "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
+    ]
+    try:
+        for args in (["--config", str(secret / "nightwarden.toml")], ["--sandbox", str(secret)]):
+            if os.geteuid() != 0:
+                pytest.skip("needs root to drop to another user")
+            done = subprocess.run([*cmd, *args, "blocks"], capture_output=True, text=True)
+            assert done.returncode == 66, (args, done.returncode, done.stderr)
+            assert "Traceback" not in done.stderr
+    finally:
+        secret.chmod(0o700)

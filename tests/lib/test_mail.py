@@ -236,3 +236,42 @@ def test_broken_template_names_the_file_and_line(tmp_path):
 
     with pytest.raises(DataError, match=r"alert.txt:2: expected a From:, To: or Subject:"):
         Mailer(cfg).build("alert", {})
+
+
+def test_a_mail_server_that_never_answers_does_not_hold_the_job(tmp_path):
+    """It accepts the connection and says nothing: the blocks are made and recorded first,
+    the alerts wait in the outbox, and one connection attempt ends the run."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    box = tmp_path / "sb"
+    (box / "etc").mkdir(parents=True)
+    (box / "etc" / "nightwarden.toml").write_text(
+        f'[mail]\ntransport = "smtp"\nsmtp_host = "127.0.0.1"\nsmtp_port = {silent.getsockname()[1]}\n'
+        'smtp_security = "none"\nsmtp_timeout = 2\n[logins]\njournal = "no"\n'
+        '[[logins.sources]]\npath = "/var/log/auth.log"\nservices = ["sshd"]\n'
+    )
+    (box / "var" / "log").mkdir(parents=True)
+    now = time.time()
+    lines = []
+    for n, addr in enumerate(("203.0.113.31", "203.0.113.32", "203.0.113.33")):
+        for i in range(6):
+            stamp = time.strftime("%b %e %H:%M:%S", time.localtime(now - 60 + i))
+            lines.append(
+                f"{stamp} web1 sshd[{100 * n + i}]: Failed password for root from {addr} port {i} ssh2\n"
+            )
+    (box / "var" / "log" / "auth.log").write_text("".join(lines))
+    try:
+        started = time.monotonic()
+        done = run_cli("--sandbox", str(box), "login-failures", timeout=60)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert done.returncode == 1, done.stderr
+    assert took < 2 * 2 + 3, f"{took:.1f} s: the job waited on the mail server per message"
+    assert len(list((box / "state" / "outbox").glob("*.eml"))) == 3, "the alerts wait in the outbox"
+    blocks = run_cli("--sandbox", str(box), "blocks", check=0).stdout
+    assert all(a in blocks for a in ("203.0.113.31", "203.0.113.32", "203.0.113.33"))
