@@ -103,6 +103,7 @@ bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/integrity.py
 	$(BIN)/python bench/listener.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/lists.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, translate
 from .fsutil import ensure_dir
 
 MIGRATIONS: list[str] = [
@@ -133,6 +133,9 @@ class State:
             if dry_run:
                 self.db.execute("PRAGMA query_only=ON")
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            known = translate(e)  # locked (busy), disk full (I/O): not a corrupt database
+            if known is not None and not isinstance(known, DataError):
+                raise known from None
             raise DataError(
                 f"{path}: the state database is unusable ({e}); move it aside and the next run "
                 f"starts a new one (blocks come back with `nightwarden firewall start`)"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import types
 
 import pytest
 
-from helpers import load_config, write_config
+from helpers import NIGHTWARDEN, load_config, run_cli, write_config
 from nightwarden.lib.errors import EXIT_BUSY, EXIT_SOFTWARE, DataError, NightwardenError
 from nightwarden.lib.lock import LockFile
 from nightwarden.lib.runner import Result, run_job
@@ -94,3 +95,64 @@ def test_lock_refuses_a_symlink(tmp_path):
     with pytest.raises(NightwardenError, match="cannot open the lock file"):
         LockFile(tmp_path / "x.lock", "x").acquire()
     assert (tmp_path / "target").read_text() == "precious"
+
+
+def test_a_state_database_with_flipped_header_bytes_is_one_clear_line(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "block", "203.0.113.50", check=0)
+    db = box / "state" / "state.db"
+    data = bytearray(db.read_bytes())
+    for i in range(16, 100):  # the header past its magic: page size, versions, encoding
+        data[i] ^= 0xA5
+    db.write_bytes(bytes(data))
+    for wal in (box / "state").glob("state.db-*"):
+        wal.unlink()
+    done = run_cli("--sandbox", str(box), "blocks")
+    assert done.returncode == 65 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "move it aside" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_state_database_locked_by_another_process_is_busy_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "block", "203.0.113.51", check=0)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(45)",
+            str(box / "state" / "state.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = run_cli("--sandbox", str(box), "block", "203.0.113.52", timeout=90)
+    finally:
+        holder.kill()
+    assert done.returncode == 75 and "Traceback" not in done.stderr, done.stderr
+    assert "busy" in done.stderr
+
+
+def test_a_full_disk_is_exit_74_not_a_traceback(tmp_path):
+    """A real full file system: a tiny tmpfs in a private mount namespace."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private mount")
+    box = tmp_path / "sb"
+    box.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs '{box}' && "
+        f"dd if=/dev/zero of='{box}/filler' bs=1k count=64 2>/dev/null; "
+        f"'{NIGHTWARDEN}' --sandbox '{box}' block 203.0.113.53; echo rc=$?"
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert "rc=74" in done.stdout or "rc=73" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
