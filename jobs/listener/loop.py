@@ -5,6 +5,7 @@ library, within a millisecond or two. One process, non-blocking sockets, bounded
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import selectors
@@ -107,6 +108,12 @@ class Listener:
         # would fork from here: the responder does all of it for them.
         self.fast = bool(self.lcfg.block and self.policy.backend.fast_in_process)
         self.fast = self.fast and not self.policy.off()  # firewall stop: nothing is added
+        # the lists and their index live as long as this configuration: out of the cyclic
+        # collector's sight, so that a big allow list does not slow every collection (and so
+        # every probe); refcounting still frees them after a reload
+        self.policy.lists.allow.match(parse_network("0.0.0.0"))
+        self.policy.lists.ignore.match(parse_network("0.0.0.0"))
+        gc.freeze()
         self.block_cap = MinuteCap(self.lcfg.max_blocks_per_minute)  # the one cap of the listener
 
     # -- sockets -----------------------------------------------------------------------
