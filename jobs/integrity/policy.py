@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .settings import integrity_file
+
 ATTRS = (
     "type",
     "mode",
@@ -57,11 +59,14 @@ class Policy:
             )
         self.rules.sort(key=lambda r: len(r.path), reverse=True)
         self.default = PolicyRule("/", frozenset(ATTRS), "high", False)
+        # the check's own files change with every init and update: never watched (and not in
+        # the fingerprint, which the configuration alone decides)
+        self.own = {str(integrity_file(config, key)) for key in ("database", "seal")}
         pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.excludes)
         self._excluded = re.compile(pattern, re.DOTALL) if pattern else None
 
     def excluded(self, path: str) -> bool:
-        return bool(self._excluded and self._excluded.match(path))
+        return path in self.own or bool(self._excluded and self._excluded.match(path))
 
     def rule_for(self, path: str) -> PolicyRule:
         for rule in self.rules:
