@@ -32,57 +32,11 @@ from nightwarden.lib.firewall import libnft
 sys.path.insert(0, str(Path(__file__).parent))
 from common import NW, private_namespace  # noqa: E402
 
-TCP_PORTS = [
-    1,
-    11,
-    15,
-    79,
-    111,
-    119,
-    143,
-    540,
-    635,
-    1080,
-    1524,
-    2000,
-    5742,
-    6667,
-    12345,
-    12346,
-    20034,
-    27665,
-    31337,
-    32771,
-    32772,
-    32773,
-    32774,
-    40421,
-    49724,
-    54320,
-]
-UDP_PORTS = [
-    1,
-    7,
-    9,
-    69,
-    161,
-    162,
-    513,
-    635,
-    640,
-    641,
-    700,
-    37444,
-    34555,
-    31335,
-    32770,
-    32771,
-    32772,
-    32773,
-    32774,
-    31337,
-    54321,
-]
+# the listener's default bait ports, given to PortSentry too: both watch the same ports
+from nightwarden.jobs.listener.settings import ListenerSettings  # noqa: E402
+
+TCP_PORTS = ListenerSettings().tcp_ports
+UDP_PORTS = ListenerSettings().udp_ports
 WAIT_CAP = 60.0
 ADVANCED_PORTS = [p for p in range(1, 1001) if p not in (113, 139)]  # both tools exclude 113, 139
 

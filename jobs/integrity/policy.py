@@ -10,25 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import integrity_file
+from .settings import ATTRIBUTES, integrity_file
 
-ATTRS = (
-    "type",
-    "mode",
-    "uid",
-    "gid",
-    "size",
-    "inode",
-    "nlink",
-    "mtime",
-    "ctime",
-    "target",
-    "sha256",
-    "xattrs",
-    "acl",
-    "caps",
-    "flags",
-)
 # "growing": a log that may only grow: its content and times may change, its size not shrink
 GROWING_IGNORES = {"size", "sha256", "mtime", "ctime"}
 
@@ -48,7 +31,7 @@ class Policy:
         self.excludes = [str(config.sandboxed(p)) if p.startswith("/") else p for p in icfg.excludes]
         self.rules: list[PolicyRule] = []
         for raw in icfg.rules:  # attribute names were checked at config load
-            attrs = set(ATTRS) if {"default", "all"} & set(raw.attrs) else set(raw.attrs)
+            attrs = set(ATTRIBUTES) if {"default", "all"} & set(raw.attrs) else set(raw.attrs)
             self.rules.append(
                 PolicyRule(
                     str(config.sandboxed(raw.path)).rstrip("/") or "/",
@@ -58,7 +41,7 @@ class Policy:
                 )
             )
         self.rules.sort(key=lambda r: len(r.path), reverse=True)
-        self.default = PolicyRule("/", frozenset(ATTRS), "high", False)
+        self.default = PolicyRule("/", frozenset(ATTRIBUTES), "high", False)
         # the check's own files change with every init and update: never watched (and not in
         # the fingerprint, which the configuration alone decides)
         self.own = {str(integrity_file(config, key)) for key in ("database", "seal")}

@@ -9,25 +9,10 @@ import msgspec
 
 from nightwarden.lib.settings import Count, Section, default_list
 
-ATTRS = (
-    "default",
-    "all",
-    "type",
-    "mode",
-    "uid",
-    "gid",
-    "size",
-    "inode",
-    "nlink",
-    "mtime",
-    "ctime",
-    "target",
-    "sha256",
-    "xattrs",
-    "acl",
-    "caps",
-    "flags",
-)
+# the attributes a rule may check; "default" and "all" stand for every one of them
+ATTRIBUTES = ("type", "mode", "uid", "gid", "size", "inode", "nlink", "mtime", "ctime", "target",
+              "sha256", "xattrs", "acl", "caps", "flags")  # fmt: skip
+ATTRS = ("default", "all", *ATTRIBUTES)
 
 
 class IntegrityRule(Section):
