@@ -132,6 +132,7 @@ def test_every_command_runs_in_a_sandbox_without_a_traceback(tmp_path, argv, cod
     assert done.stdout.strip(), "a command that prints nothing"
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_is_not_a_failure_of_the_jobs(tmp_path):
     box = tmp_path / "sb"
     (box / "tmp").mkdir(parents=True)

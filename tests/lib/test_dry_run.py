@@ -14,6 +14,8 @@ import pytest
 
 from helpers import run_cli
 
+pytestmark = pytest.mark.slow  # a full sandbox, 21 runs: make test runs it, test-quick does not
+
 ENV = {
     "NIGHTWARDEN_INTEGRITY_PASSPHRASE": "dry run passphrase",
     "NIGHTWARDEN_INTEGRITY_PASSPHRASE_NEW": "another passphrase",

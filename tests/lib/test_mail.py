@@ -238,6 +238,7 @@ def test_broken_template_names_the_file_and_line(tmp_path):
         Mailer(cfg).build("alert", {})
 
 
+@pytest.mark.slow
 def test_a_mail_server_that_never_answers_does_not_hold_the_job(tmp_path):
     """It accepts the connection and says nothing: the blocks are made and recorded first,
     the alerts wait in the outbox, and one connection attempt ends the run."""

@@ -333,6 +333,7 @@ def loud(tmp_path: Path, done) -> bool:
     return done.returncode == 80 and mbox.exists() and "DATABASE VERIFICATION FAILED" in mbox.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "emptied", "random", "magic", "deleted", "all-deleted"])
 def test_once_a_database_was_seen_every_damage_is_the_loud_alert(initialised, damage):
     tmp_path, tree, cfg = initialised
@@ -378,6 +379,7 @@ def attacker_database(tmp_path: Path, tree: Path, generation: int) -> None:
     shutil.copy(theirs / "k.pub", tmp_path / "etc" / "integrity.pub")
 
 
+@pytest.mark.slow
 def test_a_replaced_public_key_and_database_are_refused_and_rekey_moves_the_pin(initialised):
     tmp_path, tree, cfg = initialised
     saved = {
@@ -394,6 +396,7 @@ def test_a_replaced_public_key_and_database_are_refused_and_rekey_moves_the_pin(
     assert "generation 2" in done.stdout
 
 
+@pytest.mark.slow
 def test_with_state_deleted_an_older_database_is_still_a_replay(initialised):
     tmp_path, tree, cfg = initialised
     db = tmp_path / "state" / "integrity.db"
@@ -418,6 +421,7 @@ def test_loose_modes_on_the_keys_and_the_database_are_warned(initialised):
     assert json.loads(nw(cfg, "check", "--json", check=0).stdout)["warnings"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "zero", "directory"])
 def test_a_database_that_is_no_regular_file_is_refused_at_once(initialised, kind):
     tmp_path, tree, cfg = initialised
