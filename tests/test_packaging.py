@@ -7,6 +7,8 @@ import sys
 import tomllib
 import zipfile
 
+import pytest
+
 from helpers import ROOT
 
 MAPPING = {"lib": "nightwarden.lib", "jobs": "nightwarden.jobs", "reports": "nightwarden.reports"}
@@ -26,6 +28,7 @@ def test_every_package_on_disk_is_listed_in_pyproject():
     assert set(config["tool"]["setuptools"]["packages"]) == packages_on_disk()
 
 
+@pytest.mark.slow
 def test_wheel_holds_every_module_and_template(tmp_path):
     done = subprocess.run(
         [

@@ -227,6 +227,7 @@ def test_block_of_several_blocks_what_may_be_and_says_each_refusal(tmp_path):
     assert done.returncode == 65 and "203.0.113.7" not in run_cli("--sandbox", str(box), "blocks").stdout
 
 
+@pytest.mark.slow
 def test_firewall_stop_stays_stopped_until_start(tmp_path):
     box = tmp_path / "sb"
     run_cli("--sandbox", str(box), "block", "203.0.113.8", check=0)

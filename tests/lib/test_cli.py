@@ -55,6 +55,7 @@ def test_jobs_lists_schedules_with_day_names_only():
         assert dow == "*" or not any(c.isdigit() for c in dow), job
 
 
+@pytest.mark.slow
 def test_daily_in_a_sandbox_writes_report_and_mail(tmp_path):
     box = tmp_path / "sb"
     run_cli("--sandbox", str(box), "block", "203.0.113.7", "--reason", "demo", check=0)

@@ -322,6 +322,7 @@ def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
         proc.kill()
 
 
+@pytest.mark.slow
 def test_schedule_run_stops_cleanly_even_at_once(tmp_path):
     """SIGTERM right after start (before the scheduler runs) still ends it with 0."""
     from helpers import NIGHTWARDEN

@@ -169,6 +169,7 @@ def initialised(tmp_path, keypair):
     return tmp_path, tree, cfg
 
 
+@pytest.mark.slow
 def test_wrong_passphrase_and_missing_key(initialised):
     tmp_path, tree, cfg = initialised
     done = nw(cfg, "update", "--all", env={"NIGHTWARDEN_INTEGRITY_PASSPHRASE": "Wr0ng-Guess!"})
@@ -205,6 +206,7 @@ def test_a_database_made_for_another_host_is_refused(initialised):
     assert done.returncode == 80 and "made for host" in done.stderr
 
 
+@pytest.mark.slow
 def test_an_older_database_replayed_is_refused(initialised):
     tmp_path, tree, cfg = initialised
     db = tmp_path / "state" / "integrity.db"
@@ -235,6 +237,7 @@ def test_quick_mode_skips_unchanged_but_sees_ctime(initialised):
     assert done.returncode == 4 and "sha256" in done.stdout
 
 
+@pytest.mark.slow
 def test_missing_policy_path_warns_and_names_with_newlines_round_trip(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -285,6 +288,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, open_tmp):
     assert records == [str(tree), str(tree / "readable")]
 
 
+@pytest.mark.slow
 def test_changes_explained_by_a_package_upgrade_stand_apart(tmp_path):
     """dpkg's own formats: info/<pkg>.md5sums and dpkg.log lines, as dpkg 1.21 writes them."""
     import hashlib
@@ -438,6 +442,7 @@ def test_a_database_that_is_no_regular_file_is_refused_at_once(initialised, kind
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_check_json_show_of_a_missing_path_and_update_naming_what_it_accepted(initialised):
     tmp_path, tree, cfg = initialised
     report = json.loads(nw(cfg, "check", "--json", check=0).stdout)
