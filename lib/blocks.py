@@ -75,7 +75,7 @@ class BlockManager:
     def ensure_ready(self) -> None:
         """Set up the base rules and load every entry if they are not in place yet (a dry run
         only looks)."""
-        if getattr(self.state, "dry_run", False) or self.off():
+        if self.state.dry_run or self.off():
             return
         if not self._ready and not self.backend.is_ready():
             self.sync()
@@ -300,7 +300,7 @@ class BlockManager:
     def expire(self, now: float | None = None) -> int:
         """End the blocks whose time is up (and remove them where the kernel has no timeouts)."""
         now = time.time() if now is None else now
-        if getattr(self.state, "dry_run", False):
+        if self.state.dry_run:
             return len(self.state.due_blocks(now))  # a dry run counts them, changes nothing
         with self.locked(), self.state:
             due = self.state.due_blocks(now)

@@ -159,11 +159,10 @@ def purge(mgr, age: int, now: float | None = None) -> PurgeResult:
         mgr.state.end_blocks(
             result.removed, "purged" if age == 0 else f"purged: older than {age} s", when=now
         )
-        if mgr.off():
-            pass  # the firewall is off: its rules are gone already, nothing is put back
-        elif age == 0:
+        off = mgr.off()  # the firewall is off: its rules are gone already, nothing is put back
+        if age == 0 and not off:
             mgr.backend.purge("temp")  # one flush, however many entries
-        elif chosen:
+        elif chosen and not off:
             mgr.backend.unblock([Entry(parse_network(a), "temp") for a in result.removed])
     result.expired = expired
     synced = mgr.sync()

@@ -121,9 +121,13 @@ class AddressList:
         """A whole-address entry that overlaps net, or None."""
         if not self.entries:
             return None
+        return self.build_index().find(net)
+
+    def build_index(self) -> RangeIndex:
+        """The index, made at the first lookup (or ahead of time, as the listener does)."""
         if self._index is None:
             self._index = RangeIndex(self.whole)
-        return self._index.find(net)
+        return self._index
 
     def require_readable(self) -> None:
         """An unreadable list fails closed: raise, naming the file (exit 66)."""
@@ -254,6 +258,10 @@ class Lists:
     @property
     def errors(self) -> list[str]:
         return self.allow.errors + self.deny.errors + self.ignore.errors
+
+    def build_index(self) -> None:
+        for kind in (self.allow, self.deny, self.ignore):
+            kind.build_index()
 
     @property
     def unreadable_any(self) -> bool:

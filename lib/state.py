@@ -154,16 +154,20 @@ class State:
                 f"nightwarden understands ({SCHEMA_VERSION}); upgrade nightwarden"
             )
         for number in range(version, SCHEMA_VERSION):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number + 1}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self._step(MIGRATIONS[number], lambda n=number + 1: self.db.execute(f"PRAGMA user_version={n}"))
+
+    def _step(self, migration: str, record) -> None:
+        """One migration and `record()` (which notes its version), in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            record()
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def migrate(self, component: str, migrations: list[str]) -> None:
         """Bring a job's own tables to the newest version (kept in meta as schema.<component>).
@@ -184,16 +188,7 @@ class State:
                 f"nightwarden understands ({len(migrations)}); upgrade nightwarden"
             )
         for number in range(version, len(migrations)):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in migrations[number].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.set_meta(key, str(number + 1))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self._step(migrations[number], lambda n=number + 1: self.set_meta(key, str(n)))
 
     def close(self) -> None:
         self.db.close()

@@ -106,15 +106,18 @@ class Listener:
         # (about 0.2 ms), so a sequential scan gets few answers. The responder then records the
         # block in state (and re-adds it, which only refreshes the timeout). Other backends
         # would fork from here: the responder does all of it for them.
-        self.fast = bool(self.lcfg.block and self.policy.backend.fast_in_process)
-        self.fast = self.fast and not self.policy.off()  # firewall stop: nothing is added
+        self.fast = self._fast_path_on()
+        self.block_cap = MinuteCap(self.lcfg.max_blocks_per_minute)  # the one cap of the listener
         # the lists and their index live as long as this configuration: out of the cyclic
         # collector's sight, so that a big allow list does not slow every collection (and so
         # every probe); refcounting still frees them after a reload
-        self.policy.lists.allow.match(parse_network("0.0.0.0"))
-        self.policy.lists.ignore.match(parse_network("0.0.0.0"))
+        self.policy.lists.build_index()
         gc.freeze()
-        self.block_cap = MinuteCap(self.lcfg.max_blocks_per_minute)  # the one cap of the listener
+
+    def _fast_path_on(self) -> bool:
+        """The kernel entry from the receive loop: when blocking, in process, and not while
+        the firewall is off (`firewall stop`: nothing is added)."""
+        return bool(self.lcfg.block and self.policy.backend.fast_in_process and not self.policy.off())
 
     # -- sockets -----------------------------------------------------------------------
     def _bind(self, family, kind, addr: str, port: int) -> None:
@@ -495,9 +498,7 @@ class Listener:
                 last_retry = now
                 for args in list(self.unbound):
                     self._bind(*args)
-                self.fast = bool(
-                    self.lcfg.block and self.policy.backend.fast_in_process and not self.policy.off()
-                )
+                self.fast = self._fast_path_on()
                 if self.policy.lists.unreadable_any:  # read them again: blocking resumes once it can
                     self.policy._lists = None
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nightwarden.lib.errors import DataError, NoInputError, UnavailableError
+from nightwarden.lib.fsutil import open_regular
 from nightwarden.lib.logsetup import get
 
 log = get("logs")
@@ -55,13 +56,9 @@ class Plan:
 
 
 def _open(path: Path) -> int:
-    """A log for reading: never through a link, and never blocking on a FIFO (O_NONBLOCK:
-    one in place of a log is refused, not waited on)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DataError(f"{path}: not a regular file; refused")
-    return fd
+    """A log for reading: never through a link, never blocking on a FIFO (one in place of a
+    log is refused, not waited on)."""
+    return open_regular(path, "log")[0]
 
 
 def tail_hash(path: Path, offset: int) -> str:

@@ -62,7 +62,9 @@ def block(ctx) -> int:
         ctx.say(f"dry run: would block {', '.join(display(n) for n in allowed)} {how}")
     elif allowed:
         mgr.ensure_ready()
-        result = mgr.block(allowed, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent)
+        result = mgr.block(
+            allowed, ttl=ttl, reason=a.reason, source="cli", permanent=a.permanent, policy_checked=True
+        )
         ctx.say(f"blocked {', '.join(display(n) for n in result.added)} {how}")
     return EXIT_REFUSED if refusals else EXIT_OK
 
