@@ -9,7 +9,7 @@ TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl 
 
 .PHONY: demo test test-quick lint bench debs bench-debs clean
 
-$(BIN)/nightwarden: pyproject.toml setup.py jobs/login_failures/_sshscan.c
+$(BIN)/nightwarden: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@

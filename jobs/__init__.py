@@ -26,6 +26,7 @@ class JobInfo:
     settings: str = ""  # "module:Class" of that section's schema
     resident: bool = False
     exit_codes: tuple[tuple[str, str], ...] = ()  # its findings codes and what they mean
+    commands: tuple[str, ...] = ()  # modules with COMMANDS of its own (lib.cli.command.Command)
 
 
 JOBS: dict[str, JobInfo] = {
@@ -47,6 +48,7 @@ JOBS: dict[str, JobInfo] = {
             "logins",
             "nightwarden.jobs.login_failures.settings:LoginSettings",
             exit_codes=(("1", "an address reached its limit and was blocked"),),
+            commands=("nightwarden.jobs.login_failures.commands",),
         ),
         JobInfo(
             "quarantine",

@@ -1,6 +1,6 @@
 """Counting login failures in a chunk of log text, fast.
 
-One findall of the source's combined expression per time segment (a run of lines within
+One findall of the source's combined expression (rules.compile_rules) per time segment (a run of lines within
 `resolution` seconds, found by bisecting on the first and last stamps), then aggregation
 with dicts, sets and Counters rather than per-line Python work. Every match in a segment is
 stamped with the segment's last time: counting windows are exact to `resolution` seconds.
@@ -16,12 +16,6 @@ from .formats import YearGuess
 from .rules import Compiled
 
 CONN_TTL = 600  # sshd connection state is kept this long (LoginGraceTime is 120 s)
-
-try:  # the compiled sshd scan; the regular expressions do the same without it
-    from . import _sshscan
-except ImportError:  # pragma: no cover - a build without a compiler
-    _sshscan = None
-FAST_FORMATS = {"rfc3164": 0, "rfc3339": 1}
 
 
 @dataclass
@@ -156,9 +150,7 @@ def segments(buf: bytes, start: int, end: int, stamp, resolution: float):
 class AttemptCounter:
     """Scans chunks of one source with its compiled rules into a Tally."""
 
-    def __init__(
-        self, compiled: Compiled, tally: Tally, reference: float, resolution: float = 60.0, fast: bool = True
-    ):
+    def __init__(self, compiled: Compiled, tally: Tally, reference: float, resolution: float = 60.0):
         self.c = compiled
         self.tally = tally
         self.years = YearGuess(reference)
@@ -166,13 +158,6 @@ class AttemptCounter:
         stamp_fn = compiled.fmt.stamp
         years = self.years
         self.stamp = lambda line: stamp_fn(line, years)
-        # sshd lines through the compiled scan (same rules), everything else through the regex
-        self.fast = (
-            FAST_FORMATS.get(compiled.fmt.name)
-            if _sshscan is not None and fast and any(r.service == "sshd" for r in compiled.rules)
-            else None
-        )
-        self.known = tuple(r.tag for r in compiled.rules if r.kind == "known" and r.service == "sshd")
         self.since: float | None = None  # lines before this time are skipped
         self.until: float | None = None  # and from this time on
         self.last_time: float | None = None
@@ -196,22 +181,8 @@ class AttemptCounter:
         failed_extra: list = []  # (key, n - 1) for "message repeated n times"
         pre: set = set()
         seen: set = set()
-        if self.fast is not None:
-            (failed_lines, failed_extra, pre_list, noaddr, ok, users, others, understood) = _sshscan.sshd(
-                buf, a, b, self.fast, tally.want_users, self.known
-            )
-            found = c.regex.findall(others) if others else []
-            pre.update(pre_list)
-            if noaddr:
-                pre.update(self._resolve(noaddr))
-            for user, raw in ok:
-                tally.successes.append((t, "sshd", _text(user), address(raw) or ""))
-            for raw, user, n in users:
-                tally.users[("sshd", raw, user)] += n
-            matched = understood + len(found)
-        else:
-            found = c.regex.findall(buf, a - 1, b)
-            matched = len(found)
+        found = c.regex.findall(buf, a - 1, b)
+        matched = len(found)
         if not matched:
             return
         if tally.first is None or t < tally.first:
@@ -220,12 +191,17 @@ class AttemptCounter:
             tally.last = t
         tally.understood += matched
         by_tag: dict = defaultdict(list)
-        tp = c.tag_pos
-        for tup in found:  # the one per-line Python step
-            by_tag[tup[tp]].append(tup)
+        tp, pp = c.tag_pos, c.prog_pos
+        if pp is None:
+            for tup in found:  # the one per-line Python step
+                by_tag[tup[tp]].append(tup)
+        else:
+            for tup in found:
+                by_tag[tup[tp], tup[pp]].append(tup)
         buckets: dict = {}
-        for tag, tuples in by_tag.items():
-            only = c.only_rule(tag)
+        for key, tuples in by_tag.items():
+            tag, prog = key if pp is not None else (key, b"")
+            only = c.only_rule(tag, prog)
             if only is not None:
                 buckets.setdefault(only.index, []).extend(tuples)
                 continue

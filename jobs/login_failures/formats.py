@@ -1,13 +1,14 @@
 """Log line formats: how a line starts (its timestamp, host, program and pid) and how its
 timestamp becomes epoch seconds.
 
-Syslog formats (rfc3164, rfc3339, rfc5424) carry a program name and pid: detection rules
+Syslog formats (rfc3164, rfc3339, rfc5424, and tai64n for daemontools/runit logs) carry a program name and pid: detection rules
 for them name the program. Native formats (apache, nginx, exim, vsftpd) are one daemon's own
 file: rules for them start right after the timestamp.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ MONTHS = {
 }
 
 
+_LOOSE_3164 = re.compile(rb"(?:<\d{1,3}>)?([A-Z][a-z]{2}) {1,2}(\d{1,2}) (?:(\d{4}) )?(\d\d:\d\d:\d\d)")
+
+
 class YearGuess:
     """Resolves year-less RFC 3164 stamps: the year that puts the stamp no more than a day
     after the reference time (the file's last change), so December lines read in January
@@ -32,7 +36,16 @@ class YearGuess:
         self.cache: dict[bytes, float] = {}
 
     def parse(self, stamp: bytes) -> float | None:
-        """'Nov 21 05:20:01' (or 'Nov  1 ...') to epoch seconds, None if malformed."""
+        """'Nov 21 05:20:01' (or 'Nov  1 ...', 'Nov 1 ...', 'Nov 21 2026 05:20:01', with a
+        leading <PRI>) to epoch seconds, None if malformed."""
+        if stamp[3:4] != b" " or stamp[6:7] != b" " or stamp[9:10] != b":":
+            m = _LOOSE_3164.match(stamp)
+            if m is None:
+                return None
+            mon, day, year, clock = m.groups()
+            if year is not None:
+                return _local(b"%s %s %s %s" % (mon, day, year, clock), "%b %d %Y %H:%M:%S")
+            stamp = b"%s %2s %s" % (mon, day, clock)
         day_key = stamp[:6]
         base = self.cache.get(day_key)
         if base is None:
@@ -93,11 +106,24 @@ class Format:
 
 
 def _stamp_3164(line: bytes, years: YearGuess) -> float | None:
-    return years.parse(line[:15])
+    return years.parse(line[:30])
+
+
+def _stamp_tai64n(line: bytes, years: YearGuess) -> float | None:
+    # @4000000045f0d2a40a3c8d14: 2**62 + TAI seconds, then nanoseconds (daemontools, runit)
+    try:
+        return int(line[1:17], 16) - (1 << 62) - 10 + int(line[17:25], 16) / 1e9
+    except ValueError:
+        return None
 
 
 def _stamp_3339(line: bytes, years: YearGuess) -> float | None:
-    return _iso(line.split(b" ", 1)[0])
+    if line.startswith(b"<"):
+        line = line[line.find(b">") + 1 :]
+    token = line.split(b" ", 1)[0]
+    if len(token) == 10:  # "2026-11-21 05:20:01"
+        token = line[:19].replace(b" ", b"T")
+    return _iso(token)
 
 
 def _stamp_5424(line: bytes, years: YearGuess) -> float | None:
@@ -129,16 +155,23 @@ def _stamp_vsftpd(line: bytes, years: YearGuess) -> float | None:
     return _local(line[4:24], "%b %d %H:%M:%S %Y")
 
 
-SYSLOG_PROGPID = rb"(?P<prog>{prog})(?:\[(?P<pid>\d+)\]: |: )"
+# "prog[pid]: ", "prog: ", proftpd's "prog[pid] ", the old PAM "sshd(pam_unix)[pid]: ", and
+# Solaris' "[ID 800047 auth.info] " after it
+SYSLOG_PROGPID = rb"\[?(?P<prog>{prog})(?:\(pam_unix\))?\]?(?:\[(?P<pid>\d+)\]:? |:? )(?:\[ID \d+ [\w.]+\] )?"
+HOST = rb"(?:[^ \n]+ )?"  # the host; absent in some files (dovecot's own, busybox syslogd)
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format(
-            "rfc3164", rb"\n[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^ \n]+ ", True, SYSLOG_PROGPID, _stamp_3164
+            "rfc3164",
+            rb"\n(?:<\d{1,3}>)?[A-Z][a-z]{2} {1,2}\d{1,2} (?:\d{4} )?\d\d:\d\d:\d\d(?:\.\d+)? " + HOST,
+            True,
+            SYSLOG_PROGPID,
+            _stamp_3164,
         ),
         Format(
             "rfc3339",
-            rb"\n\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) [^ \n]+ ",
+            rb"\n(?:<\d{1,3}>)?\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:?\d\d)? " + HOST,
             True,
             SYSLOG_PROGPID,
             _stamp_3339,
@@ -148,16 +181,20 @@ FORMATS: dict[str, Format] = {
             "rfc5424",
             rb"\n<\d{1,3}>1 \S+ [^ \n]+ ",
             True,
-            rb"(?P<prog>{prog}) (?:(?P<pid>\d+)|-) [^ \n]+ (?:-|(?:\[(?:[^\]\\\n]|\\.)*\])+) ?(?:\xef\xbb\xbf)?",
+            rb"(?P<prog>{prog}) (?:(?P<pid>\d+)|-) [^ \n]+ (?:-|(?:\[(?:[^\]\"\n]|\"[^\"\n]*\")*\])+) ?"
+            rb"(?:\xef\xbb\xbf)?",
             _stamp_5424,
         ),
+        # no stamp at all (fail2ban's journal representation, some containers): `logs test` only
+        Format("bare", rb"\n" + HOST, True, SYSLOG_PROGPID, lambda line, years: None),
+        Format("tai64n", rb"\n@[0-9a-f]{24} " + HOST, True, SYSLOG_PROGPID, _stamp_tai64n),
         Format(
             "apache", rb"\n\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:.]+ \d{4}\] ", False, b"", _stamp_apache
         ),
         Format("nginx", rb"\n\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", False, b"", _stamp_nginx),
         Format(
             "exim",
-            rb"\n\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})? (?:\[\d+\] )?",
+            rb"\n\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})? (?:\[\d+\] |[^ \n]+ exim4?\[\d+\]: )?",
             False,
             b"",
             _stamp_exim,
@@ -177,7 +214,7 @@ def detect_format(sample: bytes) -> str:
     """The syslog format of a file from its first lines (rfc3164 when unsure)."""
     import re
 
-    for name in ("rfc5424", "rfc3339", "rfc3164"):
+    for name in ("rfc5424", "rfc3339", "tai64n", "rfc3164"):
         pat = re.compile(FORMATS[name].prefix)
         if pat.match(b"\n" + sample.split(b"\n", 1)[0] + b" "):
             return name

@@ -25,6 +25,7 @@ class Source:
     fmt: str  # a format name; "auto" until the file is looked at
     services: list[str]
     trusted: bool  # journal fields; a syslog file is spoofable by any local user
+    ruleset: rules.RuleSet | None = None  # None: the shipped rules
 
     @property
     def key(self) -> str:
@@ -51,13 +52,16 @@ class SourceScan:
 def configured(config) -> list[Source]:
     """The file sources that exist, then the journal when configured or needed."""
     cfg = config.logins
+    ruleset = rules.for_config(config)
     out: list[Source] = []
     for spec in cfg.sources:
         path = config.sandboxed(spec.path)
         if not os.path.lexists(path):
             log.debug("%s: not present, skipped", path)
             continue
-        out.append(Source(str(path), path, spec.format, list(spec.services or rules.SERVICES), False))
+        out.append(
+            Source(str(path), path, spec.format, list(spec.services or rules.SERVICES_ALL), False, ruleset)
+        )
     use_journal = cfg.journal == "yes" or (
         cfg.journal == "auto"
         and config.sandbox is None
@@ -65,7 +69,7 @@ def configured(config) -> list[Source]:
         and shutil.which(cfg.journal_command[0])
     )
     if use_journal:
-        out.append(Source("journal", None, "rfc3339", list(cfg.journal_services), True))
+        out.append(Source("journal", None, "rfc3339", list(cfg.journal_services), True, ruleset))
     return out
 
 
@@ -91,7 +95,7 @@ def _scan_parts(
     until: float | None = None,
 ) -> None:
     """Read and scan each file part in turn (each with its own year reference)."""
-    compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full)
+    compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full, ruleset=source.ruleset)
     for i, part in enumerate(parts):
         scanner = counting.AttemptCounter(compiled, out.tally, part.mtime, resolution)
         scanner.since, scanner.until = since, until
@@ -117,7 +121,9 @@ def _scan_journal(
         return None
     out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
-        compiled = rules.compile_rules("rfc3339", source.services, known=full, users=full)
+        compiled = rules.compile_rules(
+            "rfc3339", source.services, known=full, users=full, ruleset=source.ruleset
+        )
         counting.AttemptCounter(compiled, out.tally, reference, config.logins.resolution).scan(
             b"\n" + batch.text
         )

@@ -1,379 +1,351 @@
-"""Login-failure detection rules, one small table per daemon, and their compilation into one
-regular expression per log format and set of services.
+"""Login-failure detection rules: data files, one per daemon, compiled into one regular
+expression per log format and set of services.
 
-Each rule names the wording a daemon really writes (version in the comment), what kind of
-line it is and where the address, user and count are:
+The rules ship as TOML files in `ruleset/` (one per daemon: its programs, the wording of each
+line it writes, what the wording captures, the kind and the versions it was written from).
+An administrator adds or overrides rules in a drop-in directory (`logins.rules_dir`, by
+default /etc/nightwarden/rules.d/*.toml): a rule with the id of a shipped one replaces it,
+`disabled = true` removes it, any other id adds a rule. README, "Detection rules", documents
+the file format.
 
-  failed   sshd's "Failed <method> for ..." (with "message repeated N times": N)
-  pre      sshd lines of a connection that has not (yet) logged Failed: "Invalid user",
-           "not allowed because", pam_unix auth failure, "too many authentication failures"
-  fail     one line, one failure (n: that many) for the other daemons
-  local    a local failure without an address (su, sudo): reported, never blocked
-  success  a successful login
-  known    understood and harmless (only compiled for the report's "not understood" count)
+A rule's `kind` and `count` decide how a line is counted (README, "How failures are counted"):
 
-How sshd's lines are counted (README, "How failures are counted"): per connection (sshd pid
-and address), attempts = max(Failed lines, 1 if the connection logged any "pre" line).
-So "Invalid user x" then "Failed password for invalid user x" is one attempt, "message
-repeated 5 times: [ Failed ...]" is five, pam_unix's line beside the Failed line adds none.
+  failure + each             one line, one failure (<N> captured: that many)
+  failure + connection       sshd's "Failed <method> for ...": counted per connection
+  failure + connection-once  sshd lines of a connection that has not (yet) logged Failed
+  failure + local            a local failure without an address (su, sudo): never blocked
+  success                    a successful login
+  harmless                   understood, nothing to count (only for the report and `logs test`)
+
+Internally these are the kinds fail, failed, pre, local, success and known. The address is
+always captured from the daemon's fixed text (<ADDR>, <HOST>), anchored between fixed words
+up to the end of the line, so a user name or a request that carries another address does not
+move it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from nightwarden.lib.errors import ConfigError
 
 from .formats import FORMATS, Format
 
-IP = rb"(?P<ip>[0-9A-Fa-f:.]{3,45})"
-SSH_METHODS = (
-    rb"(?:password|publickey|keyboard-interactive/pam|keyboard-interactive|hostbased|gssapi-with-mic|none)"
-)
-# "ssh2: RSA SHA256:..." or a certificate: "ssh2: ED25519-CERT SHA256:... ID x (serial 1) CA ..."
-SSH_KEYINFO = rb"(?:: [A-Z][A-Z0-9-]* SHA256:[A-Za-z0-9+/=]+(?: ID .{0,200} \(serial \d+\) CA [A-Z][A-Z0-9-]* SHA256:[A-Za-z0-9+/=]+)?)?"
-SSHD = rb"sshd-session|sshd-auth|sshd"
+# the services a rule may count for (the job's settings name them)
+SERVICES_ALL = ("sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec")
+NOISE = ("cron", "logind", "systemd")  # harmless lines of every syslog source
+
+IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
+IPV6 = r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{1,40}(?:" + IPV4 + r")?"
+PLACEHOLDERS = {
+    "ADDR": r"(?P<ip>" + IPV4 + "|" + IPV6 + ")",
+    "HOST": r"(?P<ip>" + IPV4 + "|" + IPV6 + r"|[0-9A-Za-z][0-9A-Za-z._-]{0,253})",
+    "USER": r"(?P<user>.*?)",
+    "N": r"(?P<n>\d+)",
+    "PORT": r"\d+",
+    "TARGET": r"(?P<target>\S+)",
+}
+_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)>")
+KINDS = {
+    ("failure", "each"): "fail",
+    ("failure", "connection"): "failed",
+    ("failure", "connection-once"): "pre",
+    ("failure", "local"): "local",
+    ("success", "each"): "success",
+    ("harmless", "each"): "known",
+}
+
+
+class RuleSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One [[rules]] table of a rule file."""
+
+    id: str
+    match: str = ""
+    starts: list[str] = msgspec.field(default_factory=list)  # harmless: literal beginnings
+    kind: Literal["failure", "success", "harmless"] = "failure"
+    count: Literal["each", "connection", "connection-once", "local"] = "each"
+    service: str = ""  # "" = the file's
+    programs: list[str] | None = None  # None = the file's
+    formats: list[str] | None = None
+    versions: str = ""
+    example: str = ""
+    disabled: bool = False
+
+
+class RuleFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A rule file: the daemon's defaults and its rules."""
+
+    daemon: str = ""
+    service: str = ""
+    programs: list[str] = msgspec.field(default_factory=list)
+    formats: list[str] = msgspec.field(default_factory=list)
+    versions: str = ""
+    defines: dict[str, str] = msgspec.field(default_factory=dict)
+    rules: list[RuleSpec] = msgspec.field(default_factory=list)
 
 
 @dataclass
 class LogRule:
+    id: str
     service: str
-    kind: str
-    prog: bytes | None  # syslog program regex; None: a native format's own file
-    body: bytes  # regex of the message, with named groups ip, user, n, pid
-    tag: bytes = b""  # literal the message starts with (fast dispatch)
-    tag_rx: bytes = b""  # or a regex for it
+    kind: str  # fail, failed, pre, local, success, known
+    prog: bytes | None  # syslog programs (a regular expression); None: native formats only
+    body: bytes  # the wording, placeholders expanded, with named groups ip, user, n, target
+    tag: bytes = b""  # the literal the wording starts with (fast dispatch)
     formats: tuple = ()  # native formats this rule is for
-    key_group: str = ""  # the group that tells this rule from others with its tag
+    versions: str = ""
+    origin: str = ""  # file the rule came from
     # filled in by compile
     index: int = -1
     pos: dict = field(default_factory=dict)
     key: int | None = None  # a group that is set whenever this rule matched
 
-    def has_tag(self, tag: bytes) -> bool:
-        """Whether a message starting with `tag` (as the look-ahead captured it) is this rule's."""
-        return self.tag == tag or bool(self.tag_rx and re.fullmatch(self.tag_rx, tag))
+    @property
+    def public_kind(self) -> str:
+        return {"known": "harmless", "success": "success"}.get(self.kind, "failure")
 
 
-def _lit(text: str) -> bytes:
-    return re.escape(text.encode())
+def _literal_prefix(pattern: str) -> str:
+    """The text every match of `pattern` starts with (up to its first special character)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+            nxt = pattern[i + 2 : i + 3]
+            if nxt and nxt in "*+?{":
+                break
+            out.append(pattern[i + 1])
+            i += 2
+            continue
+        if ch in ".^$*+?{}[]|()\\<":
+            break
+        nxt = pattern[i + 1 : i + 2]
+        if nxt and nxt in "*+?{":
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
-def _known(service: str, prog: bytes, *tags: str) -> list[LogRule]:
-    return [LogRule(service, "known", prog, _lit(t) + rb".*", tag=t.encode()) for t in tags]
+def _line_of(text: str, rule_id: str) -> int:
+    """The line of `id = "<rule_id>"` in a rule file (0 when not found)."""
+    m = re.search(r"^[ \t]*id[ \t]*=[ \t]*[\"']" + re.escape(rule_id) + r"[\"']", text, re.M)
+    return text.count("\n", 0, m.start()) + 1 if m else 0
 
 
-def _vsftpd(kind: str, word: bytes, native: bool) -> LogRule:
-    pid = rb"\[pid \d+\] " if native else b""
-    return LogRule(
-        "ftpd",
-        kind,
-        None if native else rb"vsftpd",
-        pid
-        + rb"\[(?P<user>[^\]\n]*)\] "
-        + word
-        + rb" LOGIN: Client \"(?:::ffff:)?"
-        + IP
-        + rb"\"(?:, \".*\")?",
-        tag_rx=pid + rb"\[[^\]\n]*\] " + word + rb" LOGIN",
-        formats=("vsftpd",) if native else (),
+def _expand(pattern: str, defines: dict[str, str], where: str) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name in defines:
+            return defines[name]
+        if name in PLACEHOLDERS:
+            return PLACEHOLDERS[name]
+        raise ConfigError(f"{where}: unknown placeholder <{name}>")
+
+    for _ in range(5):  # defines may use placeholders and other defines
+        expanded = _PLACEHOLDER.sub(sub, pattern)
+        if expanded == pattern:
+            break
+        pattern = expanded
+    return pattern
+
+
+def parse_file(text: str, origin: str) -> list[LogRule | str]:
+    """The rules of one file (a disabled rule stands as its id). ConfigError names the file
+    and the line."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{origin}: {e}") from None
+    try:
+        spec = msgspec.convert(data, RuleFile)
+    except msgspec.ValidationError as e:
+        msg = str(e)
+        m = re.search(r"\$\.rules\[(\d+)\]", msg)
+        line = 0
+        if m and isinstance(data.get("rules"), list) and int(m.group(1)) < len(data["rules"]):
+            rid = data["rules"][int(m.group(1))].get("id", "")
+            line = _line_of(text, rid) if rid else 0
+        raise ConfigError(f"{origin}:{line or 1}: {msg.replace('$.', '')}") from None
+    out: list[LogRule | str] = []
+    for r in spec.rules:
+        line = _line_of(text, r.id) or 1
+        where = f"{origin}:{line}: rule {r.id!r}"
+        if r.disabled:
+            out.append(r.id)
+            continue
+        service = r.service or spec.service
+        if service not in SERVICES_ALL + NOISE:
+            raise ConfigError(f"{where}: unknown service {service!r} (one of {', '.join(SERVICES_ALL)})")
+        if (r.kind, r.count) not in KINDS:
+            raise ConfigError(f"{where}: count = {r.count!r} does not go with kind = {r.kind!r}")
+        if r.starts:
+            if r.kind != "harmless" or r.match:
+                raise ConfigError(f"{where}: starts = [...] is for harmless rules without a match")
+            programs = spec.programs if r.programs is None else r.programs
+            prog = "|".join(f"(?:{p})" for p in programs) if programs else None
+            formats = tuple(spec.formats if r.formats is None else r.formats)
+            for j, text in enumerate(r.starts):
+                out.append(
+                    LogRule(
+                        f"{r.id}.{j + 1}",
+                        r.service or spec.service,
+                        "known",
+                        prog.encode() if prog else None,
+                        re.escape(text).encode() + b".*",
+                        tag=text.encode(),
+                        formats=formats,
+                        origin=origin,
+                    )
+                )
+            continue
+        if not r.match:
+            raise ConfigError(f"{where}: no match (or starts, for harmless lines)")
+        programs = spec.programs if r.programs is None else r.programs
+        formats = spec.formats if r.formats is None else r.formats
+        for f in formats:
+            if f not in FORMATS or FORMATS[f].syslog:
+                raise ConfigError(f"{where}: {f!r} is not a native log format")
+        if not programs and not formats:
+            raise ConfigError(f"{where}: no programs and no formats: the rule would never be used")
+        body = _expand(r.match, spec.defines, where)
+        prog = "|".join(f"(?:{p})" for p in programs) if programs else None
+        try:
+            compiled = re.compile(body)
+            if prog:
+                re.compile(prog)
+        except re.error as e:
+            raise ConfigError(f"{where}: bad regular expression: {e}") from None
+        if r.kind == "failure" and r.count != "local" and "ip" not in compiled.groupindex:
+            if r.count != "connection-once":  # old sshd lines name the connection only
+                raise ConfigError(f"{where}: a counted failure needs <ADDR> or <HOST>")
+        unknown = set(compiled.groupindex) - {"ip", "user", "n", "target"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown group(s) {', '.join(sorted(unknown))}")
+        out.append(
+            LogRule(
+                r.id,
+                service,
+                KINDS[(r.kind, r.count)],
+                prog.encode() if prog else None,
+                body.encode(),
+                tag=_literal_prefix(r.match).encode(),
+                formats=tuple(formats),
+                versions=r.versions or spec.versions,
+                origin=origin,
+            )
+        )
+    return out
+
+
+@dataclass
+class RuleSet:
+    """The shipped rules with the drop-ins applied, in order (first match wins within a
+    program: specific wordings come before general ones)."""
+
+    rules: list[LogRule]
+    files: list[str]
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({r.service for r in self.rules if r.kind in ("failed", "pre", "fail")})
+
+
+def _shipped() -> list[tuple[str, str]]:
+    base = resources.files(__package__) / "ruleset"
+    return sorted(
+        (f"ruleset/{p.name}", p.read_text(encoding="utf-8"))
+        for p in base.iterdir()
+        if p.name.endswith(".toml")
     )
 
 
-def _dovecot(service: str, protocols: bytes) -> LogRule:
-    return LogRule(
-        service,
-        "fail",
-        rb"dovecot",
-        protocols + rb"-login: [A-Z][^(\n]*\(auth failed, (?P<n>\d+) attempts? in \d+ secs?\)"
-        rb"(?: \([a-z_]+\))?: user=<(?P<user>[^>\n]*)>, (?:method=\S+, )?rip="
-        + IP
-        + rb", lip=[^,\n]+(?:, .*)?",
-        tag_rx=protocols + rb"-login: [A-Z]",
-    )
+def _dropins(directory: Path) -> list[tuple[str, str]]:
+    from nightwarden.lib.fsutil import read_regular
+
+    try:
+        names = sorted(p for p in directory.iterdir() if p.name.endswith(".toml"))
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        raise ConfigError(f"{directory}: rule directory is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"{directory}: cannot read: {e.strerror}") from None
+    out = []
+    for path in names:
+        try:
+            raw = read_regular(path, 1 << 20, "rule file", follow=True)
+            out.append((str(path), raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return out
 
 
-def _courier(service: str, prog: bytes) -> LogRule:
-    return LogRule(
-        service,
-        "fail",
-        prog,
-        rb"LOGIN FAILED, (?:method=\S+, )?user=(?P<user>[^,\n]*), ip=\[(?:::ffff:)?" + IP + rb"\].*",
-        tag=b"LOGIN FAILED, ",
-    )
+_sets: dict[str, RuleSet] = {}
 
 
-RULES: list[LogRule] = [
-    # OpenSSH 9.2p1 (Debian 12), 8.4p1, 6.6p1 (no port on "Invalid user"); 9.8+ logs as sshd-session
-    LogRule(
-        "sshd",
-        "failed",
-        SSHD,
-        rb"Failed "
-        + SSH_METHODS
-        + rb" for (?:invalid user )?(?P<user>.*?) from "
-        + IP
-        + rb" port \d+ ssh2"
-        + SSH_KEYINFO,
-        tag=b"Failed ",
-    ),
-    LogRule(
-        "sshd",
-        "failed",
-        SSHD,
-        rb"message repeated (?P<n>\d+) times: \[ Failed "
-        + SSH_METHODS
-        + rb" for (?:invalid user )?(?P<user>.*?) from "
-        + IP
-        + rb" port \d+ ssh2"
-        + SSH_KEYINFO
-        + rb"\]",
-        tag=b"message repeated ",
-    ),
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"Invalid user (?P<user>.*?) from " + IP + rb"(?: port \d+)?",
-        tag=b"Invalid user ",
-    ),
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"User (?P<user>.*?) from " + IP + rb" not allowed because (?:not listed in|listed in|"
-        rb"none of user's groups are listed in|a group is listed in) (?:AllowUsers|DenyUsers|"
-        rb"AllowGroups|DenyGroups)",
-        tag=b"User ",
-    ),
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"pam_unix\(sshd:auth\): authentication failure; logname=\S* uid=\d+ euid=\d+ tty=\S* "
-        rb"ruser=\S* rhost=" + IP + rb"(?:  user=(?P<user>\S*))?",
-        tag=b"pam_unix(sshd:auth): authentication failure;",
-    ),
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"error: maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*?) from "
-        + IP
-        + rb" port \d+ ssh2 \[preauth\]",
-        tag=b"error: maximum authentication attempts",
-    ),
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"Disconnecting (?:authenticating|invalid) user (?P<user>.*?) "
-        + IP
-        + rb" port \d+: Too many authentication failures \[preauth\]",
-        tag=b"Disconnecting ",
-    ),
-    # OpenSSH 7.x and older: no address; the connection's pid names it
-    LogRule(
-        "sshd",
-        "pre",
-        SSHD,
-        rb"Disconnecting: Too many authentication failures(?: for (?:invalid user )?(?P<user>.*?))?"
-        rb"(?: \[preauth\])?",
-        tag=b"Disconnecting: Too many",
-    ),
-    LogRule(
-        "sshd",
-        "success",
-        SSHD,
-        rb"Accepted \S+ for (?P<user>.*?) from " + IP + rb" port \d+ ssh2" + SSH_KEYINFO,
-        tag=b"Accepted ",
-    ),
-    *_known(
-        "sshd",
-        SSHD,
-        "Received disconnect from ",
-        "Disconnected from ",
-        "Connection closed by ",
-        "Connection reset by ",
-        "pam_unix(sshd:session): ",
-        "pam_unix(sshd:auth): check pass;",
-        "Did not receive identification string",
-        "banner exchange: ",
-        "Unable to negotiate ",
-        "Server listening on ",
-        "Received signal ",
-        "input_userauth_request: ",
-        "PAM ",
-        "error: kex_exchange_identification: ",
-        "fatal: Timeout before authentication",
-        "Timeout before authentication",
-        "Postponed ",
-        "Starting session: ",
-        "Close session: ",
-        "pam_systemd(sshd:session): ",
-        "error: Received disconnect from ",
-        "Connection from ",
-        "Accepted key ",
-        "userauth_pubkey: ",
-        "drop connection #",
-        "error: PAM: ",
-        "error: beginning MaxStartups",
-        "exited MaxStartups",
-    ),
-    # util-linux 2.38 su
-    LogRule(
-        "su",
-        "local",
-        rb"su",
-        rb"FAILED SU \(to (?P<target>\S+)\) (?P<user>\S+) on \S+",
-        tag=b"FAILED SU (to ",
-    ),
-    LogRule("su", "success", rb"su", rb"\(to (?P<target>\S+)\) (?P<user>\S+) on \S+", tag=b"(to "),
-    *_known(
-        "su",
-        rb"su",
-        "pam_unix(su:session): ",
-        "pam_unix(su-l:session): ",
-        "pam_unix(su:auth): ",
-        "pam_unix(su-l:auth): ",
-        "pam_systemd(su",
-    ),
-    # sudo 1.9.13 (the user name is padded to 8 columns); told apart by their key group
-    LogRule(
-        "sudo",
-        "local",
-        rb"sudo",
-        rb" *(?P<user>\S+) : (?P<n>\d+) incorrect password attempts? ; TTY=.*",
-        tag_rx=rb" *\S+ : ",
-        key_group="n",
-    ),
-    LogRule(
-        "sudo",
-        "success",
-        rb"sudo",
-        rb" *(?P<user>\S+) : TTY=\S+ ; PWD=.*? ; USER=(?P<target>\S+) ; COMMAND=.*",
-        tag_rx=rb" *\S+ : ",
-        key_group="target",
-    ),
-    LogRule(
-        "sudo",
-        "local",
-        rb"sudo",
-        rb" *(?P<user>\S+) : user NOT in sudoers ; .*",
-        tag_rx=rb" *\S+ : ",
-        key_group="user",
-    ),
-    *_known(
-        "sudo", rb"sudo", "pam_unix(sudo:session): ", "pam_unix(sudo:auth): ", "pam_unix(sudo-i:session): "
-    ),
-    # cron, logind, systemd: harmless and frequent
-    *_known("cron", rb"CRON|cron", "pam_unix(cron:session): ", "(root) CMD ", "(CRON) "),
-    *_known(
-        "logind",
-        rb"systemd-logind",
-        "New session ",
-        "Session ",
-        "Removed session ",
-        "Watching system buttons",
-        "New seat ",
-        "Power key pressed",
-    ),
-    *_known("systemd", rb"systemd", "pam_unix(systemd-user:session): "),
-    # pure-ftpd 1.0.50 (syslog)
-    LogRule(
-        "ftpd",
-        "fail",
-        rb"pure-ftpd",
-        rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[WARNING\] Authentication failed for user \[(?P<user>.*)\]",
-        tag_rx=rb"\([^)\n]*\) \[WARNING\] Authentication failed",
-    ),
-    LogRule(
-        "ftpd",
-        "success",
-        rb"pure-ftpd",
-        rb"\((?:\?|[^@)\n]*)@" + IP + rb"\) \[INFO\] (?P<user>\S+) is now logged in",
-        tag_rx=rb"\([^)\n]*\) \[INFO\] \S+ is now logged in",
-    ),
-    # vsftpd 3.0.3: with syslog_enable=YES, or its own vsftpd.log
-    _vsftpd("fail", b"FAIL", native=False),
-    _vsftpd("success", b"OK", native=False),
-    _vsftpd("fail", b"FAIL", native=True),
-    _vsftpd("success", b"OK", native=True),
-    # dovecot 2.3.19: "N attempts" is N failures
-    _dovecot("imapd", rb"(?:imap|managesieve|submission)"),
-    _dovecot("pop3d", rb"pop3"),
-    # courier-imap 5.x
-    _courier("imapd", rb"imapd(?:-ssl)?|courier-imapd"),
-    _courier("pop3d", rb"pop3d(?:-ssl)?|courier-pop3d"),
-    # postfix 3.7
-    LogRule(
-        "smtpauth",
-        "fail",
-        rb"postfix/(?:[\w-]+/)*smtpd",
-        rb"warning: [^\[\n]*\[" + IP + rb"\]: SASL [A-Z0-9-]+ authentication failed: .*",
-        tag=b"warning: ",
-    ),
-    LogRule(
-        "smtpauth",
-        "success",
-        rb"postfix/(?:[\w-]+/)*smtpd",
-        rb"(?:[0-9A-Za-z]+|NOQUEUE): client=[^\[\n]*\["
-        + IP
-        + rb"\](?::\d+)?, sasl_method=\S+, sasl_username=(?P<user>\S+)",
-        tag_rx=rb"[0-9A-Za-z]+: client=",
-    ),
-    # exim 4.96 mainlog
-    LogRule(
-        "smtpauth",
-        "fail",
-        None,
-        rb"\S+ authenticator failed for (?:\S+ )?(?:\([^)\n]*\) )?\["
-        + IP
-        + rb"\](?::\d+)?: 535 Incorrect authentication data(?: \(set_id=(?P<user>[^)\n]*)\))?",
-        tag_rx=rb"\S+ authenticator failed for ",
-        formats=("exim",),
-    ),
-    # apache 2.4 error log: basic auth and mod_security
-    LogRule(
-        "htaccess",
-        "fail",
-        None,
-        rb"\[auth_basic:error\] \[pid \d+(?::tid \d+)?\] \[client " + IP + rb":\d+\] "
-        rb"AH0161[78]: user (?P<user>.*?)(?:: authentication failure for \"[^\"\n]*\": "
-        rb"Password Mismatch| not found: \S*)",
-        tag=b"[auth_basic:error] ",
-        formats=("apache",),
-    ),
-    LogRule(
-        "modsec",
-        "fail",
-        None,
-        rb"\[(?:security2)?:error\] \[pid \d+(?::tid \d+)?\] \[client "
-        rb"(?P<ip>[0-9A-Fa-f:.]{3,45}?)(?::\d+)?\] "
-        rb"(?:\[client \S+\] )?ModSecurity: Access denied .*",
-        tag_rx=rb"\[(?:security2)?:error\] ",
-        formats=("apache",),
-    ),
-    # nginx 1.22 error log: basic auth and ModSecurity-nginx
-    LogRule(
-        "htaccess",
-        "fail",
-        None,
-        rb"\[error\] \d+#\d+: \*\d+ user \"(?P<user>[^\"\n]*)\"(?:: password mismatch| was not found "
-        rb"in \"[^\"\n]*\"), client: " + IP + rb", server: .*",
-        tag=b"[error] ",
-        formats=("nginx",),
-    ),
-    LogRule(
-        "modsec",
-        "fail",
-        None,
-        rb"\[error\] \d+#\d+: \*\d+ \[client " + IP + rb"\] ModSecurity: Access denied .*",
-        tag=b"[error] ",
-        formats=("nginx",),
-    ),
-]
+def load(directory: Path | None = None) -> RuleSet:
+    """The shipped rules, then every *.toml of `directory` in name order over them."""
+    key = str(directory)
+    if key in _sets:
+        return _sets[key]
+    by_id: dict[str, LogRule] = {}
+    files = []
+    for origin, text in _shipped() + (_dropins(directory) if directory else []):
+        files.append(origin)
+        for r in parse_file(text, origin):
+            if isinstance(r, str):
+                by_id.pop(r, None)
+            else:
+                by_id.pop(r.id, None)  # an override takes the new file's place in the order
+                by_id[r.id] = r
+    ruleset = RuleSet(list(by_id.values()), files)
+    _sets[key] = ruleset
+    return ruleset
 
-SERVICES = sorted({r.service for r in RULES if r.kind in ("failed", "pre", "fail")})
+
+def for_config(config) -> RuleSet:
+    """The rule set a configuration uses (its drop-in directory applied)."""
+    value = config.logins.rules_dir
+    directory = config.sandboxed(value) if value else config.config_dir / "rules.d"
+    return load(directory)
+
+
+def shipped() -> RuleSet:
+    """The rules that ship with nightwarden, without drop-ins."""
+    return load(None)
+
+
+def services_without_rules(fmt_name: str, services: list[str]) -> list[str]:
+    """The services that have no rule in this format ("auto" stands for the syslog
+    formats): a source configured with one of them would never match a line."""
+    name = "rfc3164" if fmt_name == "auto" else fmt_name
+    return [s for s in services if not select(shipped(), name, [s], False)]
+
+
+def select(ruleset: RuleSet, fmt_name: str, services: list[str], known: bool) -> list[LogRule]:
+    fmt = FORMATS[fmt_name]
+    out = []
+    for r in ruleset.rules:
+        if r.kind == "known":
+            if not known or (r.service not in services and r.service not in NOISE):
+                continue
+        elif r.service not in services:
+            continue
+        if (fmt.syslog and r.prog is not None) or (not fmt.syslog and fmt_name in r.formats):
+            out.append(r)
+    return out
 
 
 @dataclass
@@ -387,117 +359,99 @@ class Compiled:
     prog_pos: int | None
     pid_pos: int | None
     by_tag: dict[tuple, list[LogRule]] = field(default_factory=dict)
-    single: dict = field(default_factory=dict)
 
     def candidates(self, tag: bytes, prog: bytes = b"") -> list[LogRule]:
-        """Rules whose tag and program fit, sorted out once per (tag, program) text."""
+        """Rules whose literal start the captured tag begins with and whose program fits,
+        sorted out once per (tag, program) text."""
         key = (tag, prog)
         cands = self.by_tag.get(key)
         if cands is None:
             cands = [
-                r for r in self.rules if r.has_tag(tag) and (r.prog is None or re.fullmatch(r.prog, prog))
+                r
+                for r in self.rules
+                if tag.startswith(r.tag)
+                and (r.prog is None or not self.fmt.syslog or re.fullmatch(r.prog, prog))
             ]
             if len(self.by_tag) < 100_000:
                 self.by_tag[key] = cands
         return cands
 
-    def only_rule(self, tag: bytes) -> LogRule | None:
-        """The one rule every line with this tag belongs to, when there is exactly one (the
-        tag is a literal no other literal tag starts with, and one rule of one program has
-        it); None when lines must be told apart one by one."""
-        if tag in self.single:
-            return self.single[tag]
-        cands = [r for r in self.rules if r.has_tag(tag)]
-        ambiguous = any(r.tag_rx for r in cands) or any(
-            o.tag != tag and o.tag.startswith(tag) for o in self.rules if o.tag
-        )
-        rule = cands[0] if len(cands) == 1 and not ambiguous else None
-        if len(self.single) < 100_000:
-            self.single[tag] = rule
-        return rule
+    def only_rule(self, tag: bytes, prog: bytes = b"") -> LogRule | None:
+        """The one rule every line with this tag and program belongs to, when exactly one
+        fits; None when lines must be told apart one by one."""
+        cands = self.candidates(tag, prog)
+        return cands[0] if len(cands) == 1 else None
 
     def rule_of(self, t: tuple) -> LogRule | None:
-        """The rule a findall tuple came from: the candidates for its tag and program, the
-        first whose key group is set (a rule without groups is known by its tag alone)."""
+        """The rule a findall tuple came from: among the candidates, the one whose key
+        group is set (every rule has one of its own)."""
         prog = t[self.prog_pos] if self.prog_pos is not None else b""
         for r in self.candidates(t[self.tag_pos], prog):
-            if r.key is None or t[r.key]:
+            if t[r.key]:
                 return r
         return None
-
-
-def services_without_rules(fmt_name: str, services: list[str]) -> list[str]:
-    """The services that have no rule in this format ("auto" stands for the syslog
-    formats): a source configured with one of them would never match a line."""
-    name = "rfc3164" if fmt_name == "auto" else fmt_name
-    return [s for s in services if not select(name, [s], False)]
-
-
-def select(fmt_name: str, services: list[str], known: bool) -> list[LogRule]:
-    fmt = FORMATS[fmt_name]
-    out = []
-    for r in RULES:
-        if r.service not in services and r.kind != "known":
-            continue
-        if r.kind == "known" and (
-            not known or (r.service not in services and r.service not in ("cron", "logind", "systemd"))
-        ):
-            continue
-        if fmt.syslog and r.prog is not None or (not fmt.syslog and fmt_name in r.formats):
-            out.append(r)
-    return out
 
 
 _cache: dict[tuple, Compiled] = {}
 
 
-def compile_rules(fmt_name: str, services: list[str], known: bool = False, users: bool = True) -> Compiled:
+def compile_rules(
+    fmt_name: str,
+    services: list[str],
+    known: bool = False,
+    users: bool = True,
+    ruleset: RuleSet | None = None,
+) -> Compiled:
     """The combined expression: newline, the format's prefix, [prog[pid]: ], a look-ahead
-    that captures the tag, then every rule's body, anchored at the end of the line."""
-    key = (fmt_name, tuple(sorted(services)), known, users)
+    that captures the literal the message starts with, then every rule's wording (each
+    program's only after that program's name), anchored at the end of the line (trailing
+    blanks and a carriage return allowed)."""
+    ruleset = ruleset or shipped()
+    key = (fmt_name, tuple(sorted(services)), known, users, id(ruleset))
     if key in _cache:
         return _cache[key]
     fmt = FORMATS[fmt_name]
     rules = [
-        LogRule(**{k: v for k, v in r.__dict__.items() if k not in ("index", "pos")})
-        for r in select(fmt_name, services, known)
+        LogRule(**{k: v for k, v in r.__dict__.items() if k not in ("index", "pos", "key")})
+        for r in select(ruleset, fmt_name, services, known)
     ]
     if not rules:
         raise ValueError(f"no rules for format {fmt_name} and services {', '.join(services)}")
-    literal = sorted({re.escape(r.tag) for r in rules if r.tag}, key=len, reverse=True)
-    tags = literal + list(dict.fromkeys(r.tag_rx for r in rules if not r.tag))
+    tags = sorted({re.escape(r.tag) for r in rules if r.tag}, key=len, reverse=True)
     bodies: dict[bytes | None, list[bytes]] = {}
+    untagged: list[bytes] = []
     for i, r in enumerate(rules):
         r.index = i
-        keep = {"ip", "n", "pid", r.key_group} | ({"user", "target"} if users else set())
+        keep = {"ip", "n"} | ({"user", "target"} if users or r.kind in ("success", "local") else set())
         body = re.sub(
             rb"\(\?P<(\w+)>",
-            lambda m, i=i, keep=keep, r=r: (
-                b"(?P<r%d_%s>" % (i, m.group(1))
-                if m.group(1).decode() in keep or r.kind in ("success", "local")
-                else b"(?:"
+            lambda m, i=i, keep=keep: (
+                b"(?P<r%d_%s>" % (i, m.group(1)) if m.group(1).decode() in keep else b"(?:"
             ),
             r.body,
         )
-        bodies.setdefault(r.prog, []).append(body)
-    look = rb"(?=(?P<tag>" + b"|".join(tags) + rb"))"
+        if b"(?P<r%d_" % i not in body:  # no group kept: the whole wording is the key
+            body = b"(?P<r%d_k>%s)" % (i, body)
+        bodies.setdefault(r.prog if fmt.syslog else None, []).append(body)
+        if not r.tag:  # no literal start: the look-ahead tries the whole wording (tag b"")
+            untagged.append(re.sub(rb"\(\?P<\w+>", b"(?:", r.body))
+    look = (
+        rb"(?=(?P<tag>" + b"|".join(tags) + b")" + b"".join(b"|" + u for u in dict.fromkeys(untagged)) + b")"
+    )
+    end = rb")[ \t]*\r?$"
     if fmt.syslog:
         # each program's bodies only after that program's name: (?(pN)...|(?!))
         progs = list(bodies)
         names = b"|".join(b"(?P<p%d>%s)" % (j, p) for j, p in enumerate(progs))
         alts = b"|".join(b"(?(p%d)(?:%s)|(?!))" % (j, b"|".join(bodies[p])) for j, p in enumerate(progs))
-        pattern = fmt.prefix + fmt.progpid.replace(b"{prog}", names) + look + b"(?:" + alts + rb")$"
+        pattern = fmt.prefix + fmt.progpid.replace(b"{prog}", names) + look + b"(?:" + alts + end
     else:
-        pattern = fmt.prefix + look + b"(?:" + b"|".join(bodies[None]) + rb")$"
+        pattern = fmt.prefix + look + b"(?:" + b"|".join(bodies[None]) + end
     regex = re.compile(pattern, re.M)
     names = regex.groupindex
     for r in rules:
         r.pos = {n.split("_", 1)[1]: idx - 1 for n, idx in names.items() if n.startswith(f"r{r.index}_")}
-        r.key = (
-            r.pos[r.key_group]
-            if r.key_group
-            else next((r.pos[g] for g in ("ip", "user", "n") if g in r.pos), None)
-        )
+        r.key = next(r.pos[g] for g in ("ip", "n", "user", "target", "k") if g in r.pos)
     compiled = Compiled(
         fmt,
         regex,

@@ -8,7 +8,8 @@ import msgspec
 
 from nightwarden.lib.settings import Count, Section, Ttl, default_list, default_table
 
-FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "apache", "nginx", "exim", "vsftpd")
+FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "tai64n", "apache", "nginx", "exim", "vsftpd")
+# the services of rules.SERVICES_ALL
 Service = Literal["sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"]
 BLOCKING = ("sshd", "ftpd", "smtpauth", "pop3d", "imapd", "htaccess", "modsec")
 
@@ -43,6 +44,8 @@ class LoginSettings(Section):
             LogSource(path="/var/log/exim4/mainlog", format="exim", services=["smtpauth"]),
         ]
     )
+    # Drop-in detection rules (*.toml, README "Detection rules"): "" = <config dir>/rules.d
+    rules_dir: str = ""
     # The journal: "auto" = when no file source for sshd exists (Debian 12 without rsyslog),
     # "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
     journal: Literal["auto", "yes", "no"] = "auto"

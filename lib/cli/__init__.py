@@ -17,9 +17,13 @@ COMMAND_GROUPS = ("jobs_cmd", "blocks_cmd", "firewall_cmd", "schedule_cmd")
 
 def commands() -> dict:
     """Every command that is not a job, by name, in the order `--help` lists them."""
+    from nightwarden.jobs import JOBS
+
     table = {}
-    for group in COMMAND_GROUPS:
-        for command in importlib.import_module(f"{__name__}.{group}").COMMANDS:
+    modules = [f"{__name__}.{group}" for group in COMMAND_GROUPS]
+    modules += [m for job in JOBS.values() for m in job.commands]
+    for module in modules:
+        for command in importlib.import_module(module).COMMANDS:
             table[command.name] = command
     return table
 
@@ -126,9 +130,11 @@ def dispatch(args) -> int:
     from nightwarden.lib import logsetup
     from nightwarden.lib.runner import Context, run_job
 
-    cfg = load_config(getattr(args, "config", None), getattr(args, "sandbox", None))
     name = args.command
     command = commands().get(name)
+    if command is not None and not command.needs_config:
+        return command.handler(args)
+    cfg = load_config(getattr(args, "config", None), getattr(args, "sandbox", None))
     read_only = command is not None and command.read_only
     general = cfg.general
     logsetup.setup(

@@ -20,3 +20,4 @@ class Command:
     arguments: Callable = _no_arguments
     dry_run: bool = False  # takes --dry-run
     read_only: bool = False  # only looks: nothing is written to the log file
+    needs_config: bool = True  # False: handler(args), no configuration, state or sandbox

@@ -11,25 +11,14 @@ from nightwarden.jobs.login_failures import counting, rules
 from nightwarden.jobs.login_failures.formats import YearGuess
 
 REF = time.mktime((2026, 11, 21, 12, 0, 0, 0, 0, -1))
-ENGINE = {"fast": True}
-
-
-@pytest.fixture(autouse=True, params=["compiled", "regex"])
-def engine(request):
-    """Every test here runs twice: sshd's lines through the compiled scan, and through the
-    regular expressions alone (the reference)."""
-    if request.param == "compiled" and counting._sshscan is None:
-        pytest.skip("the compiled sshd scan was not built (no compiler)")
-    ENGINE["fast"] = request.param == "compiled"
-    yield request.param
 
 
 def scan(
     text: str, fmt: str = "rfc3164", services=None, full: bool = False, reference: float = REF
 ) -> counting.Tally:
-    compiled = rules.compile_rules(fmt, services or rules.SERVICES + ["su", "sudo"], known=full, users=full)
+    compiled = rules.compile_rules(fmt, services or list(rules.SERVICES_ALL), known=full, users=full)
     tally = counting.Tally(want_users=full)
-    counting.AttemptCounter(compiled, tally, reference, fast=ENGINE["fast"]).scan(b"\n" + text.encode())
+    counting.AttemptCounter(compiled, tally, reference).scan(b"\n" + text.encode())
     return tally
 
 
