@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TESTS, run_cli
 
+from helpers import TESTS, run_cli
 from nightwarden.jobs.login_failures import explain, rules
 from nightwarden.lib.errors import ConfigError
 
