@@ -258,3 +258,39 @@ def test_logs_test_reads_journal_entries_with_the_journal_trust_rules(tmp_path):
     trusted, fake = [json.loads(line) for line in out.stdout.splitlines()]
     assert trusted["address"] == "192.0.2.90" and trusted["kind"] == "failure"
     assert fake["kind"] is None and "forged" in fake["note"]
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.log")))
+def test_the_job_counts_each_sample_as_its_annotations_add_up(sample, tmp_path):
+    """The job's own reading (reading.scan_new, whole files, counting windows): the lines of
+    each format go to a file of their own, and the attempts per address equal the sum of the
+    annotations."""
+    from nightwarden.jobs.login_failures import reading
+
+    ex = explain.Explainer(rules.shipped(), rules.SERVICES_ALL, None, REF)
+    by_format: dict[str, list[bytes]] = {}
+    want: dict[str, dict[str, int]] = {}
+    for number, raw, w in annotated(SAMPLES / sample):
+        v = ex.explain(number, raw)
+        if v.format is None or v.format == "bare":
+            continue
+        by_format.setdefault(v.format, []).append(raw)
+        if w["kind"] == "failure" and w.get("address") and w.get("attempts"):
+            per = want.setdefault(v.format, {})
+            per[w["address"]] = per.get(w["address"], 0) + w["attempts"]
+
+    class Config:
+        class logins:
+            resolution = 60
+            interval = 3600
+
+    import os
+
+    for fmt, lines in by_format.items():
+        path = tmp_path / f"{fmt}.log"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        os.utime(path, (REF, REF))
+        source = reading.Source(str(path), path, fmt, list(rules.SERVICES_ALL), False)
+        scan = reading.scan_new(source, None, Config())
+        assert not scan.error
+        assert scan.tally.total() == want.get(fmt, {}), f"{sample} ({fmt})"
