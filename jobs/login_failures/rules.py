@@ -395,6 +395,37 @@ class Compiled:
 _cache: dict[tuple, Compiled] = {}
 
 
+def _top_level(pattern: bytes) -> list[bytes]:
+    """The alternatives of a pattern, split at its top-level bars only."""
+    out, depth, start, i = [], 0, 0, 0
+    while i < len(pattern):
+        ch = pattern[i : i + 1]
+        if ch == b"\\":
+            i += 2
+            continue
+        if ch == b"(":
+            depth += 1
+        elif ch == b")":
+            depth -= 1
+        elif ch == b"|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    return out + [pattern[start:]]
+
+
+def _program(j: int, prog: bytes) -> bytes:
+    """One program's alternative, `(?P<pJ>...)`, with the first letter its names all share
+    written before the group: the regular expression engine then skips the alternative after
+    comparing one character (a group first would make it try every alternative in full)."""
+    alts = [a[3:-1] if a.startswith(b"(?:") and a.endswith(b")") else a for a in _top_level(prog)]
+    first = {a[:1] for a in alts}
+    if len(first) == 1 and all(a[:1].isalnum() and a[1:2] not in (b"*", b"+", b"?", b"{") for a in alts):
+        head = alts[0][:1]
+        return b"%s(?P<p%d>%s)" % (head, j, b"|".join(b"(?:%s)" % a[1:] for a in alts))
+    return b"(?P<p%d>%s)" % (j, prog)
+
+
 def compile_rules(
     fmt_name: str,
     services: list[str],
@@ -419,7 +450,7 @@ def compile_rules(
         raise ValueError(f"no rules for format {fmt_name} and services {', '.join(services)}")
     tags = sorted({re.escape(r.tag) for r in rules if r.tag}, key=len, reverse=True)
     bodies: dict[bytes | None, list[bytes]] = {}
-    untagged: list[bytes] = []
+    untagged: list[str] = []
     for i, r in enumerate(rules):
         r.index = i
         keep = {"ip", "n"} | ({"user", "target"} if users or r.kind in ("success", "local") else set())
@@ -433,16 +464,15 @@ def compile_rules(
         if b"(?P<r%d_" % i not in body:  # no group kept: the whole wording is the key
             body = b"(?P<r%d_k>%s)" % (i, body)
         bodies.setdefault(r.prog if fmt.syslog else None, []).append(body)
-        if not r.tag:  # no literal start: the look-ahead tries the whole wording (tag b"")
-            untagged.append(re.sub(rb"\(\?P<\w+>", b"(?:", r.body))
-    look = (
-        rb"(?=(?P<tag>" + b"|".join(tags) + b")" + b"".join(b"|" + u for u in dict.fromkeys(untagged)) + b")"
-    )
+        untagged += [] if r.tag else [r.id]
+    # Rules without a literal start: the look-ahead lets every line through (tag b""), and
+    # only the line's own program's wordings are tried after it.
+    look = rb"(?=(?P<tag>" + b"|".join(tags) + b")" + (b"|" if untagged else b"") + b")"
     end = rb")[ \t]*\r?$"
     if fmt.syslog:
         # each program's bodies only after that program's name: (?(pN)...|(?!))
         progs = list(bodies)
-        names = b"|".join(b"(?P<p%d>%s)" % (j, p) for j, p in enumerate(progs))
+        names = b"|".join(_program(j, p) for j, p in enumerate(progs))
         alts = b"|".join(b"(?(p%d)(?:%s)|(?!))" % (j, b"|".join(bodies[p])) for j, p in enumerate(progs))
         pattern = fmt.prefix + fmt.progpid.replace(b"{prog}", names) + look + b"(?:" + alts + end
     else:
