@@ -108,6 +108,17 @@ class Explainer:
             v.time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
         if v.kind == "failure":
             v.attempts = self._count(name, raw)
+            if "ip" not in pos and c.pid_pos is not None and groups[c.pid_pos]:
+                v.address = self._connection_address(groups[c.pid_pos])
+
+    def _connection_address(self, pid: bytes) -> str | None:
+        """Old sshd's lines without an address: the address its connection (pid) logged."""
+        t = self.tally
+        for generation in (t.conns, t.conns_pre, t.conns_old, t.conns_old_pre):
+            for key in generation:
+                if key[0] == pid and key[1]:
+                    return counting.address(key[1])
+        return None
 
     def _count(self, name: str, raw: bytes) -> int:
         """What the job's counter adds for this line, given the lines before it."""

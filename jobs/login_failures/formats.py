@@ -171,7 +171,7 @@ FORMATS: dict[str, Format] = {
         ),
         Format(
             "rfc3339",
-            rb"\n(?:<\d{1,3}>)?\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:?\d\d)? " + HOST,
+            rb"\n(?:<\d{1,3}>)?\d{4}-\d\d-\d\d[T ][\d:.,]+(?:Z|[+-]\d\d:?\d\d)? " + HOST,
             True,
             SYSLOG_PROGPID,
             _stamp_3339,
