@@ -41,6 +41,9 @@ class Tally:
     # raw address -> (part index, start, end) of the last segment it was in
     where: dict = field(default_factory=dict)
     want_users: bool = False
+    # sshd pid -> (the one address its "pre" lines named or None, when), for
+    # AttemptCounter._one_address; forgotten past 100,000 connections
+    pre_addr: dict = field(default_factory=dict)
 
     def series(self, since: float = 0.0):
         """(service, address, time, attempts) with valid addresses, from `since` on."""
@@ -263,12 +266,41 @@ class AttemptCounter:
                             int(tup[n_i]) if n_i is not None and tup[n_i] else 1,
                         )
                     )
+        if pre:
+            self._remember(pre, t)
+        if failed_lines and tally.pre_addr:
+            failed_lines, failed_extra = self._one_address(failed_lines, failed_extra, t)
         if failed_lines or pre:
             delta = self._connections(failed_lines, failed_extra, pre, t)
             tally.rows.append((t, "sshd", delta))
             seen.update(delta)
         if seen:
             tally.where.update(dict.fromkeys(seen, ref))
+
+    def _remember(self, pre: set, t: float) -> None:
+        known = self.tally.pre_addr
+        if len(known) > 100_000:
+            known.clear()
+        for pid, raw in pre:
+            if raw:
+                old = known.get(pid)
+                same = old is None or t - old[1] > CONN_TTL or old[0] == raw
+                known[pid] = (raw if same else None, t)
+
+    def _one_address(self, failed_lines: list, failed_extra: list, t: float) -> tuple[list, list]:
+        """A connection has one address. sshd's "Failed" line ends with text the client may
+        choose (": " and key details), so a user name such as "x from A port 1 ssh2: y" can
+        make it read as coming from A; the same connection's "Invalid user" or PAM line, whose
+        address ends the line, says where it really came from. Failed lines of a connection
+        whose other lines named exactly one other address (within CONN_TTL: pids are reused)
+        are counted for that address."""
+        known = self.tally.pre_addr
+
+        def fix(key):
+            raw, when = known.get(key[0], (None, 0.0))
+            return (key[0], raw) if raw and raw != key[1] and t - when <= CONN_TTL else key
+
+        return [fix(k) for k in failed_lines], [(fix(k), n) for k, n in failed_extra]
 
     def _resolve(self, pids: list) -> list:
         t = self.tally

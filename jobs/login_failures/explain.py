@@ -108,8 +108,15 @@ class Explainer:
             v.time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
         if v.kind == "failure":
             v.attempts = self._count(name, raw)
-            if "ip" not in pos and c.pid_pos is not None and groups[c.pid_pos]:
-                v.address = self._connection_address(groups[c.pid_pos])
+            pid = groups[c.pid_pos] if c.pid_pos is not None else b""
+            if "ip" not in pos and pid:
+                v.address = self._connection_address(pid)
+            elif rule.kind == "failed" and (self.tally.pre_addr.get(pid) or (None,))[0] not in (
+                None,
+                groups[pos["ip"]],
+            ):
+                v.address = counting.address(self.tally.pre_addr[pid][0])
+                v.note = "the address its connection's other lines named"
 
     def _connection_address(self, pid: bytes) -> str | None:
         """Old sshd's lines without an address: the address its connection (pid) logged."""
