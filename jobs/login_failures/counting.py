@@ -41,9 +41,10 @@ class Tally:
     # raw address -> (part index, start, end) of the last segment it was in
     where: dict = field(default_factory=dict)
     want_users: bool = False
-    # sshd pid -> (the one address its "pre" lines named or None, when), for
-    # AttemptCounter._one_address; forgotten past 100,000 connections
+    # sshd pid -> the address its last "pre" line named (AttemptCounter._one_address), in
+    # the two generations the connections have
     pre_addr: dict = field(default_factory=dict)
+    pre_addr_old: dict = field(default_factory=dict)
 
     def series(self, since: float = 0.0):
         """(service, address, time, attempts) with valid addresses, from `since` on."""
@@ -73,6 +74,7 @@ class Tally:
         elif now - self.conns_since >= CONN_TTL / 2:
             self.conns_old, self.conns = self.conns, {}
             self.conns_old_pre, self.conns_pre = self.conns_pre, set()
+            self.pre_addr_old, self.pre_addr = self.pre_addr, {}
             self.conns_since = now
 
     def state(self) -> dict:
@@ -204,14 +206,19 @@ class AttemptCounter:
         buckets: dict = {}
         for key, tuples in by_tag.items():
             tag, prog = key if pp is not None else (key, b"")
-            only = c.only_rule(tag, prog)
-            if only is not None:
-                buckets.setdefault(only.index, []).extend(tuples)
+            cands = c.candidates(tag, prog)
+            if len(cands) == 1:
+                buckets.setdefault(cands[0].index, []).extend(tuples)
                 continue
-            for tup in tuples:
-                rule = c.rule_of(tup)
-                if rule is not None:
-                    buckets.setdefault(rule.index, []).append(tup)
+            rest = tuples
+            for rule in cands:  # in order: each takes the tuples its key marks
+                if len(rest) == 0:
+                    break
+                k = rule.key
+                mine = [t for t in rest if t[k]]
+                if mine:
+                    buckets.setdefault(rule.index, []).extend(mine)
+                    rest = [t for t in rest if not t[k]] if len(mine) < len(rest) else []
         for idx, tuples in buckets.items():
             rule = c.rules[idx]
             kind = rule.kind
@@ -267,9 +274,9 @@ class AttemptCounter:
                         )
                     )
         if pre:
-            self._remember(pre, t)
-        if failed_lines and tally.pre_addr:
-            failed_lines, failed_extra = self._one_address(failed_lines, failed_extra, t)
+            tally.pre_addr.update(pre)
+        if failed_lines and (tally.pre_addr or tally.pre_addr_old):
+            failed_lines, failed_extra = self._one_address(failed_lines, failed_extra)
         if failed_lines or pre:
             delta = self._connections(failed_lines, failed_extra, pre, t)
             tally.rows.append((t, "sshd", delta))
@@ -277,30 +284,17 @@ class AttemptCounter:
         if seen:
             tally.where.update(dict.fromkeys(seen, ref))
 
-    def _remember(self, pre: set, t: float) -> None:
-        known = self.tally.pre_addr
-        if len(known) > 100_000:
-            known.clear()
-        for pid, raw in pre:
-            if raw:
-                old = known.get(pid)
-                same = old is None or t - old[1] > CONN_TTL or old[0] == raw
-                known[pid] = (raw if same else None, t)
-
-    def _one_address(self, failed_lines: list, failed_extra: list, t: float) -> tuple[list, list]:
+    def _one_address(self, failed_lines: list, failed_extra: list) -> tuple[list, list]:
         """A connection has one address. sshd's "Failed" line ends with text the client may
         choose (": " and key details), so a user name such as "x from A port 1 ssh2: y" can
         make it read as coming from A; the same connection's "Invalid user" or PAM line, whose
         address ends the line, says where it really came from. Failed lines of a connection
-        whose other lines named exactly one other address (within CONN_TTL: pids are reused)
-        are counted for that address."""
-        known = self.tally.pre_addr
-
-        def fix(key):
-            raw, when = known.get(key[0], (None, 0.0))
-            return (key[0], raw) if raw and raw != key[1] and t - when <= CONN_TTL else key
-
-        return [fix(k) for k in failed_lines], [(fix(k), n) for k, n in failed_extra]
+        whose such line (in the last CONN_TTL: pids are reused) named an address are counted
+        for that address."""
+        new, old = self.tally.pre_addr.get, self.tally.pre_addr_old.get
+        lines = [(pid, new(pid) or old(pid) or raw) for pid, raw in failed_lines]
+        extra = [((pid, new(pid) or old(pid) or raw), n) for (pid, raw), n in failed_extra]
+        return lines, extra
 
     def _resolve(self, pids: list) -> list:
         t = self.tally

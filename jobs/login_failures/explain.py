@@ -111,12 +111,13 @@ class Explainer:
             pid = groups[c.pid_pos] if c.pid_pos is not None else b""
             if "ip" not in pos and pid:
                 v.address = self._connection_address(pid)
-            elif rule.kind == "failed" and (self.tally.pre_addr.get(pid) or (None,))[0] not in (
-                None,
-                groups[pos["ip"]],
-            ):
-                v.address = counting.address(self.tally.pre_addr[pid][0])
+            elif rule.kind == "failed" and self._pre(pid) not in (b"", groups[pos["ip"]]):
+                v.address = counting.address(self._pre(pid))
                 v.note = "the address its connection's other lines named"
+
+    def _pre(self, pid: bytes) -> bytes:
+        t = self.tally
+        return t.pre_addr.get(pid) or t.pre_addr_old.get(pid) or b""
 
     def _connection_address(self, pid: bytes) -> str | None:
         """Old sshd's lines without an address: the address its connection (pid) logged."""

@@ -376,12 +376,6 @@ class Compiled:
                 self.by_tag[key] = cands
         return cands
 
-    def only_rule(self, tag: bytes, prog: bytes = b"") -> LogRule | None:
-        """The one rule every line with this tag and program belongs to, when exactly one
-        fits; None when lines must be told apart one by one."""
-        cands = self.candidates(tag, prog)
-        return cands[0] if len(cands) == 1 else None
-
     def rule_of(self, t: tuple) -> LogRule | None:
         """The rule a findall tuple came from: among the candidates, the one whose key
         group is set (every rule has one of its own)."""
