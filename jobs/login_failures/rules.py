@@ -25,6 +25,7 @@ move it.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -194,19 +195,22 @@ def parse_file(text: str, origin: str) -> list[LogRule | str]:
             programs = spec.programs if r.programs is None else r.programs
             prog = "|".join(f"(?:{p})" for p in programs) if programs else None
             formats = tuple(spec.formats if r.formats is None else r.formats)
-            for j, text in enumerate(r.starts):
-                out.append(
-                    LogRule(
-                        f"{r.id}.{j + 1}",
-                        r.service or spec.service,
-                        "known",
-                        prog.encode() if prog else None,
-                        re.escape(text).encode() + b".*",
-                        tag=text.encode(),
-                        formats=formats,
-                        origin=origin,
-                    )
+            # one rule for them all: the key group holds the beginning that matched
+            alternation = b"|".join(
+                re.escape(text.encode()) for text in sorted(r.starts, key=len, reverse=True)
+            )
+            out.append(
+                LogRule(
+                    r.id,
+                    r.service or spec.service,
+                    "known",
+                    prog.encode() if prog else None,
+                    b"(?P<k>" + alternation + b").*",
+                    tag=os.path.commonprefix(r.starts).encode(),
+                    formats=formats,
+                    origin=origin,
                 )
+            )
             continue
         if not r.match:
             raise ConfigError(f"{where}: no match (or starts, for harmless lines)")
@@ -447,7 +451,7 @@ def compile_rules(
     untagged: list[str] = []
     for i, r in enumerate(rules):
         r.index = i
-        keep = {"ip", "n"} | ({"user", "target"} if users or r.kind in ("success", "local") else set())
+        keep = {"ip", "n", "k"} | ({"user", "target"} if users or r.kind in ("success", "local") else set())
         body = re.sub(
             rb"\(\?P<(\w+)>",
             lambda m, i=i, keep=keep: (
