@@ -97,6 +97,8 @@ bench-debs:
 bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/logs.py
+	$(BIN)/python bench/logs_mixed.py
+	$(BIN)/python bench/corpus.py
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/firewall_batch.py'
 	unshare -n sh -c 'ip link set lo up && exec $(BIN)/python bench/purge.py'
 	$(BIN)/python bench/quarantine.py

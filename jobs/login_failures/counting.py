@@ -196,17 +196,14 @@ class AttemptCounter:
             tally.last = t
         tally.understood += matched
         by_tag: dict = defaultdict(list)
-        tp, pp = c.tag_pos, c.prog_pos
-        if pp is None:
-            for tup in found:  # the one per-line Python step
-                by_tag[tup[tp]].append(tup)
-        else:
-            for tup in found:
-                by_tag[tup[tp], tup[pp]].append(tup)
+        tp = c.tag_pos
+        for tup in found:  # the one per-line Python step
+            by_tag[tup[tp]].append(tup)
         buckets: dict = {}
-        for key, tuples in by_tag.items():
-            tag, prog = key if pp is not None else (key, b"")
-            cands = c.candidates(tag, prog)
+        for tag, tuples in by_tag.items():
+            # a rule's key group is set only when its own program's wording matched, so the
+            # candidates need not be sorted out by program
+            cands = c.candidates(tag)
             if len(cands) == 1:
                 buckets.setdefault(cands[0].index, []).extend(tuples)
                 continue

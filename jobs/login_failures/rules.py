@@ -364,9 +364,9 @@ class Compiled:
     pid_pos: int | None
     by_tag: dict[tuple, list[LogRule]] = field(default_factory=dict)
 
-    def candidates(self, tag: bytes, prog: bytes = b"") -> list[LogRule]:
-        """Rules whose literal start the captured tag begins with and whose program fits,
-        sorted out once per (tag, program) text."""
+    def candidates(self, tag: bytes, prog: bytes | None = None) -> list[LogRule]:
+        """Rules whose literal start the captured tag begins with (and whose program fits,
+        when one is given), in order; sorted out once per (tag, program) text."""
         key = (tag, prog)
         cands = self.by_tag.get(key)
         if cands is None:
@@ -374,7 +374,7 @@ class Compiled:
                 r
                 for r in self.rules
                 if tag.startswith(r.tag)
-                and (r.prog is None or not self.fmt.syslog or re.fullmatch(r.prog, prog))
+                and (prog is None or r.prog is None or not self.fmt.syslog or re.fullmatch(r.prog, prog))
             ]
             if len(self.by_tag) < 100_000:
                 self.by_tag[key] = cands
