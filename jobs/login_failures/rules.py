@@ -366,7 +366,7 @@ class Compiled:
 
     def candidates(self, tag: bytes, prog: bytes | None = None) -> list[LogRule]:
         """Rules whose literal start the captured tag begins with (and whose program fits,
-        when one is given), in order; sorted out once per (tag, program) text."""
+        when one is given), longest start first; sorted out once per (tag, program) text."""
         key = (tag, prog)
         cands = self.by_tag.get(key)
         if cands is None:
@@ -376,6 +376,7 @@ class Compiled:
                 if tag.startswith(r.tag)
                 and (prog is None or r.prog is None or not self.fmt.syslog or re.fullmatch(r.prog, prog))
             ]
+            cands.sort(key=lambda r: -len(r.tag))  # the likeliest first: the longest start
             if len(self.by_tag) < 100_000:
                 self.by_tag[key] = cands
         return cands
