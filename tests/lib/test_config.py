@@ -60,8 +60,8 @@ def test_conf_d_overrides_in_name_order(tmp_path):
         ("[firewall]\ndefault_ttl = -5\n", "'firewall.default_ttl' must be an integer >= 0"),
         ("[logins.limits]\nsshd = 3\nsshdd = 3\n", "a key of 'logins.limits' must be one of ftpd, htaccess"),
         (
-            "[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n",
-            "'logins.sources[1]': format 'auto' has no rules for htaccess",
+            "[[logins.sources]]\npath = '/var/log/x'\nformat = 'nginx'\nservices = ['sshd']\n",
+            "'logins.sources[1]': format 'nginx' has no rules for sshd",
         ),
         ("[[logins.sources]]\nformat = 'auto'\n", "'logins.sources[1]' needs a key 'path'"),
         (
@@ -101,7 +101,7 @@ def test_the_configuration_cannot_be_changed_in_place(tmp_path):
 
 def test_a_source_whose_services_have_no_rules_is_refused_by_config_check(tmp_path):
     path = write_config(
-        tmp_path, "\n[[logins.sources]]\npath = '/var/log/x'\nformat = 'auto'\nservices = ['htaccess']\n"
+        tmp_path, "\n[[logins.sources]]\npath = '/var/log/x'\nformat = 'nginx'\nservices = ['sshd']\n"
     )
     done = run_cli("--config", str(path), "config", "check")
     assert done.returncode == EXIT_CONFIG, done.stderr
