@@ -167,3 +167,13 @@ def test_files_are_made_with_explicit_modes_whatever_the_umask(tmp_path):
     assert log.stat().st_mode & 0o777 == 0o640
     for path in root.rglob("*"):
         assert not path.stat().st_mode & 0o002, f"{path} is writable by anyone"
+
+
+def test_a_mistyped_command_is_a_usage_error_that_names_the_nearest_command():
+    done = run_cli("blokcs")
+    assert done.returncode == 64
+    assert "did you mean 'blocks'?" in done.stderr
+    far = run_cli("zzzzzz")
+    assert far.returncode == 64 and "did you mean" not in far.stderr
+    sub = run_cli("logs", "tset", "x")
+    assert sub.returncode == 64 and "did you mean 'test'?" in sub.stderr
