@@ -131,9 +131,11 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
     run_id = None
     try:
         run_id = None if dry_run else ctx.state.start_run(name, dry_run)  # a dry run writes nothing
+        said = True  # an error line was printed: the closing line need not repeat it
         try:
             result = module.run(ctx)
             code, summary = result.exit_code, result.summary
+            said = False
         except NightwardenError as e:
             log.error("%s: %s", name, e)
             code, summary = e.exit_code, str(e)
@@ -148,7 +150,7 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
         elapsed = time.monotonic() - started
         if run_id is not None:
             ctx.state.end_run(run_id, code, summary)
-        level = logging.INFO if code < 64 else logging.WARNING
+        level = logging.INFO if code < 64 or said else logging.WARNING
         log.log(level, "%s finished in %.2f s, exit %d: %s", name, elapsed, code, summary)
         if not dry_run:
             _flush_outbox(ctx)

@@ -294,3 +294,25 @@ def test_the_job_counts_each_sample_as_its_annotations_add_up(sample, tmp_path):
         scan = reading.scan_new(source, None, Config())
         assert not scan.error
         assert scan.tally.total() == want.get(fmt, {}), f"{sample} ({fmt})"
+
+
+def test_the_job_stops_on_a_bad_drop_in_with_one_line_and_uses_a_good_one(tmp_path):
+    box = tmp_path / "box"
+    (box / "etc" / "rules.d").mkdir(parents=True)
+    (box / "var" / "log").mkdir(parents=True)
+    now = time.localtime()
+    stamp = time.strftime("%b ", now) + f"{now.tm_mday:2d} " + time.strftime("%H:%M:%S", now)
+    (box / "var" / "log" / "auth.log").write_text(
+        "".join(f"{stamp} web1 myssh[{i}]: bad login from 192.0.2.77\n" for i in range(6))
+    )
+    bad = box / "etc" / "rules.d" / "50-site.toml"
+    bad.write_text("[[rules]]\nid = 'site'\nservice = 'sshd'\nprograms = ['myssh']\nmatch = '(<ADDR>'\n")
+    done = run_cli("--sandbox", str(box), "login-failures", "--no-mail")
+    assert done.returncode == 78
+    assert done.stderr.count("\n") == 1 and f"{bad}:2: rule 'site'" in done.stderr
+    bad.write_text(
+        "[[rules]]\nid = 'site'\nservice = 'sshd'\nprograms = ['myssh']\nmatch = 'bad login from <ADDR>'\n"
+    )
+    done = run_cli("--sandbox", str(box), "login-failures", "--no-mail")
+    assert done.returncode == 1, done.stderr  # blocked: six failures of the site's own wording
+    assert "192.0.2.77" in done.stderr + done.stdout
