@@ -1,8 +1,8 @@
 """Counting login failures in a chunk of log text, fast.
 
-One findall of the source's combined expression (rules.compile_rules) per time segment (a run of lines within
-`resolution` seconds, found by bisecting on the first and last stamps), then aggregation
-with dicts, sets and Counters rather than per-line Python work. Every match in a segment is
+One findall of the source's combined expression (rules.compile_rules) per time segment (a
+run of lines within `resolution` seconds, found by bisecting on the first and last stamps),
+then aggregation with dicts, sets and Counters rather than per-line Python work. Every match in a segment is
 stamped with the segment's last time: counting windows are exact to `resolution` seconds.
 """
 
@@ -209,7 +209,7 @@ class AttemptCounter:
                 continue
             rest = tuples
             for rule in cands:  # in order: each takes the tuples its key marks
-                if len(rest) == 0:
+                if not rest:
                     break
                 k = rule.key
                 mine = [t for t in rest if t[k]]

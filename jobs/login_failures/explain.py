@@ -110,7 +110,7 @@ class Explainer:
             v.attempts = self._count(name, raw)
             pid = groups[c.pid_pos] if c.pid_pos is not None else b""
             if "ip" not in pos and pid:
-                v.address = self._connection_address(pid)
+                v.address = counting.address(self.counters[name]._resolve([pid])[0][1])
             elif rule.kind == "failed" and self._pre(pid) not in (b"", groups[pos["ip"]]):
                 v.address = counting.address(self._pre(pid))
                 v.note = "the address its connection's other lines named"
@@ -118,15 +118,6 @@ class Explainer:
     def _pre(self, pid: bytes) -> bytes:
         t = self.tally
         return t.pre_addr.get(pid) or t.pre_addr_old.get(pid) or b""
-
-    def _connection_address(self, pid: bytes) -> str | None:
-        """Old sshd's lines without an address: the address its connection (pid) logged."""
-        t = self.tally
-        for generation in (t.conns, t.conns_pre, t.conns_old, t.conns_old_pre):
-            for key in generation:
-                if key[0] == pid and key[1]:
-                    return counting.address(key[1])
-        return None
 
     def _count(self, name: str, raw: bytes) -> int:
         """What the job's counter adds for this line, given the lines before it."""
@@ -186,8 +177,6 @@ def run(args) -> int:
     """The handler: 0 when at least one line was understood as a failure, 1 when none was."""
     from nightwarden.lib.cli.output import table
 
-    if args.year is not None:
-        reference = time.mktime((args.year, 12, 31, 23, 59, 59, 0, 0, -1)) - 86400
     if args.rules and not os.path.isdir(args.rules):
         raise NoInputError(f"{args.rules}: no such rule directory")
     ruleset = rules.load(Path(args.rules)) if args.rules else rules.shipped()
@@ -196,8 +185,8 @@ def run(args) -> int:
     if unknown:
         raise UsageError(f"unknown service {unknown[0]!r} (one of {', '.join(rules.SERVICES_ALL)})")
     stream, mtime = _read(args.file)
-    if args.year is None:
-        reference = mtime
+    # --year: stamps up to the year's last second land in that year (YearGuess allows a day)
+    reference = mtime if args.year is None else time.mktime((args.year, 12, 31, 23, 59, 59, 0, 0, -1)) - 86400
     explainer = Explainer(ruleset, services, args.format, reference)
     summary: dict = {}
     failures = 0

@@ -1,8 +1,8 @@
 """Log line formats: how a line starts (its timestamp, host, program and pid) and how its
 timestamp becomes epoch seconds.
 
-Syslog formats (rfc3164, rfc3339, rfc5424, and tai64n for daemontools/runit logs) carry a program name and pid: detection rules
-for them name the program. Native formats (apache, nginx, exim, vsftpd) are one daemon's own
+Syslog formats (rfc3164, rfc3339, rfc5424, and tai64n for daemontools/runit logs) carry a
+program name and pid: detection rules for them name the program. Native formats (apache, nginx, exim, vsftpd) are one daemon's own
 file: rules for them start right after the timestamp.
 """
 
@@ -212,8 +212,6 @@ FORMATS: dict[str, Format] = {
 
 def detect_format(sample: bytes) -> str:
     """The syslog format of a file from its first lines (rfc3164 when unsure)."""
-    import re
-
     for name in ("rfc5424", "rfc3339", "tai64n", "rfc3164"):
         pat = re.compile(FORMATS[name].prefix)
         if pat.match(b"\n" + sample.split(b"\n", 1)[0] + b" "):

@@ -100,8 +100,6 @@ class LogRule:
     body: bytes  # the wording, placeholders expanded, with named groups ip, user, n, target
     tag: bytes = b""  # the literal the wording starts with (fast dispatch)
     formats: tuple = ()  # native formats this rule is for
-    versions: str = ""
-    origin: str = ""  # file the rule came from
     # filled in by compile
     index: int = -1
     pos: dict = field(default_factory=dict)
@@ -158,9 +156,11 @@ def _expand(pattern: str, defines: dict[str, str], where: str) -> str:
     return pattern
 
 
-def parse_file(text: str, origin: str) -> list[LogRule | str]:
+def parse_file(text: str, origin: str, check_patterns: bool = True) -> list[LogRule | str]:
     """The rules of one file (a disabled rule stands as its id). ConfigError names the file
-    and the line."""
+    and the line. check_patterns=False leaves out compiling each wording on its own (most of
+    the time taken here): for the shipped files, which the tests check, so that loading the
+    configuration stays quick."""
     import tomllib
 
     try:
@@ -189,31 +189,6 @@ def parse_file(text: str, origin: str) -> list[LogRule | str]:
             raise ConfigError(f"{where}: unknown service {service!r} (one of {', '.join(SERVICES_ALL)})")
         if (r.kind, r.count) not in KINDS:
             raise ConfigError(f"{where}: count = {r.count!r} does not go with kind = {r.kind!r}")
-        if r.starts:
-            if r.kind != "harmless" or r.match:
-                raise ConfigError(f"{where}: starts = [...] is for harmless rules without a match")
-            programs = spec.programs if r.programs is None else r.programs
-            prog = "|".join(f"(?:{p})" for p in programs) if programs else None
-            formats = tuple(spec.formats if r.formats is None else r.formats)
-            # one rule for them all: the key group holds the beginning that matched
-            alternation = b"|".join(
-                re.escape(text.encode()) for text in sorted(r.starts, key=len, reverse=True)
-            )
-            out.append(
-                LogRule(
-                    r.id,
-                    r.service or spec.service,
-                    "known",
-                    prog.encode() if prog else None,
-                    b"(?P<k>" + alternation + b").*",
-                    tag=os.path.commonprefix(r.starts).encode(),
-                    formats=formats,
-                    origin=origin,
-                )
-            )
-            continue
-        if not r.match:
-            raise ConfigError(f"{where}: no match (or starts, for harmless lines)")
         programs = spec.programs if r.programs is None else r.programs
         formats = spec.formats if r.formats is None else r.formats
         for f in formats:
@@ -221,20 +196,19 @@ def parse_file(text: str, origin: str) -> list[LogRule | str]:
                 raise ConfigError(f"{where}: {f!r} is not a native log format")
         if not programs and not formats:
             raise ConfigError(f"{where}: no programs and no formats: the rule would never be used")
-        body = _expand(r.match, spec.defines, where)
         prog = "|".join(f"(?:{p})" for p in programs) if programs else None
-        try:
-            compiled = re.compile(body)
-            if prog:
-                re.compile(prog)
-        except re.error as e:
-            raise ConfigError(f"{where}: bad regular expression: {e}") from None
-        if r.kind == "failure" and r.count != "local" and "ip" not in compiled.groupindex:
-            if r.count != "connection-once":  # old sshd lines name the connection only
-                raise ConfigError(f"{where}: a counted failure needs <ADDR> or <HOST>")
-        unknown = set(compiled.groupindex) - {"ip", "user", "n", "target"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown group(s) {', '.join(sorted(unknown))}")
+        if r.starts:
+            if r.kind != "harmless" or r.match:
+                raise ConfigError(f"{where}: starts = [...] is for harmless rules without a match")
+            # one rule for them all: the key group holds the beginning that matched
+            body = "(?P<k>" + "|".join(re.escape(t) for t in sorted(r.starts, key=len, reverse=True)) + ").*"
+            tag = os.path.commonprefix(r.starts)
+        elif r.match:
+            body, tag = _expand(r.match, spec.defines, where), _literal_prefix(r.match)
+        else:
+            raise ConfigError(f"{where}: no match (or starts, for harmless lines)")
+        if check_patterns:
+            _check_patterns(body, prog, r, where)
         out.append(
             LogRule(
                 r.id,
@@ -242,13 +216,26 @@ def parse_file(text: str, origin: str) -> list[LogRule | str]:
                 KINDS[(r.kind, r.count)],
                 prog.encode() if prog else None,
                 body.encode(),
-                tag=_literal_prefix(r.match).encode(),
+                tag=tag.encode(),
                 formats=tuple(formats),
-                versions=r.versions or spec.versions,
-                origin=origin,
             )
         )
     return out
+
+
+def _check_patterns(body: str, prog: str | None, r: RuleSpec, where: str) -> None:
+    try:
+        compiled = re.compile(body)
+        if prog:
+            re.compile(prog)
+    except re.error as e:
+        raise ConfigError(f"{where}: bad regular expression: {e}") from None
+    if r.kind == "failure" and r.count != "local" and "ip" not in compiled.groupindex:
+        if r.count != "connection-once":  # old sshd lines name the connection only
+            raise ConfigError(f"{where}: a counted failure needs <ADDR> or <HOST>")
+    unknown = set(compiled.groupindex) - {"ip", "user", "n", "target"} - ({"k"} if r.starts else set())
+    if unknown:
+        raise ConfigError(f"{where}: unknown group(s) {', '.join(sorted(unknown))}")
 
 
 @dataclass
@@ -257,11 +244,6 @@ class RuleSet:
     program: specific wordings come before general ones)."""
 
     rules: list[LogRule]
-    files: list[str]
-
-    @property
-    def services(self) -> list[str]:
-        return sorted({r.service for r in self.rules if r.kind in ("failed", "pre", "fail")})
 
 
 def _shipped() -> list[tuple[str, str]]:
@@ -305,16 +287,16 @@ def load(directory: Path | None = None) -> RuleSet:
     if key in _sets:
         return _sets[key]
     by_id: dict[str, LogRule] = {}
-    files = []
-    for origin, text in _shipped() + (_dropins(directory) if directory else []):
-        files.append(origin)
-        for r in parse_file(text, origin):
+    files = [(origin, text, False) for origin, text in _shipped()]
+    files += [(origin, text, True) for origin, text in (_dropins(directory) if directory else [])]
+    for origin, text, check in files:
+        for r in parse_file(text, origin, check):
             if isinstance(r, str):
                 by_id.pop(r, None)
             else:
                 by_id.pop(r.id, None)  # an override takes the new file's place in the order
                 by_id[r.id] = r
-    ruleset = RuleSet(list(by_id.values()), files)
+    ruleset = RuleSet(list(by_id.values()))
     _sets[key] = ruleset
     return ruleset
 

@@ -8,9 +8,10 @@ import msgspec
 
 from nightwarden.lib.settings import Count, Section, Ttl, default_list, default_table
 
+from .rules import SERVICES_ALL
+
 FORMATS = ("auto", "rfc3164", "rfc3339", "rfc5424", "tai64n", "apache", "nginx", "exim", "vsftpd")
-# the services of rules.SERVICES_ALL
-Service = Literal["sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec"]
+Service = Literal[SERVICES_ALL]
 BLOCKING = ("sshd", "ftpd", "smtpauth", "pop3d", "imapd", "htaccess", "modsec")
 
 

@@ -316,3 +316,15 @@ def test_the_job_stops_on_a_bad_drop_in_with_one_line_and_uses_a_good_one(tmp_pa
     done = run_cli("--sandbox", str(box), "login-failures", "--no-mail")
     assert done.returncode == 1, done.stderr  # blocked: six failures of the site's own wording
     assert "192.0.2.77" in done.stderr + done.stdout
+
+
+def test_every_shipped_rule_file_passes_the_checks_a_drop_in_gets():
+    """The shipped files are loaded without compiling each wording (start-up time); here they
+    get every check an administrator's file gets."""
+    import importlib.resources
+
+    base = importlib.resources.files("nightwarden.jobs.login_failures") / "ruleset"
+    files = sorted(p for p in base.iterdir() if p.name.endswith(".toml"))
+    assert len(files) >= 10
+    for path in files:
+        assert rules.parse_file(path.read_text(), path.name, check_patterns=True)
