@@ -119,3 +119,71 @@ def real_backend(name: str):
     from nightwarden.lib.firewall.iptc import IptcBackend
 
     return IptcBackend(prefix="nwtest")
+
+
+class ListenerProcess:
+    """`nightwarden listen` as systemd runs it: Type=notify (READY=1 awaited), then SIGHUP,
+    SIGTERM, or SIGKILL for a crash."""
+
+    def __init__(self, cfg: Path, tmp_path: Path):
+        import signal as _signal
+
+        self.signal = _signal
+        self.cfg = cfg
+        self.tmp = tmp_path
+        self.notify_path = str(tmp_path / f"notify-{id(self)}.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(10)
+        self.proc = None
+
+    def start(self, *args: str):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
+        env["NOTIFY_SOCKET"] = self.notify_path
+        self.proc = subprocess.Popen(
+            [NIGHTWARDEN, "--config", str(self.cfg), "listen", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.notify.recv(4096).startswith(b"READY=1"), "no READY=1 from the listener"
+        return self
+
+    def stop(self) -> float:
+        import time
+
+        start = time.monotonic()
+        self.proc.send_signal(self.signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        return time.monotonic() - start
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        path = self.tmp / "log" / "nightwarden.log"
+        return path.read_text() if path.exists() else ""
+
+
+def nft_set(name: str = "temp4", table: str = "nwtest") -> set[str]:
+    """The addresses in one of our kernel sets (the test namespace's)."""
+    import json
+
+    out = subprocess.run(["nft", "-j", "list", "set", "inet", table, name], capture_output=True, text=True)
+    if out.returncode:
+        return set()
+    elems = json.loads(out.stdout)["nftables"][1]["set"].get("elem", [])
+    return {e["elem"]["val"] if isinstance(e, dict) else e for e in elems}
+
+
+def wait_for(check, seconds: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()

@@ -34,8 +34,11 @@ def run(ctx) -> Result:
         mode=ctx.args.mode or ctx.config.listener.mode,
         reload_from=(getattr(ctx.args, "config", None), getattr(ctx.args, "sandbox", None)),
     )
+    followers = Followers(make_blocks, listener.responder.submit, ctx.dry_run, not ctx.args.no_mail)
+    listener.on_reload = followers.restart
     listener.install_signals()
     listener.open()
+    followers.start(ctx.config)
     scheduler = None
     if ctx.config.schedule.in_listener:  # the only resident process runs the jobs too
         from nightwarden.lib import schedule
@@ -48,5 +51,52 @@ def run(ctx) -> Result:
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        followers.stop()
         listener.shutdown()
     return Result(0, f"stopped after {listener.hits} probe(s), {listener.responder.blocked} block(s)")
+
+
+class Followers:
+    """What the listener follows besides its ports: the log sources (logins.follow) and the
+    quarantine's directories (quarantine.follow), each in a thread of its own; restarted with
+    the new configuration on SIGHUP."""
+
+    def __init__(self, make_blocks, submit, dry_run: bool, mail: bool):
+        self.make_blocks = make_blocks
+        self.submit = submit
+        self.dry_run = dry_run
+        self.mail = mail
+        self.threads: list = []
+
+    def start(self, config) -> None:
+        from nightwarden.lib.logsetup import get
+
+        from .messages import LoginAlerts
+
+        log = get("listener")
+        if config.logins.follow == "listener":
+            from nightwarden.jobs.login_failures.follow import LogFollower
+
+            send = (
+                (lambda items: self.submit(LoginAlerts(tuple(items)))) if self.mail else (lambda items: None)
+            )
+            self.threads.append(LogFollower(config, self.make_blocks, send, self.dry_run))
+        if config.quarantine.follow:
+            from nightwarden.jobs.quarantine.follow import QuarantineFollower
+
+            self.threads.append(QuarantineFollower(config, self.dry_run, self.mail))
+        for t in self.threads:
+            t.start()
+        for t in self.threads:  # READY=1 means following too: each source read once
+            t.ready.wait(5.0)
+        if self.threads:
+            log.warning("following: %s", ", ".join(t.name for t in self.threads))
+
+    def stop(self) -> None:
+        for t in self.threads:
+            t.stop()
+        self.threads = []
+
+    def restart(self, config) -> None:
+        self.stop()
+        self.start(config)

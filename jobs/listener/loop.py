@@ -91,6 +91,7 @@ class Listener:
         self.outbox: list[Message] = []  # for the responder, handed over after the fast path
         self.unbound: list[tuple] = []  # bait ports busy at start, tried again later
         self.policy = None
+        self.on_reload = None  # called with the new configuration after a reload
         self._configure(config)
 
     def _configure(self, config) -> None:
@@ -444,6 +445,8 @@ class Listener:
             self._rebind()
         self.decided = OrderedDict((k, v) for k, v in self.decided.items() if v == "blocked")
         self.responder.submit(Reload(fresh))
+        if self.on_reload is not None:
+            self.on_reload(fresh)
         log.warning(
             "configuration and lists reloaded: %d bait socket(s), block %s, ttl %d s, trigger %d",
             len(self.sockets) + len(self.raw_sockets),

@@ -36,4 +36,10 @@ class Reload(NamedTuple):
     config: object
 
 
-Message = Probe | BlockRequest | Digest | Reload
+class LoginAlerts(NamedTuple):
+    """Alerts for the blocks the log follower made (the fields of lfd's alert, one per block)."""
+
+    items: tuple[dict, ...]
+
+
+Message = Probe | BlockRequest | Digest | Reload | LoginAlerts

@@ -17,7 +17,7 @@ from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import display
 from nightwarden.lib.portsentry import format_line
 
-from .messages import BlockRequest, Digest, Message, Probe, Reload
+from .messages import BlockRequest, Digest, LoginAlerts, Message, Probe, Reload
 
 log = get("listener")
 # the scan types the loop names, as the JSON of an event's detail (made once, not per probe)
@@ -126,6 +126,9 @@ class Responder(threading.Thread):
                         for p in probes
                     ]
                 )
+        alerts = [a for m in batch if isinstance(m, LoginAlerts) for a in m.items]
+        if alerts:
+            self._login_alerts(alerts)
         for message in batch:
             if isinstance(message, Digest):
                 self._digest(message.lines)
@@ -153,6 +156,29 @@ class Responder(threading.Thread):
             )
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
+
+    def _login_alerts(self, items: list[dict]) -> None:
+        """One mail per block, as the cron job sends; blocks that came together (a second's
+        worth, one batch here) share one mail."""
+        from nightwarden.lib.mail import Mailer
+
+        try:
+            mailer = Mailer(self.config)
+            if len(items) == 1:
+                mailer.alert("alert", items[0])
+                return
+            rows = [f"{a['ip']:<40} {a['service']:<10} {a['text']}" for a in items]
+            mailer.alert(
+                "alerts",
+                {
+                    "count": len(items),
+                    "block": items[0]["block"],
+                    "blocks": "\n".join(rows),
+                    "loglines": "\n".join(a["loglines"] for a in items[:50]),
+                },
+            )
+        except Exception as e:  # mail must never stop the listener
+            log.warning("login-failure alert not sent: %s", e)
 
     def _block(self, probes: list[Probe]) -> None:
         unique: dict[str, Probe] = {}

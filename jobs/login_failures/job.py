@@ -41,6 +41,35 @@ def run(ctx) -> Result:
     if not sources:
         ctx.say("no log source present (see logins.sources)")
         return Result(0, "no log source present")
+    locks, followed = _take(ctx, sources)
+    try:
+        return _run(ctx, [s for s in sources if s not in followed], followed, windows, since, now)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _take(ctx, sources) -> tuple[list, list]:
+    """Each source's lock; a source the listener follows (its lock is held) is its to read."""
+    from nightwarden.lib.errors import BusyError
+
+    from . import reading
+
+    locks, followed = [], []
+    for src in sources:
+        lock = reading.source_lock(ctx.config, src)
+        try:
+            locks.append(lock.acquire())
+        except BusyError as e:
+            ctx.log.info("%s: skipped, %s", src.name, e)
+            followed.append(src)
+    return locks, followed
+
+
+def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Result:
+    from . import reading
+
+    cfg = ctx.config.logins
     scans = [reading.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
     _log_problems(ctx, scans)
     rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
@@ -50,7 +79,7 @@ def run(ctx) -> Result:
     blocked, skipped = _block(ctx, due)
     if blocked and cfg.alert and not getattr(ctx.args, "no_mail", False):
         for item in blocked:
-            _alert(ctx, scans, windows, *item)
+            _alert(ctx, scans, *item)
     problems = [s.error for s in scans if s.error]
     lines = sum(s.tally.lines for s in scans)
     summary = (
@@ -58,6 +87,7 @@ def run(ctx) -> Result:
         f", {len(blocked)} blocked"
         + (f", {len(skipped)} allowed/ignored" if skipped else "")
         + (f"; {len(problems)} source problem(s)" if problems else "")
+        + (f"; {len(followed)} source(s) followed by the listener" if followed else "")
     )
     ctx.say(summary)
     return Result(1 if blocked else 0, summary, {"blocked": [b[1] for b in blocked], "problems": problems})
@@ -154,31 +184,13 @@ def _block(ctx, due: list) -> tuple[list, list]:
     return blocked, skipped
 
 
-def _alert(
-    ctx, scans, windows: dict, service: str, addr: str, failures: int, first: float, last: float
-) -> None:
-    """lfd's alert: IP, service, failures, interval, how it is blocked, the log lines."""
+def _alert(ctx, scans, service: str, addr: str, failures: int, first: float, last: float) -> None:
+    """lfd's alert, with the log lines that name the address."""
     from . import reading
+    from .follow import alert_fields
 
-    cfg = ctx.config.logins
     text = []
     for s in scans:
         for raw in (addr.encode(), f"::ffff:{addr}".encode()):
-            text += reading.sample_lines(s, raw, cfg.alert_lines)
-    clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t))  # noqa: E731
-    ctx.mailer.alert(
-        "alert",
-        {
-            "ip": addr,
-            "service": service,
-            "count": failures,
-            "text": f"{failures} failures from {clock(first)} to {clock(last)}",
-            "interval": windows.get(service, cfg.interval),
-            "block": (
-                f"temporary, {cfg.block_ttl} s (escalates after {ctx.config.blocks.perm_block_count} blocks)"
-                if cfg.block_ttl
-                else "until purged"
-            ),
-            "loglines": "\n".join(text[-cfg.alert_lines :]) or "(not available)",
-        },
-    )
+            text += reading.sample_lines(s, raw, ctx.config.logins.alert_lines)
+    ctx.mailer.alert("alert", alert_fields(ctx.config, service, addr, failures, first, last, text))

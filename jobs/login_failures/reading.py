@@ -49,6 +49,17 @@ class SourceScan:
         return sum(getattr(p, "overlong", 0) for p in self.parts)
 
 
+def source_lock(config, source: Source):
+    """The lock whoever reads the source holds (the cron job for a run, the listener while it
+    follows): one reader at a time, so a line is counted once."""
+    import hashlib
+
+    from nightwarden.lib.lock import LockFile
+
+    digest = hashlib.sha256(source.key.encode()).hexdigest()[:16]
+    return LockFile(config.run_dir / "logins" / f"{digest}.lock", f"reading {source.name}")
+
+
 def configured(config) -> list[Source]:
     """The file sources that exist, then the journal when configured or needed."""
     cfg = config.logins
@@ -148,9 +159,12 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
         return out
     try:
         plan = sources.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
-        out.fmt = _format(source)
-        out.lost = plan.lost
-        _scan_parts(source, out, plan.parts, cfg.resolution, False)
+        try:
+            out.fmt = _format(source)
+            out.lost = plan.lost
+            _scan_parts(source, out, plan.parts, cfg.resolution, False)
+        finally:
+            plan.close()
         out.cursor = sources.cursor_after(source.path, plan.parts[-1])
         out.cursor["conns"] = out.tally.state()
     except (NightwardenError, OSError) as e:

@@ -45,6 +45,10 @@ class LoginSettings(Section):
             LogSource(path="/var/log/exim4/mainlog", format="exim", services=["smtpauth"]),
         ]
     )
+    # "listener": the resident listener follows every source (inotify, `journalctl --follow`)
+    # and blocks within a second; the cron job then reads only the sources the listener does
+    # not hold (it takes over when the listener is down). "cron": only the job reads them.
+    follow: Literal["listener", "cron"] = "listener"
     # Drop-in detection rules (*.toml, README "Detection rules"): "" = <config dir>/rules.d
     rules_dir: str = ""
     # The journal: "auto" = when no file source for sshd exists (Debian 12 without rsyslog),

@@ -33,6 +33,7 @@ log = get("logs")
 CHUNK = 4 << 20
 HEAD = 1024
 MAX_LINE = 64 << 10  # a longer "line" is counted and skipped, never held whole in memory
+KNOWN = 20  # rotated files whose first lines a cursor on an empty file remembers
 TAIL = 256  # the bytes before a cursor's offset that must still be there at the next run
 
 
@@ -47,12 +48,36 @@ class Part:
     mtime: float = 0.0
     end: int | None = None
     overlong: int = 0  # lines longer than MAX_LINE, skipped
+    # the current file as plan() examined it: read through this descriptor, so a rotation
+    # between the plan and the read cannot swap the file under it
+    fd: int | None = None
+    seen: dict | None = None  # dev, ino, head, tail of what was read (the current part)
 
 
 @dataclass
 class Plan:
     parts: list[Part]
     lost: str = ""  # why lines may be missing (the old file was not found)
+
+    def close(self) -> None:
+        """Descriptors of parts that were not read."""
+        for part in self.parts:
+            if part.fd is not None:
+                os.close(part.fd)
+                part.fd = None
+
+
+def _head_of(fd: int) -> str:
+    first = os.pread(fd, HEAD, 0)
+    newline = first.find(b"\n")
+    if newline >= 0:
+        first = first[: newline + 1]
+    return hashlib.sha256(first).hexdigest()[:32] if first else ""
+
+
+def _tail_of(fd: int, offset: int) -> str:
+    start = max(0, offset - TAIL)
+    return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()[:32]
 
 
 def _open(path: Path) -> int:
@@ -131,7 +156,8 @@ def siblings(path: Path) -> list[Path]:
 
 
 def plan(path: Path, cursor: dict | None) -> Plan:
-    """What to read this run: the old file's rest, newer rotated copies, the current file."""
+    """What to read this run: the old file's rest, newer rotated copies, the current file
+    (opened here: the caller reads it, or calls Plan.close)."""
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
@@ -142,17 +168,47 @@ def plan(path: Path, cursor: dict | None) -> Plan:
         raise DataError(f"{path}: is a symlink; refusing to follow it")
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"{path}: not a regular file; refused")
-    head = head_hash(path)
-    here = Part(path, 0, True, st.st_mtime)
+    try:
+        fd, st = open_regular(path, "log")
+    except FileNotFoundError:
+        raise NoInputError(f"{path}: no such log file") from None
+    try:
+        return _plan(path, fd, st, cursor)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
+    here = Part(path, 0, True, st.st_mtime, fd=fd)
     if not cursor:
         return Plan([here])
+    head = _head_of(fd)
     same_file = (st.st_dev, st.st_ino) == (cursor.get("dev"), cursor.get("ino"))
     offset = cursor.get("offset", 0)
+    # a cursor taken on an empty file has no first line to compare: the inode says it
+    was_empty = not cursor.get("head") and offset == 0
+    if was_empty and "known" in cursor:
+        # renamed, or copied and truncated since (maybe twice, maybe compressed): the rotated
+        # files whose first line none had when the cursor was taken hold only new lines (a
+        # file compressed later keeps its first line)
+        known = set(cursor.get("known", ()))
+        copies = []
+        for s in siblings(path):
+            try:
+                sst = os.stat(s, follow_symlinks=False)
+            except OSError:
+                continue
+            first = head_hash(s)
+            if first and first not in known and sst.st_ino != st.st_ino:
+                copies.append(Part(s, 0, False, sst.st_mtime))
+        return Plan([*reversed(copies), here])
     # the same inode and first line, not shorter, and the bytes before the offset still the
     # same: truncated in place and written again (a first line like the old one) is not
-    untouched = "tail" not in cursor or tail_hash(path, offset) == cursor["tail"]
+    untouched = "tail" not in cursor or (st.st_size >= offset and _tail_of(fd, offset) == cursor["tail"])
     if same_file and head == cursor.get("head") and st.st_size >= offset and untouched:
-        return Plan([Part(path, offset, True, st.st_mtime)])
+        here.start = offset
+        return Plan([here])
     sibs = siblings(path)
     old = None
     for i, s in enumerate(sibs):
@@ -180,7 +236,8 @@ def plan(path: Path, cursor: dict | None) -> Plan:
 def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
     """(text, offset of its first byte): whole lines only; a rotated file's last line is
     whole even without its newline. part.end is set to the offset after the last line."""
-    fd = _open(part.path)
+    fd = part.fd if part.fd is not None else _open(part.path)
+    part.fd = None
     with os.fdopen(fd, "rb") as raw:
         f = gzip.GzipFile(fileobj=raw) if _is_gz(part.path) else raw
         pos = 0
@@ -221,23 +278,38 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
             if rest and not part.current:
                 yield rest + b"\n", pos
                 pos += len(rest)
+            if part.current and not _is_gz(part.path):
+                st = os.fstat(fd)
+                part.seen = {
+                    "dev": st.st_dev,
+                    "ino": st.st_ino,
+                    "head": _head_of(fd),
+                    "tail": _tail_of(fd, pos),
+                }
         except (OSError, EOFError) as e:
             raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
     part.end = pos
 
 
 def cursor_after(path: Path, part: Part) -> dict:
-    """The cursor for the current file once `part` (its current part) was read."""
-    st = os.stat(path, follow_symlinks=False)
+    """The cursor for the current file once `part` (its current part) was read: the file
+    that was read, even if it was rotated meanwhile."""
     offset = part.end if part.end is not None else part.start
-    return {
-        "dev": st.st_dev,
-        "ino": st.st_ino,
-        "offset": offset,
-        "head": head_hash(path),
-        "tail": tail_hash(path, offset),
-        "time": time.time(),
-    }
+    if part.seen is not None:
+        cursor = {**part.seen, "offset": offset, "time": time.time()}
+    else:
+        st = os.stat(path, follow_symlinks=False)
+        cursor = {
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+            "offset": offset,
+            "head": head_hash(path),
+            "tail": tail_hash(path, offset),
+            "time": time.time(),
+        }
+    if offset == 0 and not cursor["head"]:  # an empty file: what a later copy is told from
+        cursor["known"] = [h for h in (head_hash(s) for s in siblings(path)[:KNOWN]) if h]
+    return cursor
 
 
 # -- the journal ---------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def run(ctx) -> Result:
     return {"sweep": sweep, "list": list_entries, "show": show_entry, "restore": restore}[action](ctx)
 
 
-def sweep(ctx) -> Result:
+def sweep(ctx, only: dict | None = None) -> Result:
+    """The sweep; `only`: {root: top-level names} to look at (the listener's sweep on arrival)."""
     from . import ignore
     from .archive import Quarantine, shown
     from .settings import ignore_files, watched_dirs
@@ -55,7 +56,7 @@ def sweep(ctx) -> Result:
     handler = Quarantine(ctx.config, ctx.state, report_only, ctx.dry_run)
     walker = Sweep(qcfg, rules, handler)
     try:
-        stats = walker.run(watched_dirs(ctx.config))
+        stats = walker.run(watched_dirs(ctx.config), only)
     finally:
         handler.close()
     records = handler.outcome.records
@@ -97,7 +98,9 @@ def sweep(ctx) -> Result:
                     reason="; ".join(r.finding.reasons),
                     action=r.action,
                 )
-    return Result(1 if records else 0, summary)
+    return Result(
+        1 if records else 0, summary, {"findings": lines, "archive": handler.outcome.archive or "-"}
+    )
 
 
 def list_entries(ctx) -> Result:

@@ -48,6 +48,10 @@ class QuarantineSettings(Section):
         "r57shell",
         "wso.php",
     )
+    # the resident listener watches the directories (inotify) and sweeps what arrives within
+    # a second; the scheduled sweep stays as the safety net
+    follow: bool = False
+    follow_delay: Annotated[float, msgspec.Meta(ge=0.0, le=5.0)] = 0.1  # quiet time before a sweep
     max_files: Count = 1000  # per sweep; the rest are reported
     max_size: Count = 52428800  # larger files are reported and made unreadable
     max_depth: Annotated[int, msgspec.Meta(ge=1, le=200)] = 64  # levels entered (the walk recurses)

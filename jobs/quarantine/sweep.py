@@ -110,12 +110,18 @@ class Sweep:
         self.handler = handler
         self.stats = SweepStats()
         self.deadline = 0.0
+        self._top: set[str] | None = None  # the top-level names to look at (None: all)
 
-    def run(self, roots: list[Path]) -> SweepStats:
+    def run(self, roots: list[Path], only: dict[Path, set[str]] | None = None) -> SweepStats:
+        """Walk the roots; with `only`, just the named top-level entries of each root in it
+        (what arrived there: the listener's sweep on arrival), the rest of the walk the same."""
         self.deadline = time.monotonic() + self.cfg.time_limit
         self.handler.begin(self.deadline)
         seen: set[tuple[int, int]] = set()
         for root in roots:
+            self._top = None if only is None else only.get(root)
+            if only is not None and not self._top:
+                continue
             try:
                 fd = os.open(root, OPEN_DIR)
             except FileNotFoundError:
@@ -145,7 +151,7 @@ class Sweep:
         self.stats.dirs += 1
         try:
             with os.scandir(dfd) as it:
-                names = sorted(e.name for e in it)
+                names = sorted(e.name for e in it if depth or self._top is None or e.name in self._top)
         except OSError as e:
             self.stats.skipped.append(f"{dpath.decode(errors='replace')}: cannot list ({e.strerror})")
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NIGHTWARDEN, need, write_config
+from helpers import ListenerProcess, need, nft_set, wait_for, write_config
 from nightwarden.lib.state import State
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns, pytest.mark.root]
@@ -22,67 +22,27 @@ BAIT_TCP = [1, 11, 15, 79, 111, 119, 143, 540, 635, 1080]
 BAIT_UDP = [1, 7, 9, 69, 161, 162]
 
 
-class Running:
-    """`nightwarden listen` as systemd would run it: Type=notify, then SIGHUP, SIGTERM."""
+class Running(ListenerProcess):
+    """The listener on the test's bait ports."""
 
     def __init__(self, tmp_path: Path, extra: str = "", mode: str = "connect"):
-        self.tmp = tmp_path
-        self.cfg = write_config(
+        cfg = write_config(
             tmp_path,
             f'backend = "nftables"\n\n[listener]\nmode = "{mode}"\n'
             f"tcp_ports = {BAIT_TCP}\nudp_ports = {BAIT_UDP}\n"
             f'bind4 = "127.0.0.1"\nipv6 = false\n' + extra,
         )
-        self.notify_path = str(tmp_path / "notify.sock")
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(self.notify_path)
-        self.notify.settimeout(10)
-        self.proc = None
+        super().__init__(cfg, tmp_path)
 
     def start(self) -> Running:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
-        env["NOTIFY_SOCKET"] = self.notify_path
-        self.proc = subprocess.Popen(
-            [NIGHTWARDEN, "--config", str(self.cfg), "listen", "--no-mail"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.notify.recv(4096).startswith(b"READY=1"), "no READY=1 from the listener"
-        return self
-
-    def stop(self) -> float:
-        start = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=10)
-        return time.monotonic() - start
-
-    def log(self) -> str:
-        path = self.tmp / "log" / "nightwarden.log"
-        return path.read_text() if path.exists() else ""
+        return super().start("--no-mail")
 
     def events(self) -> list:
         return State(self.tmp / "state" / "state.db").events(kind="scan")
 
 
 def blocked() -> set[str]:
-    out = subprocess.run(
-        ["nft", "-j", "list", "set", "inet", "nwtest", "temp4"], capture_output=True, text=True
-    )
-    if out.returncode:
-        return set()
-    elems = json.loads(out.stdout)["nftables"][1]["set"].get("elem", [])
-    return {e["elem"]["val"] if isinstance(e, dict) else e for e in elems}
-
-
-def wait_for(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
+    return nft_set("temp4")
 
 
 def nmap(*args: str) -> None:

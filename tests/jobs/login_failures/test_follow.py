@@ -1,0 +1,201 @@
+"""The listener following the auth log (logins.follow = "listener"): blocks within a second,
+shares cursors and a per-source lock with the cron job (a line is counted once whoever reads
+it), and follows rotation by real logrotate. Real nftables in a private namespace; attackers
+are 127.x addresses."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import ListenerProcess, need, nft_set, run_cli, wait_for, write_config
+from nightwarden.lib.state import State
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.peer]
+LIMIT = 5
+
+
+def stamp(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+
+
+def failures(address: str, count: int, pid: int = 3000) -> str:
+    """`count` failed passwords from `address`, one connection each, stamped now."""
+    t = stamp(time.time())
+    return "".join(
+        f"{t} web1 sshd[{pid + i}]: Failed password for root from {address} port {40000 + i} ssh2\n"
+        for i in range(count)
+    )
+
+
+def append(path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def setup(tmp_path, netns):
+    need("nft")
+    log = tmp_path / "logs" / "auth.log"
+    log.parent.mkdir()
+    log.write_text("")
+    cfg = write_config(
+        tmp_path,
+        f"""backend = "nftables"
+
+[listener]
+tcp_ports = [1]
+udp_ports = []
+bind4 = "127.0.0.1"
+ipv6 = false
+
+[logins]
+sources = [{{path = "{log}", format = "rfc3164", services = ["sshd"]}}]
+journal = "no"
+limits = {{sshd = {LIMIT}}}
+block_ttl = 600
+
+[mail]
+transport = "mbox"
+mbox = "{tmp_path}/mbox"
+""",
+    )
+    made = []
+
+    def start() -> ListenerProcess:
+        run = ListenerProcess(cfg, tmp_path).start()
+        made.append(run)
+        return run
+
+    yield cfg, log, start
+    for run in made:
+        if run.proc and run.proc.poll() is None:
+            run.proc.kill()
+
+
+def attempts(tmp_path, address: str) -> int:
+    db = State(tmp_path / "state" / "state.db")
+    try:
+        rows = db.db.execute("SELECT SUM(count) FROM login_attempts WHERE address = ?", (address,)).fetchone()
+        return rows[0] or 0
+    finally:
+        db.close()
+
+
+def saved_offset(tmp_path, log) -> int | None:
+    db = State(tmp_path / "state" / "state.db")
+    try:
+        cursor = db.get_cursor(f"logins:{log}")
+    finally:
+        db.close()
+    return (cursor or {}).get("offset")
+
+
+def test_the_listener_blocks_within_a_second_of_the_line_that_reached_the_limit(setup, tmp_path):
+    cfg, log, start = setup
+    run = start()
+    append(log, failures("127.3.0.1", LIMIT - 1))
+    time.sleep(0.5)
+    assert "127.3.0.1" not in nft_set()
+    written = time.monotonic()
+    append(log, failures("127.3.0.1", 1, pid=4000))
+    assert wait_for(lambda: "127.3.0.1" in nft_set(), 2.0)
+    assert time.monotonic() - written < 1.0
+    # the block row, its source and the alert with lfd's fields
+    assert wait_for(
+        lambda: bool(run_cli("--config", str(cfg), "grep", "127.3.0.1").stdout.count("login-failures"))
+    )
+    assert wait_for(lambda: (tmp_path / "mbox").exists() and len(mailbox.mbox(tmp_path / "mbox")) == 1)
+    body = mailbox.mbox(tmp_path / "mbox")[0].get_payload()[0].get_payload()
+    assert "IP:           127.3.0.1" in body and "Service:      sshd" in body and "Failed password" in body
+    # the cron job leaves the source to the listener
+    out = run_cli("--config", str(cfg), "login-failures", "--no-mail")
+    assert "1 source(s) followed by the listener" in out.stdout
+    assert run.stop() < 3.0
+
+
+def test_a_burst_between_two_events_is_counted_whole(setup):
+    cfg, log, start = setup
+    run = start()
+    os.kill(run.proc.pid, signal.SIGSTOP)  # the events pile up: one read finds them all
+    burst = "".join(
+        failures(f"127.4.{i // 250}.{i % 250 + 1}", LIMIT, pid=10000 + i * 10) for i in range(300)
+    )
+    append(log, burst)
+    for i in range(200):  # and many small writes, each an event of its own
+        append(log, failures(f"127.4.9.{i + 1}", 1, pid=20000 + i))
+    os.kill(run.proc.pid, signal.SIGCONT)
+    expected = {f"127.4.{i // 250}.{i % 250 + 1}" for i in range(300)}
+    assert wait_for(lambda: expected <= nft_set(), 10.0)
+
+
+def test_killed_mid_stream_the_job_takes_over_then_the_listener_again_nothing_twice(setup, tmp_path):
+    cfg, log, start = setup
+    run = start()
+    append(log, failures("127.5.0.1", 3) + failures("127.5.0.2", 4, pid=5000))
+    size = log.stat().st_size
+    assert wait_for(lambda: saved_offset(tmp_path, log) == size, 5.0)
+    run.kill()  # -9: no goodbye, the lock goes with the process
+    append(log, failures("127.5.0.1", 2, pid=6000))
+    out = run_cli("--config", str(cfg), "login-failures", "--no-mail")
+    assert out.returncode == 1, out.stdout + out.stderr  # it blocked
+    blocked = nft_set()
+    assert "127.5.0.1" in blocked  # 3 read by the listener + 2 by the job
+    assert "127.5.0.2" not in blocked  # 4, not 8: the lines the listener read were not read again
+    assert attempts(tmp_path, "127.5.0.2") == 4
+    start()  # back: it reads on from the job's cursor
+    append(log, failures("127.5.0.2", 1, pid=7000))
+    assert wait_for(lambda: "127.5.0.2" in nft_set(), 3.0)
+
+
+ROTATIONS = {
+    "create": "create 0640 root root",
+    "copytruncate": "copytruncate",
+    "compress": "create 0640 root root\n    compress",
+}
+
+
+@pytest.mark.parametrize("how", ["create", "copytruncate", "compress", "twice"])
+def test_rotation_while_following_loses_and_repeats_nothing(setup, tmp_path, how):
+    need("logrotate")
+    cfg, log, start = setup
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(f"{log} {{\n    rotate 5\n    {ROTATIONS.get(how, ROTATIONS['create'])}\n}}\n")
+    state = tmp_path / "logrotate.state"
+    run = start()
+    rotate = ["logrotate", "-f", "-s", str(state), str(conf)]
+    # each address's lines straddle the rotation(s), all written while the listener is
+    # stopped: it finds them only once everything has moved
+    os.kill(run.proc.pid, signal.SIGSTOP)
+    append(log, failures("127.6.0.1", 2) + failures("127.6.0.2", 2, pid=5000))
+    subprocess.run(rotate, check=True)
+    append(log, failures("127.6.0.1", 2, pid=6000) + failures("127.6.0.2", 2, pid=6500))
+    if how == "twice":
+        subprocess.run(rotate, check=True)
+    append(log, failures("127.6.0.1", 1, pid=7000))
+    os.kill(run.proc.pid, signal.SIGCONT)
+    assert wait_for(lambda: "127.6.0.1" in nft_set(), 5.0)  # 2 + 2 + 1
+    time.sleep(1.5)  # the attempts are written within a second
+    assert "127.6.0.2" not in nft_set()
+    assert attempts(tmp_path, "127.6.0.2") == 4  # exactly: nothing lost, nothing read twice
+
+
+def test_dry_run_follows_but_blocks_and_writes_nothing(setup, tmp_path):
+    cfg, log, start = setup
+    run = ListenerProcess(cfg, tmp_path).start("--dry-run", "--no-mail")
+    try:
+        append(log, failures("127.7.0.1", LIMIT + 2))
+        assert wait_for(lambda: "dry run: would block 127.7.0.1" in run.log(), 3.0)
+        assert "127.7.0.1" not in nft_set()
+        assert saved_offset(tmp_path, log) is None
+        # a dry run keeps no lock: the job still reads the source
+        out = run_cli("--config", str(cfg), "login-failures", "--no-mail", "--dry-run")
+        assert "followed by the listener" not in out.stdout
+    finally:
+        run.stop()
