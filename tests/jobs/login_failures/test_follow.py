@@ -199,3 +199,97 @@ def test_dry_run_follows_but_blocks_and_writes_nothing(setup, tmp_path):
         assert "followed by the listener" not in out.stdout
     finally:
         run.stop()
+
+
+FAKE_JOURNALCTL = """#!{python}
+# journalctl -o json as far as the listener uses it: --after-cursor, --since, --follow
+import json, sys, time
+args = sys.argv[1:]
+after = args[args.index("--after-cursor") + 1] if "--after-cursor" in args else None
+seen, done = after is None, 0
+while True:
+    with open({data!r}) as f:
+        lines = f.read().splitlines()
+    for line in lines[done:]:
+        if not seen:
+            seen = json.loads(line)["__CURSOR"] == after
+            continue
+        print(line, flush=True)
+    done = len(lines)
+    if "--follow" not in args:
+        break
+    time.sleep(0.02)
+"""
+
+
+def test_the_journal_is_followed_from_its_cursor_with_its_trust_rules(tmp_path, netns):
+    import json
+    import sys
+
+    need("nft")
+    data = tmp_path / "journal.json"
+    data.write_text("")
+    script = tmp_path / "journalctl"
+    script.write_text(FAKE_JOURNALCTL.format(python=sys.executable, data=str(data)))
+    script.chmod(0o755)
+    cfg = write_config(
+        tmp_path,
+        f"""backend = "nftables"
+
+[listener]
+tcp_ports = [1]
+udp_ports = []
+bind4 = "127.0.0.1"
+ipv6 = false
+
+[logins]
+sources = []
+journal = "yes"
+journal_command = ["{script}"]
+limits = {{sshd = {LIMIT}}}
+""",
+    )
+    serial = iter(range(1, 1000))
+
+    def entries(address: str, count: int, forged: bool = False) -> None:
+        with open(data, "a") as f:
+            for _ in range(count):
+                n = next(serial)
+                e = {
+                    "__CURSOR": f"s={n}",
+                    "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6)),
+                    "SYSLOG_IDENTIFIER": "sshd",
+                    "_COMM": "sshd",
+                    "_PID": str(1000 + n),
+                    "_UID": "1000" if forged else "0",
+                    "_SYSTEMD_UNIT": "user@1000.service" if forged else "ssh.service",
+                    "MESSAGE": f"Failed password for root from {address} port {n} ssh2",
+                }
+                f.write(json.dumps(e) + "\n")
+
+    run = ListenerProcess(cfg, tmp_path).start("--no-mail")
+    entries("127.8.0.9", 10, forged=True)  # a user's own "sshd": reported, never counted
+    entries("127.8.0.1", 4)
+    entries("127.8.0.2", 3)
+    assert wait_for(lambda: (saved_cursor(tmp_path) or {}).get("cursor") == "s=17", 5.0)
+    run.kill()
+    entries("127.8.0.1", 1)
+    entries("127.8.0.2", 1)
+    again = ListenerProcess(cfg, tmp_path).start("--no-mail")
+    try:
+        assert wait_for(lambda: "127.8.0.1" in nft_set(), 5.0)  # 4 + 1
+        time.sleep(1.0)
+        blocked = nft_set()
+        assert "127.8.0.2" not in blocked  # 3 + 1: the entries before the cursor not read twice
+        assert "127.8.0.9" not in blocked
+        assert "journal: forged entry" in again.log()
+    finally:
+        again.stop()
+
+
+def saved_cursor(tmp_path) -> dict | None:
+    db = State(tmp_path / "state" / "state.db")
+    try:
+        return db.get_cursor("logins:journal")
+    finally:
+        db.close()

@@ -1,0 +1,101 @@
+"""Quarantine on arrival (quarantine.follow = true): the listener's inotify watch sweeps what
+arrives within a second, with the job's own checks and archive, and waits for the scheduled
+sweep's lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ListenerProcess, wait_for, write_config
+from nightwarden.lib.lock import LockFile
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+NOBODY = 65534
+ELF = Path("/bin/true").read_bytes()
+
+
+@pytest.fixture
+def following(tmp_path, netns):
+    watched = tmp_path / "watch"
+    watched.mkdir()
+    watched.chmod(0o1777)
+    cfg = write_config(
+        tmp_path,
+        f"""backend = "dryrun"
+
+[listener]
+tcp_ports = [1]
+udp_ports = []
+bind4 = "127.0.0.1"
+ipv6 = false
+
+[logins]
+follow = "cron"
+
+[quarantine]
+dirs = ["{watched}"]
+follow = true
+""",
+    )
+    run = ListenerProcess(cfg, tmp_path).start("--no-mail")
+    yield watched, cfg
+    if run.proc.poll() is None:
+        run.stop()
+
+
+def drop(path: Path, data: bytes, mode: int = 0o644) -> float:
+    """A file written by nobody, as an attacker would; when it was closed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchown(fd, NOBODY, NOBODY)
+    os.write(fd, data)
+    os.close(fd)
+    return time.monotonic()
+
+
+def archived(tmp_path: Path) -> str:
+    tars = sorted((tmp_path / "state" / "quarantine").glob("*.tar"))
+    return "".join(
+        subprocess.run(["tar", "-tf", str(t)], capture_output=True, text=True).stdout for t in tars
+    )
+
+
+def test_a_dropped_file_is_quarantined_within_a_second(following, tmp_path):
+    watched, _ = following
+    closed = drop(watched / "upload.php", b"<?php system($_GET['c']); ?>\n")
+    assert wait_for(lambda: not (watched / "upload.php").exists(), 3.0)
+    assert time.monotonic() - closed < 1.0
+    assert wait_for(lambda: "upload.php" in archived(tmp_path), 2.0)
+    # a new directory tree made at once, a binary at its bottom: the new directories are
+    # watched as they come, and what was written before the watch is swept with its top
+    os.makedirs(watched / ".x" / "a" / "b")
+    drop(watched / ".x" / "a" / "b" / "kworker", ELF, 0o755)
+    assert wait_for(lambda: not (watched / ".x" / "a" / "b" / "kworker").exists(), 3.0)
+    # a harmless name first, renamed to a script's later: the rename is an event too
+    drop(watched / "page.txt", b"<?php eval($_POST['x']); ?>\n")
+    time.sleep(0.5)
+    assert (watched / "page.txt").exists()
+    os.rename(watched / "page.txt", watched / "page.php")
+    assert wait_for(lambda: not (watched / "page.php").exists(), 3.0)
+    # a harmless file stays
+    drop(watched / "readme.txt", b"hello\n")
+    time.sleep(1.0)
+    assert (watched / "readme.txt").exists()
+
+
+def test_what_arrives_during_the_scheduled_sweep_waits_for_its_lock(following, tmp_path):
+    watched, cfg = following
+    lock = LockFile(tmp_path / "run" / "quarantine.lock", "job quarantine").acquire()
+    try:
+        drop(watched / "x.sh", b"#!/bin/sh\nrm -rf /\n", 0o755)
+        time.sleep(1.0)
+        assert (watched / "x.sh").exists()  # the job holds the lock: no second sweep beside it
+    finally:
+        lock.release()
+    assert wait_for(lambda: not (watched / "x.sh").exists(), 3.0)
