@@ -88,11 +88,16 @@ test: debs $(BIN)/nightwarden lint
 test-quick: $(BIN)/nightwarden lint
 	$(BIN)/python -m pytest -q -m "not root and not netns and not peer and not slow" $(PYTEST_ARGS)
 
-# The peers the benchmarks compare with.
-BENCH_DEBS := aide portsentry fail2ban util-linux
+# The peers the benchmarks compare with (command:package): each missing one is installed,
+# and the benchmarks stop with an error when one cannot be had.
+BENCH_PEERS := aide:aide portsentry:portsentry fail2ban-regex:fail2ban fail2ban-server:fail2ban taskset:util-linux
 bench-debs:
-	@if [ "$$(id -u)" = 0 ] && ! command -v fail2ban-regex >/dev/null; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BENCH_DEBS); fi
+	@missing=""; for pair in $(BENCH_PEERS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "benchmark peers missing:$$missing (install them as root)"; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	    || { echo "cannot install the benchmark peers:$$missing"; exit 1; }; fi
 
 bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/cli_startup.py
@@ -104,6 +109,7 @@ bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/quarantine.py
 	$(BIN)/python bench/integrity.py
 	$(BIN)/python bench/listener.py
+	$(BIN)/python bench/realtime.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/lists.py
 

@@ -33,6 +33,15 @@ def private_namespace():
         os.close(original)
 
 
+def need_peer(*commands: str) -> None:
+    """Every peer runs beside ours: a missing one stops the benchmark (make bench-debs)."""
+    import shutil
+
+    for cmd in commands:
+        if shutil.which(cmd, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            sys.exit(f"{cmd} is missing: `make bench-debs` installs the benchmarks' peers")
+
+
 def bench_config(tmp: str, extra: str = ""):
     """A configuration with every path in tmp and the table/chain/sets named nwbench."""
     from nightwarden.jobs import load_config

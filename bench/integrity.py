@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import NW, timed  # noqa: E402
+from common import NW, need_peer, timed  # noqa: E402
 
 FINDINGS = (0, 1, 4, 5, 7)  # nightwarden's and aide's exit bits for what they found
 
@@ -132,6 +132,7 @@ def main() -> None:
         [NW, "--config", str(cfg), "-q", "integrity", "check", "--quick", "--no-mail"], env, ok=FINDINGS
     )
     rows.append(("nightwarden check --quick (weaker)", t, rss))
+    need_peer("aide")
     aide = shutil.which("aide")
     if aide:
         t, rss, _ = timed([aide, f"--config={aide_conf}", "--init"], ok=FINDINGS)

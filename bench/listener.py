@@ -30,7 +30,7 @@ from pathlib import Path
 from nightwarden.lib.firewall import libnft
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import NW, private_namespace  # noqa: E402
+from common import NW, need_peer, private_namespace  # noqa: E402
 
 # the listener's default bait ports, given to PortSentry too: both watch the same ports
 from nightwarden.jobs.listener.settings import ListenerSettings  # noqa: E402
@@ -100,6 +100,7 @@ class Nightwarden:
             f'protect_loopback = false\nname = "nwbench"\n[blocks]\nperm_block_count = 0\n'
             f'temp_limit = 100000\n[listener]\nmode = "{mode}"\nbind4 = "127.0.0.1"\nipv6 = false\n'
             f'log_lines_per_second = 5\n[mail]\ntransport = "none"\n'
+            '[logins]\nfollow = "cron"\n'
         )
         self.proc = None
 
@@ -419,11 +420,9 @@ def main() -> None:
         sys.exit("bench/listener.py needs root (private network namespaces, raw sockets)")
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    have_ps = shutil.which("portsentry") is not None
+    need_peer("portsentry")
     for mode in ("connect", "advanced"):
-        results = {"nightwarden": run_tool(Nightwarden, mode)}
-        if have_ps:
-            results["portsentry"] = run_tool(PortSentry, mode)
+        results = {"nightwarden": run_tool(Nightwarden, mode), "portsentry": run_tool(PortSentry, mode)}
         print(f"\nListener, {mode} mode (portsentry {'-tcp' if mode == 'connect' else '-atcp'})")
         rows = [
             ("first probe to block, p50 (ms)", "p50", "{:.2f}"),

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import NW, timed  # noqa: E402
+from common import NW, need_peer, timed  # noqa: E402
 
 ROOT = Path(os.environ.get("NW_BENCH_DIR", "/var/tmp/nightwarden-bench-logs"))
 LINES = int(os.environ.get("NW_BENCH_LINES", 1_000_000))
@@ -89,6 +89,7 @@ def main() -> None:
     rate = d["lines"] / d["seconds"]
 
     # fail2ban-regex with Debian's sshd filter
+    need_peer("fail2ban-regex")
     f2b = shutil.which("fail2ban-regex")
     if f2b:
         f2b_out = ROOT / "fail2ban-regex.txt"

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import timed  # noqa: E402
+from common import need_peer, timed  # noqa: E402
 
 ROOT = Path(os.environ.get("NW_BENCH_DIR", "/var/tmp/nightwarden-bench-mixed"))
 ONE_CORE = ["taskset", "-c", "0"] if shutil.which("taskset") else []
@@ -218,6 +218,8 @@ def main() -> None:
     d, rss = best
     wrong = sum(1 for k in set(truth) | set(d["counts"]) if truth.get(k) != d["counts"].get(k))
     f2b_s = f2b_matched = 0.0
+    if "--no-peer" not in sys.argv:
+        need_peer("fail2ban-regex")
     f2b = shutil.which("fail2ban-regex") if "--no-peer" not in sys.argv else None
     if f2b:
         for name, filters in F2B.items():

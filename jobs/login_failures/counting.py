@@ -77,13 +77,17 @@ class Tally:
             self.pre_addr_old, self.pre_addr = self.pre_addr, {}
             self.conns_since = now
 
-    def state(self) -> dict:
-        """sshd connections to carry over to the next run (JSON-able)."""
+    def state(self, limit: int | None = None) -> dict:
+        """sshd connections to carry over to the next run (JSON-able); with `limit`, the most
+        recently opened ones only (the listener saves this every second: a flood's tens of
+        thousands of connections would make each save hold the interpreter for tens of ms)."""
         out = {}
         for failed, pre in ((self.conns_old, self.conns_old_pre), (self.conns, self.conns_pre)):
             for key in failed.keys() | pre:
                 pid, raw = key
                 out[f"{pid.decode()} {raw.decode('ascii', 'replace')}"] = [failed.get(key, 0), key in pre]
+        if limit is not None and len(out) > limit:
+            out = dict(list(out.items())[-limit:])
         return {"since": self.conns_since, "conns": out}
 
     def restore(self, saved: dict | None) -> None:

@@ -33,13 +33,14 @@ from . import counting, reading, rules, sources
 from .store import AttemptStore
 
 log = get("logins")
-CHUNK = 64 << 10  # one findall holds the GIL: short, so the listener's probe loop never waits long
+CHUNK = 32 << 10  # one findall holds the GIL: short, so the listener's probe loop never waits long
 MIN_GAP = 0.01  # seconds between two reads of one source: a stream of events is read in batches
 POLL = 2.0  # each file is looked at this often without an event too
 COMMIT = 1.0  # attempts, cursors and events are written at most this often
 RETRY = 1.0  # a busy lock, a missing directory, a journal command that ended
 MAX_KEYS = 200_000  # (service, address) windows kept: the oldest is forgotten first
 RECENT = 256 << 10  # bytes of recent text per source, for the alerts' log lines
+SAVED_CONNECTIONS = 2000  # sshd connections saved with a cursor (the newest)
 JOURNAL_READ = 1 << 20  # bytes taken from journalctl per wake-up
 DIR_EVENTS = (
     inotify.IN_MODIFY
@@ -127,11 +128,21 @@ class Followed:
             self.recent_size -= len(self.recent.popleft())
 
     def lines_naming(self, addr: str, limit: int) -> list[str]:
-        raws = (addr.encode(), f"::ffff:{addr}".encode())
-        out = []
-        for text in self.recent:
-            out += [ln for ln in text.split(b"\n") if any(r in ln for r in raws)]
-        return [ln.decode("utf-8", "backslashreplace") for ln in out[-limit:]]
+        raw = addr.encode()  # ::ffff:a.b.c.d holds it too
+        out: list[bytes] = []
+        for text in reversed(self.recent):  # newest first, a find per line wanted: never a split
+            end = len(text)
+            while len(out) < limit:
+                at = text.rfind(raw, 0, end)
+                if at < 0:
+                    break
+                start = text.rfind(b"\n", 0, at) + 1
+                stop = text.find(b"\n", at)
+                out.append(text[start : stop if stop >= 0 else len(text)])
+                end = start
+            if len(out) >= limit:
+                break
+        return [ln.decode("utf-8", "backslashreplace") for ln in reversed(out)]
 
 
 class LogFollower(threading.Thread):
@@ -524,7 +535,7 @@ class LogFollower(threading.Thread):
                 self.store.clear(service, addr)
             for f in unsaved:
                 cursor = dict(f.cursor or {})
-                cursor["conns"] = f.tally.state()
+                cursor["conns"] = f.tally.state(SAVED_CONNECTIONS)
                 self.state.set_cursor(f.source.key, cursor)
                 f.saved = True
             for kind, addr, fields in self._events:
