@@ -147,10 +147,12 @@ class BlockManager:
         permanent: bool = False,
         strict: bool = True,
         policy_checked: bool = False,
+        in_kernel: bool = False,
     ) -> BlockResult:
         """Block addresses. strict: refuse the whole call if any address is refused.
         policy_checked: the caller applied `refusal` to every target already (the listener's
-        receive loop decides once, the block is recorded here)."""
+        receive loop decides once, the block is recorded here). in_kernel: the caller put the
+        temporary entries in place through the backend's fast path, with this TTL."""
         nets = self.parse_all(targets)
         ttl = self.config.firewall.default_ttl if ttl is None else ttl
         result = BlockResult()
@@ -186,7 +188,8 @@ class BlockManager:
                     self.state.add_block(display(net), net.version, permanent, source, reason, now, expires)
                 if superseded:
                     self.backend.unblock(superseded)
-                self.backend.block(entries)
+                if not (in_kernel and not permanent):
+                    self.backend.block(entries)
             log.info(
                 "blocked %d address(es) (%s, %s): %s",
                 len(entries),

@@ -51,7 +51,7 @@ def run(ctx) -> Result:
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-        followers.stop()
+        followers.shutdown()
         listener.shutdown()
     return Result(0, f"stopped after {listener.hits} probe(s), {listener.responder.blocked} block(s)")
 
@@ -67,6 +67,9 @@ class Followers:
         self.dry_run = dry_run
         self.mail = mail
         self.threads: list = []
+        import threading
+
+        self.lock = threading.Lock()  # one restart at a time
 
     def start(self, config) -> None:
         from nightwarden.lib.logsetup import get
@@ -97,6 +100,18 @@ class Followers:
             t.stop()
         self.threads = []
 
+    def shutdown(self) -> None:
+        with self.lock:  # after a restart that is still going
+            self.stop()
+
     def restart(self, config) -> None:
-        self.stop()
-        self.start(config)
+        """On SIGHUP, in a thread of its own: the receive loop does not wait for the old
+        followers' last commit or the new ones' first read."""
+        import threading
+
+        def again() -> None:
+            with self.lock:
+                self.stop()
+                self.start(config)
+
+        threading.Thread(target=again, name="follow-reload", daemon=True).start()

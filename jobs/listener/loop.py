@@ -85,7 +85,7 @@ class Listener:
         self.hits = 0
         self.spare_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         self.responder = Responder(config, make_blocks)
-        self.fast_pending: list[str] = []
+        self.fast_pending: list[Probe] = []
         self.waiting: OrderedDict[str, Probe] = OrderedDict()  # over the block cap, in order
         self.capped = 0
         self.outbox: list[Message] = []  # for the responder, handed over after the fast path
@@ -323,8 +323,9 @@ class Listener:
     def _decide_block(self, probe: Probe) -> None:
         self._remember(self.decided, probe.source, "blocked")
         if self.fast:
-            self.fast_pending.append(probe.source)
-        self.outbox.append(BlockRequest(probe))
+            self.fast_pending.append(probe)
+        else:
+            self.outbox.append(BlockRequest(probe))
 
     def _unwait(self) -> None:
         """Sources held back by the cap, blocked in their order as it makes room."""
@@ -335,12 +336,17 @@ class Listener:
     def _fast_block(self) -> None:
         """The kernel entries for this pass's new sources, through the backend's fast path."""
         pending, self.fast_pending = self.fast_pending, []  # the cap was applied when deciding
+        done = True
         try:
             self.policy.backend.fast_block(
-                [parse_network(a) for a in pending], kernel_ttl(self.lcfg.block_ttl)
+                [parse_network(p.source) for p in pending], kernel_ttl(self.lcfg.block_ttl)
             )
         except Exception as e:  # the responder's block puts the entry in place all the same
+            done = False
             self.rlog.warning("fast block path failed (the responder will retry): %s", e)
+        # the responder records them; entries already in the kernel are not added again there
+        # (a second transaction per block, racing this loop's next one for the kernel)
+        self.outbox += [BlockRequest(p, done) for p in pending]
 
     def _record(self, probe: Probe) -> None:
         # one row per source and port per alert period: a flood cannot grow the table without bound

@@ -22,6 +22,7 @@ class BlockRequest(NamedTuple):
     that decided it goes into the history files and the commands."""
 
     probe: Probe
+    in_kernel: bool = False  # the fast path put the entry in place: the state row is what is left
 
 
 class Digest(NamedTuple):

@@ -106,10 +106,12 @@ class Responder(threading.Thread):
         self._apply(batch[start:])
 
     def _apply(self, batch: list[Message]) -> None:
-        blocks = [m.probe for m in batch if isinstance(m, BlockRequest)]
+        requests = [m for m in batch if isinstance(m, BlockRequest)]
         probes = [m for m in batch if isinstance(m, Probe)]
-        if blocks:
-            self._block(blocks)
+        for in_kernel in (True, False):
+            blocks = [m.probe for m in requests if m.in_kernel is in_kernel]
+            if blocks:
+                self._block(blocks, in_kernel)
         if probes:
             with self.mgr.state:
                 self.mgr.state.add_events(
@@ -180,7 +182,7 @@ class Responder(threading.Thread):
         except Exception as e:  # mail must never stop the listener
             log.warning("login-failure alert not sent: %s", e)
 
-    def _block(self, probes: list[Probe]) -> None:
+    def _block(self, probes: list[Probe], in_kernel: bool = False) -> None:
         unique: dict[str, Probe] = {}
         for p in probes:
             unique.setdefault(p.source, p)
@@ -194,6 +196,7 @@ class Responder(threading.Thread):
                 source="listener",
                 strict=False,
                 policy_checked=True,
+                in_kernel=in_kernel,
             )
             added = {display(n) for n in result.added}
         done = time.time()

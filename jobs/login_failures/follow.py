@@ -465,9 +465,11 @@ class LogFollower(threading.Thread):
                 log.warning("dry run: would block %s (%s)", addr, reason)
             return
         backend = self.mgr.backend
+        in_kernel = False
         if backend.fast_in_process and not self.mgr.off():
             try:
                 backend.fast_block([c[3] for c in chosen], kernel_ttl(cfg.block_ttl))
+                in_kernel = True
             except Exception as e:  # the block below puts the entry in place all the same
                 log.warning("fast block path failed: %s", e)
         made = time.time()
@@ -483,6 +485,7 @@ class LogFollower(threading.Thread):
                     source="login-failures",
                     strict=False,
                     policy_checked=True,
+                    in_kernel=in_kernel,
                 )
             except NightwardenError as e:
                 log.error("blocking %s: %s", addr, e)

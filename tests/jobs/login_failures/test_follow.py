@@ -120,7 +120,7 @@ def test_the_listener_blocks_within_a_second_of_the_line_that_reached_the_limit(
     assert run.stop() < 3.0
 
 
-def test_a_burst_between_two_events_is_counted_whole(setup):
+def test_a_burst_between_two_events_is_counted_whole(setup, tmp_path):
     cfg, log, start = setup
     run = start()
     os.kill(run.proc.pid, signal.SIGSTOP)  # the events pile up: one read finds them all
@@ -133,6 +133,20 @@ def test_a_burst_between_two_events_is_counted_whole(setup):
     os.kill(run.proc.pid, signal.SIGCONT)
     expected = {f"127.4.{i // 250}.{i % 250 + 1}" for i in range(300)}
     assert wait_for(lambda: expected <= nft_set(), 10.0)
+    # blocks made together share a mail: a handful of mails for 300 blocks, each naming its own
+    mbox = tmp_path / "mbox"
+
+    def text() -> str:
+        if not mbox.exists():
+            return ""
+        parts = [m.get_payload()[0] for m in mailbox.mbox(mbox)]
+        return "".join(p.get_payload(decode=True).decode() for p in parts)
+
+    assert wait_for(lambda: all(f"{a} " in text() for a in expected), 5.0)
+    mails = mailbox.mbox(mbox)
+    assert 1 <= len(mails) <= 10
+    subjects = [m["Subject"] for m in mails]
+    assert any("addresses (login failures)" in s for s in subjects), subjects
 
 
 def test_killed_mid_stream_the_job_takes_over_then_the_listener_again_nothing_twice(setup, tmp_path):
@@ -293,3 +307,25 @@ def saved_cursor(tmp_path) -> dict | None:
         return db.get_cursor("logins:journal")
     finally:
         db.close()
+
+
+def test_sighup_puts_new_limits_in_force_and_follow_cron_hands_the_sources_back(setup, tmp_path):
+    cfg, log, start = setup
+    run = start()
+    cfg.write_text(cfg.read_text().replace(f"limits = {{sshd = {LIMIT}}}", "limits = {sshd = 2}"))
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: run.log().count("following: logs") == 2, 5.0)
+    append(log, failures("127.9.0.1", 2))
+    assert wait_for(lambda: "127.9.0.1" in nft_set(), 3.0)
+    out = run_cli("--config", str(cfg), "login-failures", "--no-mail")
+    assert "followed by the listener" in out.stdout
+    cfg.write_text(cfg.read_text().replace("[logins]\n", '[logins]\nfollow = "cron"\n'))
+    run.proc.send_signal(signal.SIGHUP)
+    assert wait_for(
+        lambda: (
+            "followed by the listener"
+            not in run_cli("--config", str(cfg), "login-failures", "--no-mail").stdout
+        ),
+        5.0,
+    )
+    assert run.stop() < 3.0
