@@ -16,6 +16,7 @@ from nightwarden.lib.fsutil import atomic_write
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import display
 from nightwarden.lib.portsentry import format_line
+from nightwarden.lib.threads import background
 
 from .messages import BlockRequest, Digest, LoginAlerts, Message, Probe, Reload
 
@@ -76,6 +77,7 @@ class Responder(threading.Thread):
         self.queue.put(message)
 
     def run(self) -> None:
+        background()
         self.mgr = self.make_blocks(self.config)
         while not (self.stopping.is_set() and self.queue.empty()):
             try:

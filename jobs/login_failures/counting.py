@@ -77,6 +77,17 @@ class Tally:
             self.pre_addr_old, self.pre_addr = self.pre_addr, {}
             self.conns_since = now
 
+    def bound(self, limit: int) -> None:
+        """At most about `limit` connections remembered: under a sustained flood of new
+        connections the older generation goes before its time (its connections are
+        minutes old; their later lines, if any, count as new connections)."""
+        if len(self.conns) + len(self.conns_pre) + len(self.conns_old) + len(self.conns_old_pre) > limit:
+            self.conns_old, self.conns = self.conns, {}
+            self.conns_old_pre, self.conns_pre = self.conns_pre, set()
+            self.pre_addr_old, self.pre_addr = self.pre_addr, {}
+            if len(self.conns_old) + len(self.conns_old_pre) > limit:
+                self.conns_old, self.conns_old_pre, self.pre_addr_old = {}, set(), {}
+
     def state(self, limit: int | None = None) -> dict:
         """sshd connections to carry over to the next run (JSON-able); with `limit`, the most
         recently opened ones only (the listener saves this every second: a flood's tens of

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import sqlite3
 import subprocess
 import threading
 import time
@@ -28,6 +29,7 @@ from nightwarden.lib.blocks import kernel_ttl
 from nightwarden.lib.errors import NightwardenError
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
+from nightwarden.lib.threads import background
 
 from . import counting, reading, rules, sources
 from .store import AttemptStore
@@ -40,6 +42,7 @@ COMMIT = 1.0  # attempts, cursors and events are written at most this often
 RETRY = 1.0  # a busy lock, a missing directory, a journal command that ended
 MAX_KEYS = 200_000  # (service, address) windows kept: the oldest is forgotten first
 RECENT = 256 << 10  # bytes of recent text per source, for the alerts' log lines
+MAX_CONNECTIONS = 100_000  # sshd connections remembered per source (a sustained flood)
 SAVED_CONNECTIONS = 2000  # sshd connections saved with a cursor (the newest)
 JOURNAL_READ = 1 << 20  # bytes taken from journalctl per wake-up
 DIR_EVENTS = (
@@ -176,6 +179,7 @@ class LogFollower(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
+        background()  # the listener's receive loop comes first
         self.mgr = self.make_blocks(self.config)
         self.state = self.mgr.state
         self.store = AttemptStore(self.state)
@@ -187,29 +191,38 @@ class LogFollower(threading.Thread):
         next_try = last_commit = 0.0
         try:
             while not self.stopping.is_set():
-                now = time.monotonic()
-                if now >= next_try:
-                    next_try = now + RETRY
-                    self._take_locks()
-                    self._watch_dirs()
-                    self._restart_journals(now)
-                dirty = any(f.held and f.dirty for f in self.followed)
-                for key, _ in self.sel.select(timeout=MIN_GAP if dirty else 0.2):
-                    if key.data is None:
-                        self._inotify_events()
-                    else:
-                        self._read_journal(key.data)
-                due = self._read_files(time.monotonic())
-                if due:
-                    self._block(due)
-                if time.monotonic() - last_commit >= COMMIT:
-                    last_commit = time.monotonic()
-                    self._commit()
-                self.ready.set()  # every source was tried and read once
-        except Exception:  # the listener goes on without following; the log says why
-            log.exception("log following stopped")
+                try:
+                    next_try, last_commit = self._step(next_try, last_commit)
+                except Exception as e:  # a bug or a broken database: said, and tried again
+                    if not isinstance(e, (NightwardenError, OSError, sqlite3.Error)):
+                        log.exception("log following: %s", e)
+                    self._say_once(None, f"log following: {e.__class__.__name__}: {e} (tried again)")
+                    self.stopping.wait(RETRY)
         finally:
             self._close()
+
+    def _step(self, next_try: float, last_commit: float) -> tuple[float, float]:
+        """One pass: locks and watches when due, the events, the reads, the blocks, the commit."""
+        now = time.monotonic()
+        if now >= next_try:
+            next_try = now + RETRY
+            self._take_locks()
+            self._watch_dirs()
+            self._restart_journals(now)
+        dirty = any(f.held and f.dirty for f in self.followed)
+        for key, _ in self.sel.select(timeout=MIN_GAP if dirty else 0.2):
+            if key.data is None:
+                self._inotify_events()
+            else:
+                self._read_journal(key.data)
+        due = self._read_files(time.monotonic())
+        if due:
+            self._block(due)
+        if time.monotonic() - last_commit >= COMMIT:
+            last_commit = time.monotonic()
+            self._commit()
+        self.ready.set()  # every source was tried and read once
+        return next_try, last_commit
 
     def _close(self) -> None:
         try:
@@ -409,6 +422,7 @@ class LogFollower(threading.Thread):
     def _counted(self, f: Followed) -> list:
         """Takes what the tally gathered into the windows; the keys now over a limit."""
         tally = f.tally
+        tally.bound(MAX_CONNECTIONS)
         rows = list(tally.series())
         self.lines += tally.lines
         tally.rows.clear()

@@ -11,6 +11,7 @@ a minute, with every finding since the last one.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import selectors
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 from nightwarden.lib import inotify
 from nightwarden.lib.errors import NightwardenError
 from nightwarden.lib.logsetup import get
+from nightwarden.lib.threads import background
 
 log = get("quarantine")
 EVENTS = (
@@ -47,6 +49,7 @@ class QuarantineFollower(threading.Thread):
         self.archive = "-"
         self.last_mail = 0.0
         self.full_warned = False
+        self.said: set[str] = set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
@@ -54,6 +57,8 @@ class QuarantineFollower(threading.Thread):
 
     def run(self) -> None:
         from .settings import watched_dirs
+
+        background()  # the listener's receive loop comes first
 
         self.ino = inotify.Inotify()
         sel = selectors.DefaultSelector()
@@ -63,26 +68,30 @@ class QuarantineFollower(threading.Thread):
                 self._watch_tree(root, root)
             self.ready.set()
             while not self.stopping.is_set():
-                wait = 0.2
-                if self.pending or self.everything:
-                    wait = max(
-                        0.0,
-                        min(self.last + self.config.quarantine.follow_delay, self.first + LONGEST_WAIT)
-                        - time.monotonic(),
-                    )
-                if sel.select(timeout=wait):
-                    self._events()
-                    continue
-                if (self.pending or self.everything) and not self._sweep():
-                    time.sleep(0.2)  # the scheduled sweep holds the lock: after it
-                if self.findings and time.monotonic() - self.last_mail >= MAIL_EVERY:
-                    self._mail()
-        except Exception:  # the listener goes on without it; the log says why
-            log.exception("quarantine on arrival stopped")
+                try:
+                    self._step(sel)
+                except Exception as e:  # a bug, a full disk: said once, and tried again
+                    if str(e) not in self.said:
+                        self.said.add(str(e))
+                        log.exception("quarantine on arrival: %s (tried again)", e)
+                    self.stopping.wait(1.0)
         finally:
             if self.findings:
                 self._mail()
             self.ino.close()
+
+    def _step(self, sel) -> None:
+        wait = 0.2
+        if self.pending or self.everything:
+            quiet = self.last + self.config.quarantine.follow_delay
+            wait = max(0.0, min(quiet, self.first + LONGEST_WAIT) - time.monotonic())
+        if sel.select(timeout=wait):
+            self._events()
+            return
+        if (self.pending or self.everything) and not self._sweep():
+            time.sleep(0.2)  # the scheduled sweep holds the lock: after it
+        if self.findings and time.monotonic() - self.last_mail >= MAIL_EVERY:
+            self._mail()
 
     # -- watches ---------------------------------------------------------------------------
     def _watch_tree(self, root: Path, top: Path) -> None:
@@ -105,7 +114,15 @@ class QuarantineFollower(threading.Thread):
                 return
             try:
                 wd = self.ino.add(d, EVENTS)
-            except OSError:
+            except OSError as e:
+                if e.errno == errno.ENOSPC:  # fs.inotify.max_user_watches reached
+                    if not self.full_warned:
+                        self.full_warned = True
+                        log.warning(
+                            "%s: no more inotify watches (%s): a burst sweeps everything", d, e.strerror
+                        )
+                    self.everything = True
+                    return
                 continue  # gone, or swapped for a link: the sweep deals with it
             self.watches[wd] = (root, d)
             try:

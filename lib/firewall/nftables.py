@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from .. import proc
 from ..errors import FirewallError, UnavailableError
 from ..netaddr import Network, display
-from . import libnft
+from . import libnft, nfnetlink
 from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
 
 
@@ -131,8 +131,23 @@ class NftablesBackend(Backend):
             self._apply("\n".join(lines) + "\n")
 
     def fast_block(self, hosts: Sequence[Network], ttl: int | None) -> None:
-        """One `add element` per family (about 0.2 ms in process): no refresh dance, the
-        entries are new; the responder's `block` of the same hosts refreshes them later."""
+        """New temporary host entries, as quickly as the kernel takes them: one netlink message
+        per family (about 0.05 ms; nfnetlink), or one `add element` through libnftables
+        (about 0.25 ms) if that is refused. No refresh dance: the entries are new."""
+        try:
+            for version in self.families():
+                keys = [h.network_address.packed for h in hosts if h.version == version]
+                if keys:
+                    nfnetlink.add_elements(
+                        "inet",
+                        self.prefix,
+                        self._set_name("temp", version, False),
+                        keys,
+                        ttl * 1000 if ttl else None,
+                    )
+            return
+        except OSError:
+            pass  # libnftables below says what is wrong, if anything
         lines = []
         for version in self.families():
             mine = ", ".join(

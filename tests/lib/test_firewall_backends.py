@@ -196,3 +196,34 @@ def test_ipv6_block(name, netns):
         assert connects(server, "fd00::5")
     finally:
         server.close()
+
+
+def test_the_fast_path_adds_entries_by_netlink_with_their_timeout_and_falls_back(netns):
+    """nftables' fast path (one netlink message per family) puts entries the kernel enforces,
+    with the TTL; a set the kernel does not have is refused there and libnftables is used."""
+    from nightwarden.lib.firewall import nfnetlink
+
+    fw = real_backend("nftables")
+    fw.ensure()
+    server = Server()
+    try:
+        fw.fast_block([net("127.0.5.1"), net("127.0.5.2"), net("fd00::7")], 600)
+        assert not connects(server, "127.0.5.1", timeout=0.3)
+        listed = subprocess.run(
+            ["nft", "list", "set", "inet", "nwtest", "temp4"], capture_output=True, text=True
+        )
+        assert "127.0.5.2 timeout 10m" in listed.stdout
+        assert (
+            "fd00::7"
+            in subprocess.run(
+                ["nft", "list", "set", "inet", "nwtest", "temp6"], capture_output=True, text=True
+            ).stdout
+        )
+        fw.fast_block([net("127.0.5.1")], 600)  # again: no error, still one entry
+        assert listed.stdout.count("127.0.5.1 ") == 1
+        with pytest.raises(OSError):
+            nfnetlink.add_elements("inet", "nwtest", "nosuchset", [bytes(4)], None)
+        with pytest.raises(OSError):  # an IPv6 key for an IPv4 set
+            nfnetlink.add_elements("inet", "nwtest", "temp4", [bytes(16)], None)
+    finally:
+        server.close()

@@ -99,3 +99,35 @@ def test_what_arrives_during_the_scheduled_sweep_waits_for_its_lock(following, t
     finally:
         lock.release()
     assert wait_for(lambda: not (watched / "x.sh").exists(), 3.0)
+
+
+def test_a_dry_run_listener_finds_and_says_but_touches_nothing(tmp_path, netns):
+    watched = tmp_path / "watch"
+    watched.mkdir()
+    watched.chmod(0o1777)
+    cfg = write_config(
+        tmp_path,
+        f"""backend = "dryrun"
+
+[listener]
+tcp_ports = [1]
+udp_ports = []
+bind4 = "127.0.0.1"
+ipv6 = false
+
+[logins]
+follow = "cron"
+
+[quarantine]
+dirs = ["{watched}"]
+follow = true
+""",
+    )
+    run = ListenerProcess(cfg, tmp_path).start("--dry-run", "--no-mail")
+    try:
+        drop(watched / "upload.php", b"<?php system($_GET['c']); ?>\n")
+        assert wait_for(lambda: "quarantine on arrival: " in run.log() and "1 suspicious" in run.log(), 3.0)
+        assert (watched / "upload.php").exists()
+        assert not list((tmp_path / "state" / "quarantine").glob("*.tar"))
+    finally:
+        run.stop()
