@@ -164,9 +164,6 @@ class LogFollower(threading.Thread):
         self.windows = Windows(dict(self.cfg.limits), windows)
         self.longest = max([self.cfg.interval, *windows.values()])
         self.followed = [Followed(s, config) for s in reading.configured(config)]
-        self.applied: dict[str, float] = {}  # address -> when its kernel entry was made (bench, tests)
-        self.blocked = 0
-        self.lines = 0
         self._rows: list = []  # (service, address, time, n) not written yet
         self._cleared: list = []  # (service, address) blocked: their attempts are forgotten
         self._events: list = []  # (kind, address, fields)
@@ -180,16 +177,21 @@ class LogFollower(threading.Thread):
 
     def run(self) -> None:
         background()  # the listener's receive loop comes first
-        self.mgr = self.make_blocks(self.config)
-        self.state = self.mgr.state
-        self.store = AttemptStore(self.state)
-        self.sel = selectors.DefaultSelector()
-        self.ino = inotify.Inotify()
+        try:
+            self.mgr = self.make_blocks(self.config)
+            self.state = self.mgr.state
+            self.store = AttemptStore(self.state)
+            self.sel = selectors.DefaultSelector()
+            self.ino = inotify.Inotify()
+        except Exception as e:  # the listener goes on; the cron job reads the sources
+            log.error("log following could not start (the cron job reads the logs): %s", e)
+            self.ready.set()
+            return
         self.sel.register(self.ino, selectors.EVENT_READ, None)
         self.watches: dict[int, str] = {}  # wd -> directory
-        self._load_windows()
         next_try = last_commit = 0.0
         try:
+            self._load_windows()
             while not self.stopping.is_set():
                 try:
                     next_try, last_commit = self._step(next_try, last_commit)
@@ -241,6 +243,8 @@ class LogFollower(threading.Thread):
 
     def _say_once(self, f: Followed | None, text: str, level=None) -> None:
         key = (f.source.name if f else "", text)
+        if len(self._said) > 1000:
+            self._said.clear()
         if key not in self._said:
             self._said.add(key)
             (level or log.warning)("%s", text)
@@ -424,7 +428,6 @@ class LogFollower(threading.Thread):
         tally = f.tally
         tally.bound(MAX_CONNECTIONS)
         rows = list(tally.series())
-        self.lines += tally.lines
         tally.rows.clear()
         tally.where.clear()
         tally.successes.clear()
@@ -486,10 +489,8 @@ class LogFollower(threading.Thread):
                 in_kernel = True
             except Exception as e:  # the block below puts the entry in place all the same
                 log.warning("fast block path failed: %s", e)
-        made = time.time()
         alerts = []
         for f, service, addr, net, failures, first, last, reason in chosen:
-            self.applied[addr] = made
             self._recent_blocks[addr] = time.monotonic()
             try:
                 result = self.mgr.block(
@@ -506,7 +507,6 @@ class LogFollower(threading.Thread):
                 continue
             if not result.added:
                 continue
-            self.blocked += 1
             self._cleared.append((service, addr))
             self._events.append(
                 ("login_block", addr, {"source": service, "failures": failures, "first": first, "last": last})

@@ -131,3 +131,29 @@ follow = true
         assert not list((tmp_path / "state" / "quarantine").glob("*.tar"))
     finally:
         run.stop()
+
+
+def test_an_overflowing_inotify_queue_makes_the_next_sweep_a_whole_one(tmp_path):
+    """The kernel's queue overflows at fs.inotify.max_queued_events, a host-wide setting a test
+    must not lower: the overflow event is handed in as the kernel would send it."""
+    from helpers import load_config
+    from nightwarden.jobs.quarantine.follow import QuarantineFollower
+    from nightwarden.lib import inotify
+
+    watched = tmp_path / "watch"
+    watched.mkdir()
+    cfg = load_config(write_config(tmp_path, f'\n[quarantine]\ndirs = ["{watched}"]\nfollow = true\n'))
+    # a file no event was seen for (it arrived while the queue was full)
+    drop(watched / "deep" / "er" / "miner", ELF, 0o755)
+    follower = QuarantineFollower(cfg, mail=False)
+
+    class Overflowed:
+        def read(self):
+            return [inotify.Event(-1, inotify.IN_Q_OVERFLOW, 0, b"")]
+
+    follower.ino = Overflowed()
+    follower._events()
+    assert follower.everything and not follower.pending
+    assert follower._sweep()
+    assert not (watched / "deep" / "er" / "miner").exists()
+    assert "miner" in archived(tmp_path)
