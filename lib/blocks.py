@@ -285,6 +285,23 @@ class BlockManager:
         self._lists = None
         return True
 
+    def unallow(self, target: str) -> int:
+        """Take an address off our allow file and out of the kernel's allow set. Refused
+        when another allow file names it (it would stay allowed)."""
+        net = self.parse_all([target])[0]
+        own = self.config.list_file("allow")
+        elsewhere = [e for e in self.lists.allow.exact(net) if e.file != str(own)]
+        if elsewhere:
+            raise RefusedError(
+                f"{display(net)} is on the allow list in {elsewhere[0].where}; remove it there"
+            )
+        with self.locked(), self.state:
+            removed = remove_entry(own, net)
+            if removed:
+                self.backend.unblock([Entry(net, "allow")])
+        self._lists = None
+        return removed
+
     def deny(self, target: str, comment: str = "") -> bool:
         """Add to our deny file and block permanently."""
         net = self.parse_all([target])[0]

@@ -116,8 +116,9 @@ class Context:
             self._state = None
 
 
-def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int:
-    """Run one job under its lock; record the run; return the exit code."""
+def run_job(module: ModuleType, config, args=None, dry_run: bool = False, done=None) -> int:
+    """Run one job under its lock; record the run; return the exit code. done(code, summary,
+    seconds) is called once the job finished (the daily run's one line per job)."""
     name = module.NAME
     ctx = Context(config, args, dry_run, name)
     ctx.defer_mail = True
@@ -127,6 +128,8 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
         lock.acquire()
     except NightwardenError as e:
         log.error("%s", e)
+        if done is not None:
+            done(e.exit_code, str(e), 0.0)
         return e.exit_code
     run_id = None
     try:
@@ -152,6 +155,8 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False) -> int
             ctx.state.end_run(run_id, code, summary)
         level = logging.INFO if code < 64 or said else logging.WARNING
         log.log(level, "%s finished in %.2f s, exit %d: %s", name, elapsed, code, summary)
+        if done is not None:
+            done(code, summary, elapsed)
         if not dry_run:
             _flush_outbox(ctx)
         return code

@@ -51,6 +51,7 @@ class Part:
     # the current file as plan() examined it: read through this descriptor, so a rotation
     # between the plan and the read cannot swap the file under it
     fd: int | None = None
+    head: str | None = None  # the current file's first line as plan() saw it
     seen: dict | None = None  # dev, ino, head, tail of what was read (the current part)
 
 
@@ -180,10 +181,10 @@ def plan(path: Path, cursor: dict | None) -> Plan:
 
 
 def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
-    here = Part(path, 0, True, st.st_mtime, fd=fd)
+    head = _head_of(fd)
+    here = Part(path, 0, True, st.st_mtime, fd=fd, head=head)
     if not cursor:
         return Plan([here])
-    head = _head_of(fd)
     same_file = (st.st_dev, st.st_ino) == (cursor.get("dev"), cursor.get("ino"))
     offset = cursor.get("offset", 0)
     # a cursor taken on an empty file has no first line to compare: the inode says it
@@ -254,10 +255,24 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
                     pos = part.start
             rest = b""
             skipping = False  # inside a line longer than MAX_LINE
+            # the file being written may be copied and truncated (logrotate's copytruncate)
+            # between two reads, and written again past where this one stands: a chunk read
+            # after its first line changed is not the file we were reading, and is left for
+            # the next plan (which finds the rest of the old one among the rotated files)
+            watch = part.current and not _is_gz(part.path)
+            head = part.head if part.head is not None else (_head_of(fd) if watch else "")
+            rewritten = False
             while True:
                 data = f.read(chunk)
                 if not data:
                     break
+                if watch:
+                    now = _head_of(fd)
+                    if not head and part.start == 0 and pos == 0:
+                        head = now  # empty when planned: its first line is being read now
+                    elif now != head:
+                        rewritten = True
+                        break
                 if skipping:
                     newline = data.find(b"\n")
                     if newline < 0:
@@ -278,14 +293,12 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
             if rest and not part.current:
                 yield rest + b"\n", pos
                 pos += len(rest)
-            if part.current and not _is_gz(part.path):
+            if watch:
                 st = os.fstat(fd)
-                part.seen = {
-                    "dev": st.st_dev,
-                    "ino": st.st_ino,
-                    "head": _head_of(fd),
-                    "tail": _tail_of(fd, pos),
-                }
+                part.seen = {"dev": st.st_dev, "ino": st.st_ino, "head": head}
+                if not rewritten:  # else the bytes before pos are gone: no tail to compare
+                    part.seen["tail"] = _tail_of(fd, pos)
+                    part.seen["head"] = _head_of(fd)
         except (OSError, EOFError) as e:
             raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
     part.end = pos

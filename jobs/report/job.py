@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -292,9 +293,10 @@ def run(ctx) -> Result:
     }
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")
     base = ctx.config.report_dir / f"report-{stamp}"
+    if ctx.dry_run or sys.stdout.isatty():  # the report itself, for the person who asked
+        ctx.say(text)
     if ctx.dry_run:
         ctx.log.info("dry run: would write %s.{txt,html,json}", base)
-        ctx.say(text)
     else:
         atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
         atomic_write(base.with_suffix(".json"), json.dumps(data, indent=1, default=str).encode(), 0o640)
@@ -314,7 +316,10 @@ def run(ctx) -> Result:
     if not (args and getattr(args, "no_mail", False)):
         result = mailer.send(msg)
         sent = f"mail {result.status} ({result.where})"
-    ctx.say(f"report: {base}.txt (.html, .json); {sent}")
+    if ctx.dry_run:
+        ctx.say(f"dry run: no report written (it would be {base}.txt, .html, .json); {sent}")
+    else:
+        ctx.say(f"report: {base}.txt (.html, .json); {sent}")
     counts = {s.title: len(s.rows) for s in sections}
     events = sum(r[1] for s in sections if s.title == "Events by kind" for r in s.rows)
     failures = sum(r[1] for s in sections if s.title == "Auth failures by service" for r in s.rows)

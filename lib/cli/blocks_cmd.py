@@ -1,5 +1,5 @@
-"""`nightwarden block | unblock | allow | deny | blocks | grep`: blocks and the lists by hand
-(csf -d, -dr, -a, -td, -g)."""
+"""`nightwarden block | unblock | allow | deny | ignore | blocks | grep`: blocks and the lists by
+hand (csf -d, -dr, -a, -ar, -td, -g)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nightwarden.lib.errors import EXIT_OK, EXIT_REFUSED
 from nightwarden.lib.netaddr import display, parse_network
 
 from .command import Command
-from .output import left, table, when
+from .output import duration, left, table, when
 
 
 def _block_arguments(p) -> None:
@@ -28,10 +28,23 @@ def _addresses(p) -> None:
 def _list_arguments(p) -> None:
     p.add_argument("address", metavar="IP")
     p.add_argument("--comment", default="", help="comment written beside the entry")
+    p.add_argument("--remove", action="store_true", help="take the address off the list instead")
+
+
+def _unlist_arguments(p) -> None:
+    p.add_argument("address", metavar="IP")
 
 
 def _blocks_arguments(p) -> None:
     p.add_argument("--all", action="store_true", help="history too, not only active blocks")
+    p.add_argument(
+        "--source", help="only blocks made by this: login-failures, listener, cli, scan-history, netblock..."
+    )
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--permanent", action="store_true", help="only permanent blocks (and the deny list)")
+    kind.add_argument("--temporary", action="store_true", help="only temporary blocks")
+    p.add_argument("--address", metavar="CIDR", help="only blocks inside this address or network")
+    p.add_argument("--sort", choices=["created", "expires", "address"], default="created", help="order")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
 
@@ -57,7 +70,7 @@ def block(ctx) -> int:
     for addr, why in refusals.items():
         print(f"nightwarden: refusing to block {addr}: {why}", file=sys.stderr)
     ttl = ctx.config.firewall.default_ttl if ttl is None else ttl
-    how = "permanently" if a.permanent else (f"for {ttl} s" if ttl else "until purged")
+    how = "permanently" if a.permanent else (f"for {duration(ttl)}" if ttl else "until purged")
     if allowed and ctx.dry_run:
         ctx.say(f"dry run: would block {', '.join(display(n) for n in allowed)} {how}")
     elif allowed:
@@ -78,15 +91,25 @@ def unblock(ctx) -> int:
         return EXIT_OK
     removed = mgr.unblock(nets)
     for net in nets:
-        ctx.say(f"{display(net)}: {'unblocked' if net in removed else 'was not blocked'}")
+        if net in removed:
+            ctx.say(f"{display(net)}: unblocked")
+            continue
+        allowed = mgr.lists.allow.match(net)
+        where = f" (it is on the allow list in {allowed.where}: never blocked)" if allowed else ""
+        ctx.say(f"{display(net)}: was not blocked{where}")
     return EXIT_OK
 
 
 def _list_command(ctx, kind: str) -> int:
-    """allow or deny: add to nightwarden's own list file and apply it in the kernel."""
+    """allow, deny or ignore: add to nightwarden's own list file and apply it in the kernel
+    (--remove: take it off)."""
     mgr = ctx.blocks
     net = parse_network(ctx.args.address)
     path = ctx.config.list_file(kind)
+    if getattr(ctx.args, "remove", False):
+        return _unlist(ctx, kind, net, path)
+    if kind == "ignore":
+        return _ignore(ctx, net, path)
     if kind == "deny":
         mgr.require_allowed([net], "deny")
     if ctx.dry_run:
@@ -99,8 +122,67 @@ def _list_command(ctx, kind: str) -> int:
     return EXIT_OK
 
 
+def _ignore(ctx, net, path) -> int:
+    """The ignore list (csf.ignore): never blocked by detection; blocks in place stay."""
+    from nightwarden.lib.lists import append_entry
+
+    if any(e.filter is None for e in ctx.blocks.lists.ignore.exact(net)):
+        ctx.say(f"{display(net)}: already on the ignore list ({path})")
+        return EXIT_OK
+    if ctx.dry_run:
+        ctx.say(f"dry run: would ignore {display(net)} in {path}")
+        return EXIT_OK
+    append_entry(path, net, ctx.args.comment or time.strftime("ignored %Y-%m-%d %H:%M"))
+    ctx.say(f"{display(net)}: ignored ({path})")
+    if ctx.state.active_block(display(net)) is not None:
+        ctx.say(f"  it is blocked now; `nightwarden unblock {display(net)}` lifts that")
+    return EXIT_OK
+
+
+def _unlist(ctx, kind: str, net, path) -> int:
+    """Take an address off our own list file (csf -ar, -dr), keeping every other line."""
+    from nightwarden.lib.errors import RefusedError
+    from nightwarden.lib.lists import remove_entry
+
+    mgr = ctx.blocks
+    entries = getattr(mgr.lists, kind).exact(net)
+    elsewhere = [e for e in entries if e.file != str(path)]
+    if elsewhere and not [e for e in entries if e.file == str(path)]:
+        raise RefusedError(f"{display(net)} is on the {kind} list in {elsewhere[0].where}; remove it there")
+    if not entries:
+        ctx.say(f"{display(net)}: not on the {kind} list ({path})")
+        return EXIT_OK
+    if ctx.dry_run:
+        ctx.say(f"dry run: would take {display(net)} off the {kind} list in {path}")
+        return EXIT_OK
+    if kind == "allow":
+        mgr.ensure_ready()
+        mgr.unallow(ctx.args.address)
+    elif kind == "deny":
+        mgr.ensure_ready()
+        mgr.unblock([net], reason="removed from the deny list")
+    else:
+        remove_entry(path, net)
+    ctx.say(f"{display(net)}: taken off the {kind} list ({path})")
+    if elsewhere:
+        ctx.say(f"  it is still on the {kind} list in {elsewhere[0].where}")
+    return EXIT_OK
+
+
 def allow(ctx) -> int:
     return _list_command(ctx, "allow")
+
+
+def ignore(ctx) -> int:
+    return _list_command(ctx, "ignore")
+
+
+def _unlisted(kind: str):
+    def handler(ctx) -> int:
+        ctx.args.remove = True
+        return _list_command(ctx, kind)
+
+    return handler
 
 
 def deny(ctx) -> int:
@@ -110,26 +192,25 @@ def deny(ctx) -> int:
 def list_blocks(ctx) -> int:
     from nightwarden.lib.lists import load_lists
 
+    from .output import iso
+
+    a = ctx.args
     now = time.time()
-    state = ctx.state
+    inside = parse_network(a.address) if a.address else None
+    blocks = ctx.state.all_blocks() if a.all else ctx.state.active_blocks(now)
     rows = []
-    if ctx.args.all:
-        blocks = state.all_blocks()
-    else:
-        blocks = state.active_blocks(now)
     for b in blocks:
-        status = "active" if b.active else f"ended {when(b.removed)} ({b.removed_reason})"
         rows.append(
             {
                 "address": b.address,
                 "kind": "permanent" if b.permanent else "temporary",
                 "source": b.source,
                 "reason": b.reason,
-                "created": when(b.created),
-                "expires": "never"
-                if b.permanent
-                else (left(b.expires, now) if b.active else when(b.expires)),
-                "status": status,
+                "created": b.created,
+                "expires": None if b.permanent else b.expires,
+                "active": bool(b.active),
+                "ended": None if b.active else b.removed,
+                "ended_why": None if b.active else b.removed_reason,
             }
         )
     for e in load_lists(ctx.config).deny.entries:
@@ -139,19 +220,77 @@ def list_blocks(ctx) -> int:
                 "kind": "deny list",
                 "source": e.where,
                 "reason": e.comment,
-                "created": "-",
-                "expires": "never",
-                "status": "active",
+                "created": None,
+                "expires": None,
+                "active": True,
+                "ended": None,
+                "ended_why": None,
+                "network": e.network,
             }
         )
-    if ctx.args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        headers = ["address", "kind", "source", "reason", "created", "expires"]
-        if ctx.args.all:
-            headers.append("status")
-        print(table([[r[h] for h in headers] for r in rows], headers))
+    rows = [r for r in rows if _wanted(r, a, inside)]
+    key = {
+        "created": lambda r: r["created"] or 0,
+        "expires": lambda r: r["expires"] if r["expires"] is not None else float("inf"),
+        "address": lambda r: r["address"],
+    }[a.sort]
+    rows.sort(key=key)
+    if a.json:
+        out = []
+        for r in rows:
+            r.pop("network", None)
+            out.append(
+                {
+                    **r,
+                    "created": iso(r["created"]),
+                    "expires": iso(r["expires"]),
+                    "expires_in": None if r["expires"] is None else max(0, int(r["expires"] - now)),
+                    "ended": iso(r["ended"]),
+                }
+            )
+        print(json.dumps(out, indent=1))
+        return EXIT_OK
+    headers = ["address", "kind", "source", "reason", "created", "expires"] + (["status"] if a.all else [])
+    table_rows = []
+    for r in rows:
+        if r["kind"] == "deny list" or r["expires"] is None:
+            expires = "never"
+        else:
+            expires = left(r["expires"], now) if r["active"] else when(r["expires"])
+        status = "active" if r["active"] else f"ended {when(r['ended'])} ({r['ended_why']})"
+        cells = [
+            r["address"],
+            r["kind"],
+            r["source"],
+            r["reason"],
+            when(r["created"]) if r["created"] else "-",
+        ]
+        table_rows.append(cells + [expires] + ([status] if a.all else []))
+    print(table(table_rows, headers))
     return EXIT_OK
+
+
+def _wanted(row: dict, a, inside) -> bool:
+    if (
+        a.source
+        and row["source"] != a.source
+        and not (a.source == "deny-list" and row["kind"] == "deny list")
+    ):
+        return False
+    if a.permanent and row["kind"] == "temporary":
+        return False
+    if a.temporary and row["kind"] != "temporary":
+        return False
+    if inside is not None:
+        net = row.get("network")
+        if net is None:
+            try:
+                net = parse_network(row["address"])
+            except Exception:
+                return False
+        if net.version != inside.version or not net.subnet_of(inside):
+            return False
+    return True
 
 
 def grep(ctx) -> int:
@@ -224,6 +363,34 @@ COMMANDS = [
     ),
     Command(
         "deny", "add an address to the deny list (blocked permanently)", deny, _list_arguments, dry_run=True
+    ),
+    Command(
+        "ignore",
+        "add an address to the ignore list (never blocked by detection)",
+        ignore,
+        _list_arguments,
+        dry_run=True,
+    ),
+    Command(
+        "unallow",
+        "take an address off the allow list (allow --remove)",
+        _unlisted("allow"),
+        _unlist_arguments,
+        dry_run=True,
+    ),
+    Command(
+        "undeny",
+        "take an address off the deny list (deny --remove)",
+        _unlisted("deny"),
+        _unlist_arguments,
+        dry_run=True,
+    ),
+    Command(
+        "unignore",
+        "take an address off the ignore list (ignore --remove)",
+        _unlisted("ignore"),
+        _unlist_arguments,
+        dry_run=True,
     ),
     Command("blocks", "list the active blocks", list_blocks, _blocks_arguments, read_only=True),
     Command("grep", "everything known about an address", grep, _address, read_only=True),

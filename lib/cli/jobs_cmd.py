@@ -45,7 +45,8 @@ def _job_args(name: str, args) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     load_job(name).add_arguments(parser)
     ns = parser.parse_args([])
-    ns.verbosity, ns.dry_run = args.verbosity, args.dry_run
+    # the jobs of the daily run keep their own output to themselves: the run says one line each
+    ns.verbosity, ns.dry_run = min(args.verbosity, -1), args.dry_run
     return ns
 
 
@@ -55,7 +56,12 @@ def daily(ctx) -> int:
 
     codes = []
     for name in daily_order():
-        codes.append(run_job(load_job(name), ctx.config, _job_args(name, ctx.args), ctx.dry_run))
+
+        def said(code: int, summary: str, seconds: float, name: str = name) -> None:
+            state = "failed" if code >= 64 else "ok"
+            ctx.say(f"{name + ':':<16} {state}, exit {code}, {seconds:.1f} s: {summary}")
+
+        codes.append(run_job(load_job(name), ctx.config, _job_args(name, ctx.args), ctx.dry_run, said))
     failures = [c for c in codes if c >= 64]
     return failures[0] if failures else max(codes, default=0)
 

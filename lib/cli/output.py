@@ -28,3 +28,20 @@ def left(ts: float | None, now: float) -> str:
     if secs >= 3600:
         return f"in {secs // 3600}h{secs % 3600 // 60:02d}m"
     return f"in {secs // 60}m" if secs >= 60 else f"in {secs}s"
+
+
+def iso(ts: float | None) -> str | None:
+    """A time for JSON: ISO 8601 in UTC, seconds."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def duration(seconds: int | None) -> str:
+    """A TTL as a person writes it: 6h, 30m, 7d, 90s (0 or None: until purged)."""
+    if not seconds:
+        return "until purged"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -243,3 +243,74 @@ def test_firewall_stop_stays_stopped_until_start(tmp_path):
     status = run_cli("--sandbox", str(box), "firewall", "status", check=0).stdout
     assert "firewall: on" in status and "base rules: in place" in status
     run_cli("--sandbox", str(box), "block", "203.0.113.9", check=0)
+
+
+def test_lists_lose_an_address_with_remove_keeping_every_other_line(nft_config, tmp_path):
+    """allow/deny/ignore --remove (csf -ar, -dr): the entry leaves the file, written atomically
+    with the comments and other lines as they were, and leaves the kernel."""
+    cfg = str(nft_config)
+    etc = tmp_path / "etc"
+    (etc / "allow").write_text("# office and monitoring\n127.0.7.1 # office\n127.0.7.2 # monitor\n")
+    (etc / "deny").write_text("# hostile\n127.0.8.0/24 # scanners\n127.0.9.9\n")
+    run_cli("--config", cfg, "firewall", "start", check=0)
+    assert "127.0.7.1" in nft_ruleset() and "127.0.8.0/24" in nft_ruleset()
+    server = Server()
+    try:
+        assert connects(server, "127.0.8.5") is False
+        run_cli("--config", cfg, "deny", "--remove", "127.0.8.0/24", check=0)
+        assert (etc / "deny").read_text() == "# hostile\n127.0.9.9\n"
+        assert "127.0.8.0/24" not in nft_ruleset() and connects(server, "127.0.8.5")
+    finally:
+        server.close()
+    done = run_cli("--config", cfg, "unallow", "127.0.7.1", check=0)
+    assert "taken off the allow list" in done.stdout
+    assert (etc / "allow").read_text() == "# office and monitoring\n127.0.7.2 # monitor\n"
+    assert "127.0.7.1" not in nft_ruleset() and "127.0.7.2" in nft_ruleset()
+    run_cli("--config", cfg, "block", "127.0.7.1", check=0)  # no longer protected
+    run_cli("--config", cfg, "ignore", "127.0.10.1", "--comment", "backup host", check=0)
+    run_cli("--config", cfg, "ignore", "127.0.10.2", check=0)
+    assert "127.0.10.1 # backup host\n" in (etc / "ignore").read_text()
+    run_cli("--config", cfg, "ignore", "--remove", "127.0.10.1", check=0)
+    assert "127.0.10.1" not in (etc / "ignore").read_text() and "127.0.10.2" in (etc / "ignore").read_text()
+    done = run_cli("--config", cfg, "unignore", "127.0.10.1", check=0)
+    assert "not on the ignore list" in done.stdout
+    dry = run_cli("--config", cfg, "allow", "--remove", "127.0.7.2", "--dry-run", check=0)
+    assert "dry run: would take 127.0.7.2 off" in dry.stdout and "127.0.7.2" in (etc / "allow").read_text()
+
+
+def test_an_address_allowed_elsewhere_is_not_taken_off_and_unblock_says_where(tmp_path, netns):
+    need("nft")
+    csf_allow = tmp_path / "csf.allow"
+    csf_allow.write_text("127.0.11.1 # csf: office\n")
+    cfg = write_config(tmp_path, 'backend = "nftables"\n')
+    cfg.write_text(cfg.read_text().replace("extra_allow_files = []", f'extra_allow_files = ["{csf_allow}"]'))
+    done = run_cli("--config", str(cfg), "allow", "--remove", "127.0.11.1")
+    assert done.returncode == EXIT_REFUSED and f"{csf_allow}:1" in done.stderr
+    assert csf_allow.read_text() == "127.0.11.1 # csf: office\n"
+    done = run_cli("--config", str(cfg), "unblock", "127.0.11.1", check=0)
+    assert f"was not blocked (it is on the allow list in {csf_allow}:1" in done.stdout
+
+
+def test_blocks_filters_sorts_and_gives_json_times_as_iso_and_seconds(nft_config):
+    cfg = str(nft_config)
+    run_cli("--config", cfg, "block", "127.0.12.1", "--ttl", "6h", "--reason", "ssh", check=0)
+    run_cli("--config", cfg, "block", "127.0.12.2", "--ttl", "10m", check=0)
+    run_cli("--config", cfg, "block", "127.0.13.1", "--permanent", check=0)
+    run_cli("--config", cfg, "deny", "127.0.14.0/24", check=0)
+    db = State(load_config(nft_config).db_path)
+    db.db.execute("UPDATE blocks SET source = 'login-failures' WHERE address = '127.0.12.1'")
+    db.db.commit()
+    db.close()
+
+    def rows(*args):
+        return json.loads(run_cli("--config", cfg, "blocks", "--json", *args, check=0).stdout)
+
+    assert [r["address"] for r in rows("--source", "login-failures")] == ["127.0.12.1"]
+    assert {r["address"] for r in rows("--permanent")} == {"127.0.13.1", "127.0.14.0/24"}
+    assert [r["address"] for r in rows("--temporary", "--sort", "expires")] == ["127.0.12.2", "127.0.12.1"]
+    assert {r["address"] for r in rows("--address", "127.0.12.0/24")} == {"127.0.12.1", "127.0.12.2"}
+    (six,) = rows("--address", "127.0.12.1")
+    assert six["expires"].endswith("Z") and six["created"].endswith("Z")
+    assert 21500 < six["expires_in"] <= 21600 and six["active"] is True
+    out = run_cli("--config", cfg, "block", "127.0.15.1", "--ttl", "6h", check=0).stdout
+    assert "for 6h" in out

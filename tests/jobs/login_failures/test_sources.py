@@ -237,6 +237,31 @@ def test_a_log_truncated_in_place_with_the_same_first_line_loses_nothing(tmp_pat
     }
 
 
+def test_a_copytruncate_between_two_chunks_of_one_read_loses_and_repeats_nothing(tmp_path):
+    """logrotate copies and truncates the log while a read is between two chunks, and the
+    daemon writes past where the read stood before it goes on: what the read took next would
+    be the new file's middle. It stops there; the next read finds the rest in the copy."""
+    log = tmp_path / "auth.log"
+    old = [f"line {i:04d} of the old file\n" for i in range(400)]
+    new = [f"line {i:04d} of the new one\n" for i in range(800)]
+    log.write_text("".join(old))
+    plan = sources.plan(log, None)
+    chunks = sources.read_part(plan.parts[0], chunk=4096)
+    got = [next(chunks)[0]]  # the first chunk; the read stands inside the file
+    (tmp_path / "auth.log.1").write_bytes(log.read_bytes())
+    with open(log, "r+") as f:
+        f.truncate(0)
+    log.write_text("".join(new))  # longer than the old file: past where the read stood
+    got += [text for text, _ in chunks]
+    cursor = sources.cursor_after(log, plan.parts[0])
+    plan = sources.plan(log, cursor)
+    assert [p.path.name for p in plan.parts] == ["auth.log.1", "auth.log"]
+    for part in plan.parts:
+        got += [text for text, _ in sources.read_part(part)]
+    lines = b"".join(got).decode().splitlines(keepends=True)
+    assert lines == old + new
+
+
 # -- the journal --------------------------------------------------------------------------------
 
 
