@@ -24,7 +24,7 @@ demo: $(BIN)/nightwarden
 	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 203.0.113.23 --ttl 6h --reason "demo: ssh brute force"
 	$(BIN)/nightwarden --sandbox $(DEMO) deny 198.51.100.0/24 --comment "demo: hostile network"
 	$(BIN)/nightwarden --sandbox $(DEMO) allow 203.0.113.200 --comment "demo: office"
-	-$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200
+	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.200 || [ $$? -eq 79 ]   # 79: refused, it is allowed
 	$(BIN)/nightwarden --sandbox $(DEMO) blocks
 	@mkdir -p $(DEMO)/tmp/.x $(DEMO)/dev/shm && cp /bin/true $(DEMO)/tmp/.x/kworker && \
 	  printf '<?php system($$_GET["c"]); ?>\n' > $(DEMO)/tmp/upload.php && \
@@ -53,6 +53,7 @@ demo: $(BIN)/nightwarden
 	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-63: findings, not failures
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
+	$(BIN)/nightwarden --sandbox $(DEMO) status
 	@echo "== what ran (nightwarden runs -n 1):"
 	@$(BIN)/nightwarden --sandbox $(DEMO) runs -n 1
 	@echo "== done. report: $$(ls $(DEMO)/reports/report-*.txt); integrity: $$(ls $(DEMO)/reports/integrity-*.txt)"

@@ -27,6 +27,7 @@ class JobInfo:
     resident: bool = False
     exit_codes: tuple[tuple[str, str], ...] = ()  # its findings codes and what they mean
     commands: tuple[str, ...] = ()  # modules with COMMANDS of its own (lib.cli.command.Command)
+    status: str = ""  # "module:function(config, state) -> dict": its lines in `nightwarden status`
 
 
 JOBS: dict[str, JobInfo] = {
@@ -49,6 +50,7 @@ JOBS: dict[str, JobInfo] = {
             "nightwarden.jobs.login_failures.settings:LoginSettings",
             exit_codes=(("1", "an address reached its limit and was blocked"),),
             commands=("nightwarden.jobs.login_failures.commands",),
+            status="nightwarden.jobs.login_failures.job:status",
         ),
         JobInfo(
             "quarantine",
@@ -75,6 +77,7 @@ JOBS: dict[str, JobInfo] = {
                     "(unexplained), 8 some could not be read",
                 ),
             ),
+            status="nightwarden.jobs.integrity.trust:status",
         ),
         JobInfo(
             "scan-history",
@@ -110,6 +113,7 @@ JOBS: dict[str, JobInfo] = {
             "listener",
             "nightwarden.jobs.listener.settings:ListenerSettings",
             resident=True,
+            status="nightwarden.jobs.listener.job:status",
         ),
     ]
 }

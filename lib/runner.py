@@ -133,7 +133,9 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False, done=N
         return e.exit_code
     run_id = None
     try:
-        run_id = None if dry_run else ctx.state.start_run(name, dry_run)  # a dry run writes nothing
+        # a dry run writes nothing; an action that only looks (quarantine list) is no run of the job
+        counted = getattr(module, "is_run", lambda args: True)(args)
+        run_id = None if (dry_run or not counted) else ctx.state.start_run(name, dry_run)
         said = True  # an error line was printed: the closing line need not repeat it
         try:
             result = module.run(ctx)

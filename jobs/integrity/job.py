@@ -50,6 +50,12 @@ def add_arguments(parser) -> None:
     )
 
 
+def is_run(args) -> bool:
+    """Only a check is a run of the job (its health in the report); keygen, init, update,
+    rekey and show are done by hand."""
+    return (getattr(args, "action", "check") if args is not None else "check") == "check"
+
+
 def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "check") if ctx.args is not None else "check"
     actions = {"check": check, "init": init, "update": update, "show": show_database, "keygen": keygen}
@@ -313,6 +319,7 @@ def check(ctx) -> Result:
                 changed=len(unexplained),
                 explained=explained,
                 unreadable=len(scan.errors),
+                paths=_paths(result),
             )
     ctx.say(json.dumps(data, indent=1) if getattr(ctx.args, "json", False) else text)
     if code and not getattr(ctx.args, "no_mail", False):
@@ -321,6 +328,21 @@ def check(ctx) -> Result:
         code,
         f"check: {summary} ({len(scan.records):,} entries, {scan.seconds:.1f} s{', quick' if quick else ''})",
     )
+
+
+REPORTED_PATHS = 200  # paths named in the check's event (the daily report lists them)
+
+
+def _paths(result) -> list[dict]:
+    """The unexplained changes, then the added and removed paths, for the daily report."""
+    out = [
+        {"path": c.path, "change": "changed", "attributes": [[a, b, f] for a, b, f in c.attrs]}
+        for c in result.changed
+        if not c.explained
+    ]
+    out += [{"path": p, "change": "added", "attributes": [["", "", what]]} for p, _, what in result.added]
+    out += [{"path": p, "change": "removed", "attributes": [["", what, ""]]} for p, _, what in result.removed]
+    return out[:REPORTED_PATHS]
 
 
 def render_check(ctx, header, result, scan, quick, policy, evidence="", warnings=()) -> tuple[str, dict]:

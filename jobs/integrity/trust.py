@@ -126,3 +126,17 @@ def permission_warnings(config) -> list[str]:
     except OSError:
         pass
     return warnings
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the database generation and the pinned key."""
+    generation = int(state.get_meta(GENERATION, "0"))
+    if not generation:
+        return {
+            "database": "none yet",
+            "problem": "no signed database yet: nothing is checked (nightwarden integrity keygen, then init)",
+        }
+    return {
+        "database": f"{integrity_file(config, 'database')}, generation {generation}",
+        "key": pinned_key(state),
+    }

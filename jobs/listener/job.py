@@ -115,3 +115,23 @@ class Followers:
                 self.start(config)
 
         threading.Thread(target=again, name="follow-reload", daemon=True).start()
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: what the listener watches and follows (from the configuration)."""
+    lcfg = config.listener
+    following = [
+        name
+        for name, on in (
+            ("the log sources", config.logins.follow == "listener"),
+            ("the quarantine's directories", config.quarantine.follow),
+        )
+        if on
+    ]
+    return {
+        "mode": lcfg.mode,
+        "bait ports": f"{len(lcfg.tcp_ports)} tcp, {len(lcfg.udp_ports)} udp"
+        if lcfg.mode == "connect"
+        else "raw sockets",
+        "follows": ", ".join(following) or "nothing (logins.follow, quarantine.follow)",
+    }

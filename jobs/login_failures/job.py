@@ -194,3 +194,27 @@ def _alert(ctx, scans, service: str, addr: str, failures: int, first: float, las
         for raw in (addr.encode(), f"::ffff:{addr}".encode()):
             text += reading.sample_lines(s, raw, ctx.config.logins.alert_lines)
     ctx.mailer.alert("alert", alert_fields(ctx.config, service, addr, failures, first, last, text))
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the sources present, and who reads each one now."""
+    from . import reading
+
+    present = reading.configured(config)
+    if not present:
+        return {
+            "sources": "none present",
+            "problem": "no log source present (logins.sources, logins.journal)",
+        }
+    followed = []
+    for src in present:
+        lock = reading.source_lock(config, src)
+        try:
+            lock.acquire()
+            lock.release()
+        except Exception:
+            followed.append(src.name)
+    out = {"sources": ", ".join(s.name for s in present)}
+    if followed:
+        out["followed by the listener"] = ", ".join(followed)
+    return out

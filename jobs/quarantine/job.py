@@ -32,6 +32,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-mail", action="store_true", help="no alert mail for this sweep")
 
 
+def is_run(args) -> bool:
+    """Only a sweep is a run of the job; list, show and restore only look or put back."""
+    return (getattr(args, "action", "sweep") if args is not None else "sweep") == "sweep"
+
+
 def run(ctx) -> Result:
     action = getattr(ctx.args, "action", "sweep") if ctx.args is not None else "sweep"
     if action in ("show", "restore") and getattr(ctx.args, "id", None) is None:
@@ -106,6 +111,8 @@ def sweep(ctx, only: dict | None = None) -> Result:
 def list_entries(ctx) -> Result:
     from tabulate import tabulate
 
+    from nightwarden.lib.cli.output import cut
+
     from .archive import shown
     from .store import QuarantineStore
 
@@ -114,10 +121,10 @@ def list_entries(ctx) -> Result:
         [
             r["id"],
             _when(r["time"]),
-            shown(bytes(r["path"]))[:60],
+            cut(shown(bytes(r["path"])), 60, middle=True),
             r["owner"],
-            r["action"][:30],
-            r["reason"][:40],
+            cut(r["action"], 30),
+            cut(r["reason"], 40),
             "yes" if r["restored"] else "",
         ]
         for r in rows

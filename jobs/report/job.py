@@ -52,12 +52,18 @@ def fmt_time(ts: float | None) -> str:
 
 
 def job_health(state, since: float, until: float) -> ReportSection:
+    """Runs of the jobs in the period (runs only: looking at the quarantine or the integrity
+    database is none, nor is a dry run); this report's own run, still going, is left out."""
     from nightwarden.jobs import JOBS
 
     sec = ReportSection(
         "Job health", ["job", "runs", "failed", "last run", "last exit", "last success", "last summary"]
     )
-    runs = [r for r in state.runs(since) if r["started"] < until]
+    runs = [
+        r
+        for r in state.runs(since)
+        if r["started"] < until and not r["dry_run"] and not (r["job"] == NAME and r["exit_code"] is None)
+    ]
     names = list(JOBS) + sorted({r["job"] for r in runs} - set(JOBS))
     for name in names:
         mine = [r for r in runs if r["job"] == name]
@@ -71,10 +77,37 @@ def job_health(state, since: float, until: float) -> ReportSection:
                 fmt_time(last["started"]) if last else "never",
                 "-" if last is None else ("running" if last["exit_code"] is None else last["exit_code"]),
                 fmt_time(state.last_success(name)),
-                (last["summary"] if last else "")[:60],
+                _cut(last["summary"] if last else "", 60),
             ]
         )
     return sec
+
+
+def missed_runs(config, state, since: float, until: float, grace: float = 600) -> list[str]:
+    """Scheduled jobs that should have run in the period (a fire time at least `grace`
+    seconds before its end) and did not run at all: cron or the timers are broken."""
+    from datetime import UTC
+
+    from nightwarden.lib.schedule import entries, trigger
+
+    ran = {r["job"] for r in state.runs(since) if r["started"] < until}
+    out = []
+    for entry in entries(config):
+        if entry.job in ran or entry.job == NAME or not state.last_runs(entry.job, 1):
+            continue  # a job that never ran at all is said once, as such
+        start = datetime.fromtimestamp(since, UTC)
+        due = trigger(entry, UTC).get_next_fire_time(None, start)
+        if due is not None and due.timestamp() <= until - grace:
+            out.append(
+                f"{entry.job} should have run at {fmt_time(due.timestamp())} and did not run in the period"
+            )
+    return out
+
+
+def _cut(text, width: int, middle: bool = False) -> str:
+    from nightwarden.lib.cli.output import cut
+
+    return cut(text, width, middle)
 
 
 def blocks_sections(state, since: float, until: float, lists) -> list[ReportSection]:
@@ -143,18 +176,25 @@ def quarantine_section(state, since: float, until: float) -> ReportSection:
 
     for r in QuarantineStore(state).between(since, until):
         sec.rows.append(
-            [fmt_time(r["time"]), shown(bytes(r["path"]))[:70], r["owner"], r["reason"][:50], r["action"]]
+            [
+                fmt_time(r["time"]),
+                _cut(shown(bytes(r["path"])), 70, middle=True),
+                r["owner"],
+                _cut(r["reason"], 50),
+                r["action"],
+            ]
         )
     return sec
 
 
-def integrity_section(state, since: float, until: float) -> ReportSection:
-    sec = ReportSection(
+def integrity_sections(state, since: float, until: float) -> list[ReportSection]:
+    checks = ReportSection(
         "Integrity checks", ["time", "added", "removed", "changed", "explained by packages", "unreadable"]
     )
+    changes = ReportSection("Integrity changes", ["time", "path", "change", "before", "after"])
     for e in state.events(since, until, kind="integrity"):
         d = json.loads(e["detail"])
-        sec.rows.append(
+        checks.rows.append(
             [
                 fmt_time(e["time"]),
                 d.get("added", 0),
@@ -164,9 +204,32 @@ def integrity_section(state, since: float, until: float) -> ReportSection:
                 d.get("unreadable", 0),
             ]
         )
-    if sec.rows:
-        sec.note = "Details: the integrity-<time>.txt report beside this one."
-    return sec
+        for p in d.get("paths", []):
+            attrs = p.get("attributes") or [["", "", ""]]
+            for i, (name, before, after) in enumerate(attrs):
+                label = f"{name}: " if name else ""
+                changes.rows.append(
+                    [
+                        fmt_time(e["time"]) if i == 0 else "",
+                        p["path"] if i == 0 else "",
+                        p["change"] if i == 0 else "",
+                        f"{label}{before}" if before else "-",
+                        f"{label}{after}" if after else "-",
+                    ]
+                )
+        listed = len(d.get("paths", []))
+        total = d.get("added", 0) + d.get("removed", 0) + d.get("changed", 0)
+        if total > listed:
+            changes.note = f"{total - listed} more not listed: the integrity-<time>.txt report has them all."
+    return [checks, changes]
+
+
+def integrity_changes(state, since: float, until: float) -> list[dict]:
+    return [
+        p
+        for e in state.events(since, until, kind="integrity")
+        for p in json.loads(e["detail"]).get("paths", [])
+    ]
 
 
 def scans_section(state, since: float, until: float) -> ReportSection:
@@ -200,11 +263,54 @@ def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
     ]
 
 
-def problems_section(lists, outbox_pending: int) -> ReportSection:
-    sec = ReportSection("Problems", ["problem"], [[e] for e in lists.errors])
-    if outbox_pending:
-        sec.rows.append([f"{outbox_pending} message(s) waiting in the outbox (nightwarden mail flush)"])
-    return sec
+def problems_section(ctx, since: float, until: float) -> ReportSection:
+    """What `nightwarden status` calls problems (the firewall off, list lines, failed jobs, a
+    job's prerequisites, the listener down, the outbox) and the runs cron did not start."""
+    from nightwarden.lib.cli.status_cmd import facts
+
+    problems = facts(ctx)["problems"] + missed_runs(ctx.config, ctx.state, since, until)
+    return ReportSection("Problems", ["problem"], [[p] for p in problems])
+
+
+def summary_section(
+    sections: list[ReportSection], changes: list[dict], files: list[list]
+) -> tuple[ReportSection, str]:
+    """What needs attention today, first; and the mail's subject line. files: the suspicious
+    files' (path, reason, action), paths whole."""
+    by = {s.title: s for s in sections}
+    quarantined = [f for f in files if str(f[2]).startswith("quarantined")]
+    new_perm = [r for r in by["Blocks made in the period"].rows if r[1] == "permanent"]
+    made = len(by["Blocks made in the period"].rows)
+    failed = [r for r in by["Job health"].rows if r[2]]
+    problems = by["Problems"].rows
+    rows = []
+    for c in changes[:10]:
+        what = "; ".join(f"{a} {b} -> {f}" for a, b, f in c.get("attributes", []) if a) or c["change"]
+        rows.append(
+            ["integrity", f"{c['path']}: {c['change']}" + (f" ({what})" if c["change"] == "changed" else "")]
+        )
+    if len(changes) > 10:
+        rows.append(["integrity", f"{len(changes) - 10} more changes (see Integrity changes)"])
+    for path, reason, _ in quarantined[:10]:
+        rows.append(["quarantined", f"{path} ({reason})"])
+    for r in new_perm[:10]:
+        rows.append(["permanent block", f"{r[0]} ({r[2]}: {r[3]})"])
+    for r in failed:
+        rows.append(["job failed", f"{r[0]}: {r[2]} of {r[1]} runs; last: {r[6]}"])
+    rows += [["problem", p[0]] for p in problems]
+    if not rows:
+        rows.append(["-", "nothing needs attention"])
+    parts = []
+    if changes:
+        parts.append(f"{len(changes)} integrity change{'s' if len(changes) != 1 else ''}")
+    if quarantined:
+        parts.append(f"{len(quarantined)} file{'s' if len(quarantined) != 1 else ''} quarantined")
+    parts.append(f"{made} block{'s' if made != 1 else ''}")
+    if failed:
+        parts.append(f"{len(failed)} job{'s' if len(failed) != 1 else ''} failing")
+    if problems:
+        parts.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}")
+    return ReportSection("Needs attention", ["what", "detail"], rows), ", ".join(parts)
 
 
 def render_text(sections: list[ReportSection]) -> str:
@@ -236,9 +342,8 @@ def render_html(sections: list[ReportSection]) -> str:
     return "\n".join(out)
 
 
-def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], str]:
+def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], str, str]:
     from nightwarden.lib.lists import load_lists
-    from nightwarden.lib.mail import Outbox
 
     lists = load_lists(ctx.config)
     state = ctx.state
@@ -248,12 +353,20 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
         *blocks_sections(state, since, until, lists),
         scans_section(state, since, until),
         *events_sections(state, since, until),
-        integrity_section(state, since, until),
+        *integrity_sections(state, since, until),
         quarantine_section(state, since, until),
-        problems_section(lists, len(Outbox(ctx.config.outbox_dir).pending())),
+        problems_section(ctx, since, until),
     ]
+    from nightwarden.jobs.quarantine.archive import shown
+    from nightwarden.jobs.quarantine.store import QuarantineStore
+
+    files = [
+        [shown(bytes(r["path"])), r["reason"], r["action"]]
+        for r in QuarantineStore(state).between(since, until)
+    ]
+    summary, headline = summary_section(sections, integrity_changes(state, since, until), files)
     period = f"{fmt_time(since)} to {fmt_time(until)}"
-    return sections, period
+    return [summary, *sections], period, headline
 
 
 def _scan_charts(ctx, since: float, until: float, stem: str) -> dict[str, bytes]:
@@ -280,7 +393,7 @@ def run(ctx) -> Result:
     since = parse_when(args.since, now) if args and args.since else until - hours * 3600
     if since >= until:
         raise UsageError("--since must be before --until")
-    sections, period = build_report(ctx, since, until)
+    sections, period, headline = build_report(ctx, since, until)
     text = render_text(sections)
     body_html = render_html(sections)
     data = {
@@ -305,7 +418,7 @@ def run(ctx) -> Result:
         body_html += "\n<h2>Scans</h2>\n" + "\n".join(
             f'<p><img src="cid:{cid}" alt="{html.escape(cid)}"></p>' for cid in images
         )
-    fields = {"period": period, "body": text, "body_html": body_html}
+    fields = {"period": period, "body": text, "body_html": body_html, "headline": headline}
     mailer = ctx.mailer
     msg = mailer.build("report", fields, images=images)
     if not ctx.dry_run:

@@ -12,7 +12,7 @@ import sys
 
 from nightwarden.lib.errors import EXIT_CODES, EXIT_USAGE, NightwardenError, translate
 
-COMMAND_GROUPS = ("jobs_cmd", "blocks_cmd", "firewall_cmd", "schedule_cmd")
+COMMAND_GROUPS = ("status_cmd", "jobs_cmd", "blocks_cmd", "firewall_cmd", "schedule_cmd")
 
 
 def commands() -> dict:

@@ -12,12 +12,13 @@ from .command import Command
 def _firewall_arguments(p) -> None:
     p.add_argument(
         "action",
-        choices=["status", "start", "stop", "enable", "disable"],
-        help="status: what is in the kernel; start: set up and load every entry "
-        "(also after a reboot), turning the firewall on; stop: remove all of nightwarden's rules "
-        "and keep them off (no job or listener puts them back) until start; enable/disable: "
-        "csf's names for start/stop",
+        choices=["status", "list", "start", "stop", "enable", "disable"],
+        help="status: what is in the kernel; list: every kernel entry (csf -l); start: set up and "
+        "load every entry (also after a reboot), turning the firewall on; stop: remove all of "
+        "nightwarden's rules and keep them off (no job or listener puts them back) until start; "
+        "enable/disable: csf's names for start/stop",
     )
+    p.add_argument("--json", action="store_true", help="status and list: JSON")
 
 
 def _mail_arguments(p) -> None:
@@ -30,19 +31,105 @@ def _report_dry_run(ctx) -> None:
             ctx.say(f"dry run: would {action}")
 
 
+def firewall_facts(ctx) -> dict:
+    """What `firewall status` (and `status`) say: from the kernel where it can be read (root),
+    from state always."""
+    from nightwarden.lib.blocks import OFF
+    from nightwarden.lib.errors import NightwardenError, translate
+    from nightwarden.lib.firewall import open_backend
+
+    try:
+        off = ctx.state.get_meta(OFF)
+        facts: dict = {
+            "on": not off,
+            "off_because": off or None,
+            "blocks_in_state": len(ctx.state.active_blocks()),
+        }
+    except Exception as e:  # a user who may not read the state database
+        known = translate(e) if not isinstance(e, NightwardenError) else e
+        if known is None:
+            raise
+        facts = {"on": None, "off_because": None, "blocks_in_state": None, "state_unreadable": str(known)}
+    try:
+        fw = open_backend(ctx.config, reading=True)
+        kernel = fw.list()
+        facts["backend"] = fw.describe()
+        facts["base_rules"] = fw.is_ready()
+        facts["kernel_entries"] = {
+            k: sum(1 for e in kernel if e.kind == k) for k in ("temp", "perm", "allow")
+        }
+    except NightwardenError as e:
+        facts["backend"] = ctx.config.firewall_backend()
+        facts["base_rules"] = None
+        facts["kernel_entries"] = None
+        facts["kernel_unreadable"] = str(e)
+    return facts
+
+
+def _status(ctx) -> int:
+    import json
+
+    facts = firewall_facts(ctx)
+    if ctx.args.json:
+        print(json.dumps(facts, indent=1))
+        return EXIT_OK
+    print(f"backend: {facts['backend']}")
+    if facts["on"] is None:
+        print(f"firewall: unknown (state: {facts['state_unreadable']})")
+    else:
+        print(f"firewall: {'on' if facts['on'] else 'OFF: ' + facts['off_because']}")
+    if facts["kernel_entries"] is None:
+        print(f"kernel: not inspected ({facts['kernel_unreadable']})")
+    else:
+        ready = "in place" if facts["base_rules"] else "missing (run: nightwarden firewall start)"
+        print(f"base rules: {ready}")
+        n = facts["kernel_entries"]
+        print(f"entries: {n['temp']} temporary, {n['perm']} permanent, {n['allow']} allowed")
+    if facts["blocks_in_state"] is not None:
+        print(f"state: {facts['blocks_in_state']} active blocks")
+    return EXIT_OK
+
+
+def _list(ctx) -> int:
+    """Every entry in the kernel (csf -l), as the kernel has it."""
+    import json
+
+    from nightwarden.lib.firewall import open_backend
+    from nightwarden.lib.netaddr import display
+
+    from .output import left, table
+
+    kernel = sorted(
+        open_backend(ctx.config, reading=True).list(), key=lambda e: (e.kind, e.network.version, e.network)
+    )
+    names = {"temp": "temporary", "perm": "permanent", "allow": "allowed"}
+    rows = [
+        {
+            "address": display(e.network),
+            "kind": names.get(e.kind, e.kind),
+            "expires_in": None if e.expires_in is None else int(e.expires_in),
+        }
+        for e in kernel
+    ]
+    if ctx.args.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    now = time.time()
+    shown = [
+        [r["address"], r["kind"], "never" if r["expires_in"] is None else left(now + r["expires_in"], now)]
+        for r in rows
+    ]
+    print(table(shown, ["address", "kind", "expires"]))
+    return EXIT_OK
+
+
 def firewall(ctx) -> int:
     action = ctx.args.action
-    fw = ctx.firewall
     if action == "status":
-        kernel = fw.list()
-        counts = {k: sum(1 for e in kernel if e.kind == k) for k in ("allow", "perm", "temp")}
-        print(f"backend: {fw.describe()}")
-        off = ctx.blocks.off()
-        print(f"firewall: {'OFF: ' + off if off else 'on'}")
-        print(f"base rules: {'in place' if fw.is_ready() else 'missing (run: nightwarden firewall start)'}")
-        print(f"entries: {counts['temp']} temporary, {counts['perm']} permanent, {counts['allow']} allowed")
-        print(f"state: {len(ctx.state.active_blocks())} active blocks")
-        return EXIT_OK
+        return _status(ctx)
+    if action == "list":
+        return _list(ctx)
+    fw = ctx.firewall
     if action in ("stop", "disable"):
         if not ctx.dry_run:  # first the flag: nothing puts the rules back from now on
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -83,7 +170,12 @@ def mail(ctx) -> int:
         ctx.say(f"delivered {sent} message(s) via {mailer.transport.describe()}; {left} left")
         return EXIT_OK
     msg = mailer.build(
-        "report", {"period": "test message", "body": "This is a test message from nightwarden.\n"}
+        "report",
+        {
+            "period": "test message",
+            "headline": "test message",
+            "body": "This is a test message from nightwarden.\n",
+        },
     )
     result = mailer.send(msg)
     ctx.say(f"test message {result.status}: {result.where}")

@@ -9,7 +9,7 @@ import json
 from nightwarden.lib.errors import EXIT_DATAERR, EXIT_OK, UsageError
 
 from .command import Command
-from .output import table, when
+from .output import cut, table, when
 
 
 def _runs_arguments(p) -> None:
@@ -58,7 +58,7 @@ def daily(ctx) -> int:
     for name in daily_order():
 
         def said(code: int, summary: str, seconds: float, name: str = name) -> None:
-            state = "failed" if code >= 64 else "ok"
+            state = "failed" if code >= 64 else ("findings" if code else "ok")
             ctx.say(f"{name + ':':<16} {state}, exit {code}, {seconds:.1f} s: {summary}")
 
         codes.append(run_job(load_job(name), ctx.config, _job_args(name, ctx.args), ctx.dry_run, said))
@@ -95,7 +95,7 @@ def runs(ctx) -> int:
             when(r["started"]),
             "running" if r["seconds"] is None else f"{r['seconds']:.1f} s",
             "-" if r["exit_code"] is None else r["exit_code"],
-            ("(dry run) " if r["dry_run"] else "") + r["summary"][:70],
+            cut(("(dry run) " if r["dry_run"] else "") + r["summary"], 70),
         ]
         for r in rows
     ]

@@ -45,3 +45,15 @@ def duration(seconds: int | None) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def cut(text, width: int, middle: bool = False) -> str:
+    """At most `width` characters; a cut says so with an ellipsis (in the middle for a path,
+    so that its file name stays)."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    if middle:
+        head = (width - 1) // 2
+        return text[:head] + "\u2026" + text[len(text) - (width - 1 - head) :]
+    return text[: width - 1] + "\u2026"

@@ -52,8 +52,9 @@ def detect_backend() -> tuple[str, list[str]]:
     raise UnavailableError("no firewall backend works here (" + "; ".join(reasons) + ")")
 
 
-def open_backend(config, dry_run: bool = False) -> Backend:
-    """The configured backend (or the detected one for "auto"); a recorder for --dry-run."""
+def open_backend(config, dry_run: bool = False, reading: bool = False) -> Backend:
+    """The configured backend (or the detected one for "auto"); a recorder for --dry-run.
+    reading: only to look (the refusal for a user who is not root says so)."""
     fw = config.firewall
     common = dict(prefix=fw.name, ipv6=fw.ipv6, lock_timeout=fw.lock_timeout)
     choice = config.firewall_backend()
@@ -63,6 +64,8 @@ def open_backend(config, dry_run: bool = False) -> Backend:
         path = None if dry_run else config.state_dir / "firewall-dryrun.json"
         return DryRunBackend(**common, path=path)
     if os.geteuid() != 0:
+        if reading:
+            raise PermissionDenied("reading the kernel's firewall rules needs root")
         raise PermissionDenied("firewall changes need root (or use --sandbox DIR, or --dry-run)")
     if choice == "auto":
         choice, _ = detect_backend()

@@ -69,7 +69,7 @@ def test_daily_in_a_sandbox_writes_report_and_mail(tmp_path):
     made = [s for s in data["sections"] if s["title"] == "Blocks made in the period"][0]
     assert made["rows"][0][:3] == ["203.0.113.7", "temporary", "cli"]
     messages = list(mailbox.mbox(box / "state" / "mail" / "mbox"))
-    assert len(messages) == 1 and "daily report" in messages[0]["Subject"]
+    assert len(messages) == 1 and ": 1 block" in messages[0]["Subject"], messages[0]["Subject"]
     html = [p for p in messages[0].walk() if p.get_content_type() == "text/html"][0]
     assert "<table>" in html.get_payload(decode=True).decode()
     # the run was recorded: a second report shows the first one's success
@@ -77,7 +77,8 @@ def test_daily_in_a_sandbox_writes_report_and_mail(tmp_path):
     latest = sorted((box / "reports").glob("report-*.json"))[-1]
     rows = [s for s in json.loads(latest.read_text())["sections"] if s["title"] == "Job health"][0]["rows"]
     health = {r[0]: r for r in rows}
-    assert health["report"][1:3] == [2, 0] and health["expire"][1:3] == [1, 0]
+    assert health["report"][1:5] == [1, 0, health["report"][3], 0]  # its own run, going on, is not listed
+    assert health["expire"][1:3] == [1, 0]
     assert health["purge"][1] == 0 and health["purge"][3] == "never"
 
 
@@ -116,6 +117,11 @@ def test_console_script_is_installed():
         (["allow", "192.0.2.11"], 0),
         (["deny", "192.0.2.12", "--dry-run"], 0),
         (["firewall", "status"], 0),
+        (["firewall", "status", "--json"], 0),
+        (["firewall", "list"], 0),
+        (["status"], 0),
+        (["status", "--json"], 0),
+        (["ignore", "192.0.2.13"], 0),
         (["mail", "flush"], 0),
         (["schedule", "show"], 0),
         (["schedule", "cron"], 0),
@@ -177,3 +183,87 @@ def test_a_mistyped_command_is_a_usage_error_that_names_the_nearest_command():
     assert far.returncode == 64 and "did you mean" not in far.stderr
     sub = run_cli("logs", "tset", "x")
     assert sub.returncode == 64 and "did you mean 'test'?" in sub.stderr
+
+
+def test_status_says_the_firewall_blocks_jobs_listener_and_problems(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    run_cli("--sandbox", str(box), "block", "192.0.2.20", "--ttl", "1h", check=0)
+    run_cli("--sandbox", str(box), "deny", "198.51.100.0/24", check=0)
+    run_cli("--sandbox", str(box), "expire", check=0)
+    f = json.loads(run_cli("--sandbox", str(box), "status", "--json", check=0).stdout)
+    assert f["firewall"]["on"] is True and f["firewall"]["kernel_entries"]["temp"] == 1
+    assert f["blocks"] == {"active": 1, "temporary": 1, "permanent": 0, "by_source": {"cli": 1}}
+    assert f["lists"]["deny"] == 1
+    jobs = {j["job"]: j for j in f["jobs"]}
+    assert jobs["expire"]["exit_code"] == 0 and jobs["expire"]["last_start"].endswith("Z")
+    assert jobs["listen"]["running"] is False and jobs["listen"]["details"]["mode"] == "connect"
+    assert "none yet" in jobs["integrity"]["details"]["database"]
+    problems = " | ".join(f["problems"])
+    assert "the listener is not running" in problems and "never ran: login-failures" in problems
+    assert "expire" not in problems.split("never ran:")[1].split("(")[0]
+    run_cli("--sandbox", str(box), "firewall", "stop", check=0)
+    text = run_cli("--sandbox", str(box), "status", check=0).stdout
+    assert "firewall   " in text and "OFF (stopped at" in text and "the firewall is off" in text
+
+
+def test_firewall_list_prints_the_kernel_entries(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    run_cli("--sandbox", str(box), "block", "192.0.2.30", "--ttl", "2h", check=0)
+    run_cli("--sandbox", str(box), "block", "192.0.2.31", "--permanent", check=0)
+    rows = json.loads(run_cli("--sandbox", str(box), "firewall", "list", "--json", check=0).stdout)
+    assert {(r["address"], r["kind"]) for r in rows} == {
+        ("192.0.2.30", "temporary"),
+        ("192.0.2.31", "permanent"),
+    }
+    temp = next(r for r in rows if r["kind"] == "temporary")
+    assert 7000 < temp["expires_in"] <= 7200
+    text = run_cli("--sandbox", str(box), "firewall", "list", check=0).stdout
+    assert "192.0.2.30" in text and "in 1h59m" in text
+
+
+def test_firewall_status_as_a_user_reads_what_it_may_and_says_the_rest(open_tmp):
+    """Not root: the kernel's rules cannot be read; that is said, not 'changes need root'."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("runs the command as nobody (root needed to switch)")
+    from helpers import write_config
+
+    cfg = write_config(open_tmp, 'backend = "nftables"\n')
+    (open_tmp / "etc").chmod(0o755)
+    cfg.chmod(0o644)
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            NIGHTWARDEN,
+            "--config",
+            str(cfg),
+            "-q",
+            "firewall",
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "need root" not in done.stdout + done.stderr.replace(
+        "reading the kernel's firewall rules needs root", ""
+    )
+    assert "kernel: not inspected (reading the kernel's firewall rules needs root)" in done.stdout, (
+        done.stdout,
+        done.stderr,
+    )
+
+
+def test_the_daily_run_says_one_labelled_line_per_job(tmp_path):
+    box = tmp_path / "sb"
+    out = run_cli("--sandbox", str(box), "daily").stdout.splitlines()
+    from nightwarden.jobs import daily_order
+
+    assert [line.split(":")[0] for line in out] == daily_order(), out
+    assert all(", exit " in line for line in out)

@@ -175,7 +175,7 @@ def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):
             )
     run_cli("--config", str(cfg), "report", check=0)
     msg = list(mailbox.mbox(tmp_path / "state" / "mail" / "mbox"))[-1]
-    assert "daily report" in msg["Subject"]
+    assert msg["X-Nightwarden-Template"] == "report" and " blocks" in msg["Subject"]
     images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     assert len(images) == 3
     html_part = [p for p in msg.walk() if p.get_content_type() == "text/html"][0].get_payload(decode=True)
