@@ -439,6 +439,22 @@ def validate_ttl(text: str) -> int:
     return value
 
 
+def blocked_by(state, lists, net: Network) -> str | None:
+    """Why net is blocked already, or None: an active block of it, of a network holding it,
+    or a deny list entry holding it (what `grep` says, in one sentence)."""
+    if state.active_block(display(net)) is not None:
+        return "blocked"
+    for row in state.active_blocks():
+        if "/" in row.address:
+            other = parse_network(row.address)
+            if other.version == net.version and net.subnet_of(other):
+                return f"inside the blocked network {row.address}"
+    entry = lists.deny.match(net)
+    if entry is not None and entry.filter is None and net.subnet_of(entry.network):
+        return f"on the deny list ({entry.where})"
+    return None
+
+
 def kernel_ttl(ttl: int | None) -> int | None:
     """The timeout a kernel entry gets: the block's, at most what every backend holds."""
     return min(ttl, KERNEL_MAX_TTL) if ttl else None

@@ -232,7 +232,7 @@ def integrity_changes(state, since: float, until: float) -> list[dict]:
     ]
 
 
-def scans_section(state, since: float, until: float) -> ReportSection:
+def scans_section(state, since: float, until: float, lists) -> ReportSection:
     sec = ReportSection(
         "Listener scan alerts", ["address", "hits", "ports", "protocols", "first", "last", "blocked now"]
     )
@@ -246,12 +246,23 @@ def scans_section(state, since: float, until: float) -> ReportSection:
                 r["protos"] or "",
                 fmt_time(r["first"]),
                 fmt_time(r["last"]),
-                "yes" if state.active_block(r["address"]) else "no",
+                _blocked_now(state, lists, r["address"]),
             ]
         )
     if total > len(rows):
         sec.note = f"{total} scanning addresses in all; nightwarden scan-history has the analysis."
     return sec
+
+
+def _blocked_now(state, lists, address: str) -> str:
+    from nightwarden.lib.blocks import blocked_by
+    from nightwarden.lib.netaddr import parse_network
+
+    try:
+        why = blocked_by(state, lists, parse_network(address))
+    except Exception:  # not an address: nothing to say
+        return "no"
+    return "no" if why is None else ("yes" if why == "blocked" else f"yes, {why}")
 
 
 def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
@@ -351,7 +362,7 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
         job_health(state, since, until),
         *auth_sections(ctx, since, until),
         *blocks_sections(state, since, until, lists),
-        scans_section(state, since, until),
+        scans_section(state, since, until, lists),
         *events_sections(state, since, until),
         *integrity_sections(state, since, until),
         quarantine_section(state, since, until),

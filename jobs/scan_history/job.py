@@ -76,7 +76,29 @@ def analyse_period(ctx, since: float, until: float):
     state = ctx.state
     df = store.scan_frame(state, since, until)
     previous = store.scan_frame(state, since - (until - since), since)
-    return analysis.analyse(df, previous, state.block_counts(), ctx.config.history)
+    seen = analysis.analyse(df, previous, state.block_counts(), ctx.config.history)
+    from nightwarden.lib.lists import load_lists
+
+    lists = load_lists(ctx.config)
+    seen.candidates = [a for a in seen.candidates if _worth_blocking(state, lists, a)]
+    seen.subnets = [n for n in seen.subnets if _worth_blocking(state, lists, str(n))]
+    return seen
+
+
+def _worth_blocking(state, lists, target: str) -> bool:
+    """A recommendation is never what is blocked or denied already, nor anything the allow or
+    ignore list or the protection of loopback and this host's own addresses cover, whether
+    that protection is on in this configuration or not."""
+    from nightwarden.lib.blocks import blocked_by
+    from nightwarden.lib.netaddr import parse_network, protection_reason
+
+    try:
+        net = parse_network(target)
+    except Exception:
+        return False
+    if protection_reason(net, True, True) or lists.allow.match(net) or lists.ignore.match(net):
+        return False
+    return blocked_by(state, lists, net) is None
 
 
 def render_history(analysis, since: float, until: float, chart_names: dict) -> tuple[str, str, dict]:

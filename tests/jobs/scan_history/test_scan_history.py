@@ -180,3 +180,60 @@ def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):
     assert len(images) == 3
     html_part = [p for p in msg.walk() if p.get_content_type() == "text/html"][0].get_payload(decode=True)
     assert html_part.count(b'src="cid:report-') == 3
+
+
+def test_recommendations_leave_out_what_is_denied_blocked_or_protected(known, tmp_path):
+    """The same history; 203.0.113.0/24 is denied already, 192.0.2.9 is blocked inside a
+    blocked network, and loopback scanners are never proposed even with protection off."""
+    cfg, f12, f2 = known
+    loopback = tmp_path / "loop.history"
+    loopback.write_text("".join(v12(NOW - 900 + i, "127.0.0.77", 2000 + i) for i in range(200)))
+    (tmp_path / "etc" / "deny").write_text("203.0.113.0/24 # known scanners\n")
+    state = State(load_config(cfg).db_path)
+    with state:
+        state.add_block("192.0.2.0/24", 4, True, "cli", "hostile", NOW - 60, None)
+    state.close()
+    done = run_cli(
+        "--config",
+        str(cfg),
+        "scan-history",
+        "--import",
+        str(f12),
+        "--import",
+        str(f2),
+        "--import",
+        str(loopback),
+        "--since",
+        "2026-11-20T12:00",
+        "--until",
+        "2026-11-21T12:00",
+        "--no-mail",
+        check=0,
+    )
+    assert "permanent-block candidate" not in done.stdout, done.stdout
+    assert "subnet worth blocking: 198.51.100.0/24" in done.stdout
+    assert "127.0.0.77" in done.stdout  # in the tables, never in the recommendations
+    assert "candidate: 127.0.0.77" not in done.stdout and "blocking: 127.0.0.0/24" not in done.stdout
+    run_cli("--config", str(cfg), "deny", "198.51.100.0/24", check=0)
+    with State(load_config(cfg).db_path) as s:
+        for i in range(1, 4):
+            s.add_event(
+                "scan", address=f"198.51.100.{i}", port=22, proto="tcp", source="listener", when=NOW - 100
+            )
+    run_cli(
+        "--config",
+        str(cfg),
+        "report",
+        "--since",
+        "2026-11-20T12:00",
+        "--until",
+        "2026-11-21T12:00",
+        "--no-mail",
+        check=0,
+    )
+    latest = sorted((tmp_path / "reports").glob("report-*.json"))[-1]
+    rows = next(
+        s for s in json.loads(latest.read_text())["sections"] if s["title"] == "Listener scan alerts"
+    )["rows"]
+    mine = [r for r in rows if r[0].startswith("198.51.100.")]
+    assert mine and all(r[6].startswith("yes, on the deny list") for r in mine), mine
