@@ -18,7 +18,7 @@ $(BIN)/nightwarden: pyproject.toml
 # dry-run firewall, mail to an mbox file, nothing outside $(DEMO)/ is touched.
 demo: $(BIN)/nightwarden
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)/etc
-	@printf '# the demo scanner comes from 127.x addresses\n[firewall]\nprotect_loopback = false\n' > $(DEMO)/etc/nightwarden.toml
+	@printf '# the demo scanner comes from 127.x addresses\n[firewall]\nprotect_loopback = false\n[metrics]\ntextfile_dir = "/metrics"\n' > $(DEMO)/etc/nightwarden.toml
 	@echo "== sandbox: $(DEMO)/ (dry-run firewall, mail into an mbox file)"
 	$(BIN)/nightwarden --sandbox $(DEMO) firewall start
 	$(BIN)/nightwarden --sandbox $(DEMO) block 203.0.113.7 203.0.113.23 --ttl 6h --reason "demo: ssh brute force"
@@ -54,6 +54,8 @@ demo: $(BIN)/nightwarden
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
 	$(BIN)/nightwarden --sandbox $(DEMO) status
+	@echo "== metrics for node_exporter's textfile collector ($(DEMO)/metrics/nightwarden.prom):"
+	@grep -v '^#' $(DEMO)/metrics/nightwarden.prom | head -12
 	@echo "== what ran (nightwarden runs -n 1):"
 	@$(BIN)/nightwarden --sandbox $(DEMO) runs -n 1
 	@echo "== done. report: $$(ls $(DEMO)/reports/report-*.txt); integrity: $$(ls $(DEMO)/reports/integrity-*.txt)"

@@ -159,6 +159,8 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False, done=N
         log.log(level, "%s finished in %.2f s, exit %d: %s", name, elapsed, code, summary)
         if done is not None:
             done(code, summary, elapsed)
+        if run_id is not None:
+            _metrics(ctx)
         if not dry_run:
             _flush_outbox(ctx)
         return code
@@ -168,6 +170,20 @@ def run_job(module: ModuleType, config, args=None, dry_run: bool = False, done=N
     finally:
         ctx.close()
         lock.release()
+
+
+def _metrics(ctx: Context) -> None:
+    """The textfile-collector file, when configured; its trouble is said, never the job's."""
+    if not ctx.config.metrics.textfile_dir:
+        return
+    from . import metrics
+
+    try:
+        metrics.write(ctx.config, ctx.state)
+    except NightwardenError as e:
+        log.warning("metrics: %s", e)
+    except OSError as e:
+        log.warning("metrics: %s: %s", metrics.textfile(ctx.config), e.strerror)
 
 
 def _flush_outbox(ctx: Context) -> None:

@@ -118,6 +118,13 @@ class ScheduleSettings(Section):
     in_listener: bool = False  # the listener runs the schedule too (no cron needed)
 
 
+class MetricsSettings(Section):
+    """node_exporter's textfile collector: every job run rewrites <textfile_dir>/nightwarden.prom
+    (needs the `metrics` extra: prometheus-client). "" = off."""
+
+    textfile_dir: str = ""  # e.g. /var/lib/prometheus/node-exporter (Debian's collector directory)
+
+
 SHARED: dict[str, type[Section]] = {
     "general": GeneralSettings,
     "lists": ListSettings,
@@ -125,4 +132,5 @@ SHARED: dict[str, type[Section]] = {
     "blocks": BlockSettings,
     "mail": MailSettings,
     "schedule": ScheduleSettings,
+    "metrics": MetricsSettings,
 }

@@ -418,6 +418,17 @@ class State:
         return self.db.execute(sql + " ORDER BY time", args).fetchall()
 
     # -- runs -----------------------------------------------------------------
+    def event_counts(self, since: float, until: float) -> dict[str, int]:
+        """Events per kind in [since, until)."""
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*) FROM events WHERE time >= ? AND time < ? GROUP BY kind", (since, until)
+        )
+        return {kind: n for kind, n in rows}
+
+    def job_names(self) -> list[str]:
+        """Every job that has a run recorded."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT job FROM runs ORDER BY job")]
+
     def start_run(self, job: str, dry_run: bool) -> int:
         cur = self.db.execute(
             "INSERT INTO runs(job, started, dry_run) VALUES (?,?,?)", (job, time.time(), int(dry_run))
