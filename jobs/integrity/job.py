@@ -62,6 +62,36 @@ def run(ctx) -> Result:
     return {**actions, "rekey": rekey}[action](ctx)
 
 
+def _entry(path: str, r) -> dict:
+    """A database record as an object with named fields (times ISO 8601 UTC, mode in octal)."""
+    from .scan import CTIME, FLAGS, GID, INODE, MODE, MTIME, NLINK, SHA256, SIZE, TARGET, TYPE, UID, XATTRS
+
+    return {
+        "path": path,
+        "type": r[TYPE],
+        "mode": None if r[MODE] is None else f"{r[MODE]:04o}",
+        "uid": r[UID],
+        "gid": r[GID],
+        "size": r[SIZE],
+        "inode": r[INODE],
+        "links": r[NLINK],
+        "mtime": _iso_ns(r[MTIME]),
+        "ctime": _iso_ns(r[CTIME]),
+        "target": r[TARGET],
+        "sha256": r[SHA256],
+        "xattrs": r[XATTRS],
+        "flags": r[FLAGS],
+    }
+
+
+def _iso_ns(value):
+    """A file time kept in nanoseconds, as ISO 8601 UTC with them."""
+    if not isinstance(value, int | float):
+        return value
+    seconds, ns = divmod(int(value), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns:09d}Z"
+
+
 def _icfg(ctx):
     return ctx.config.integrity
 
@@ -486,7 +516,10 @@ def show_database(ctx) -> Result:
         or any(p == q.rstrip("/") or p.startswith(q.rstrip("/") + "/") for q in ctx.args.paths)
     )
     if ctx.args.json:
-        ctx.say(json.dumps({"header": header, "entries": {p: records[p] for p in paths}}, indent=1))
+        from nightwarden.lib.cli.output import iso
+
+        head = {**header, "created": iso(header.get("created"))} if header.get("created") else header
+        ctx.say(json.dumps({"header": head, "entries": [_entry(p, records[p]) for p in paths]}, indent=1))
         return Result(0, f"{len(paths)} entries")
     for key in ("host", "generation", "created", "count", "policy", "key", "note"):
         value = header.get(key)

@@ -7,6 +7,7 @@ Exit codes: 0 nothing found; 1 suspicious files found (and handled as configured
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from nightwarden.lib.runner import Result
@@ -30,6 +31,7 @@ def add_arguments(parser) -> None:
         help="find and alert, archive and remove nothing (mode = report)",
     )
     parser.add_argument("--no-mail", action="store_true", help="no alert mail for this sweep")
+    parser.add_argument("--json", action="store_true", help="list, show: JSON")
 
 
 def is_run(args) -> bool:
@@ -117,6 +119,9 @@ def list_entries(ctx) -> Result:
     from .store import QuarantineStore
 
     rows = QuarantineStore(ctx.state).all()
+    if getattr(ctx.args, "json", False):
+        ctx.say(json.dumps([_record(ctx, r) for r in rows], indent=1))
+        return Result(0, f"{len(rows)} entries")
     table = [
         [
             r["id"],
@@ -142,6 +147,9 @@ def show_entry(ctx) -> Result:
     from .settings import archive_dir
 
     r = get_row(ctx.state, ctx.args.id)
+    if getattr(ctx.args, "json", False):
+        ctx.say(json.dumps(_record(ctx, r), indent=1))
+        return Result(0, f"entry {r['id']}")
     fields = [
         ("id", r["id"]),
         ("time", _when(r["time"])),
@@ -166,6 +174,34 @@ def show_entry(ctx) -> Result:
     for key, value in fields:
         ctx.say(f"{key:<12} {value}")
     return Result(0, f"entry {r['id']}")
+
+
+def _record(ctx, r) -> dict:
+    """A manifest row for JSON: named fields, times in ISO 8601 UTC, paths as shown."""
+    from nightwarden.lib.cli.output import iso
+
+    from .archive import shown
+    from .settings import archive_dir
+
+    return {
+        "id": r["id"],
+        "time": iso(r["time"]),
+        "path": shown(bytes(r["path"])),
+        "kind": r["kind"],
+        "reason": r["reason"],
+        "action": r["action"],
+        "owner": r["owner"],
+        "uid": r["uid"],
+        "gid": r["gid"],
+        "mode": None if r["mode"] is None else f"{r['mode']:04o}",
+        "size": r["size"],
+        "mtime": iso(r["mtime"]),
+        "sha256": r["sha256"],
+        "link_target": shown(bytes(r["link_target"])) if r["link_target"] else None,
+        "archive": str(archive_dir(ctx.config) / r["archive"]) if r["archive"] else None,
+        "member": shown(bytes(r["member"])) if r["member"] else None,
+        "restored": iso(r["restored"]),
+    }
 
 
 def restore(ctx) -> Result:

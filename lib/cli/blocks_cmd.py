@@ -293,56 +293,119 @@ def _wanted(row: dict, a, inside) -> bool:
     return True
 
 
-def grep(ctx) -> int:
-    from nightwarden.lib.errors import NightwardenError
-
-    net = parse_network(ctx.args.address)
+def grep_facts(ctx, net) -> dict:
+    """Everything known about an address: list entries, whether it may be blocked, its
+    blocks, its events and the kernel's entries."""
     from nightwarden.lib.blocks import BlockManager
+    from nightwarden.lib.errors import NightwardenError
     from nightwarden.lib.firewall.dryrun import DryRunBackend
 
     mgr = BlockManager(ctx.config, ctx.state, DryRunBackend())
-    lists = mgr.lists
     addr = display(net)
-    print(f"{addr}:")
+    out: dict = {"address": addr, "lists": [], "blocks": [], "events": [], "firewall": None}
     for kind in ("allow", "deny", "ignore"):
-        for e in getattr(lists, kind).entries:
+        for e in getattr(mgr.lists, kind).entries:
             if e.network.version == net.version and e.network.overlaps(net):
-                what = str(e.filter) if e.filter else display(e.network)
-                print(f"  {kind} list: {what} ({e.where}){' # ' + e.comment if e.comment else ''}")
+                out["lists"].append(
+                    {
+                        "list": kind,
+                        "entry": str(e.filter) if e.filter else display(e.network),
+                        "where": e.where,
+                        "comment": e.comment,
+                    }
+                )
     try:
         why = mgr.refusal(net)
     except NightwardenError as e:  # an unreadable allow or ignore list
         why = str(e)
-    print(f"  can be blocked: {'no, ' + why if why else 'yes'}")
+    out["can_be_blocked"], out["refusal"] = why is None, why
     for b in ctx.state.block_history(addr):
-        state = "active" if b.active else f"ended {when(b.removed)} ({b.removed_reason})"
-        print(
-            f"  block: {'permanent' if b.permanent else 'temporary'} by {b.source}, "
-            f"{when(b.created)}, expires {when(b.expires) if b.expires else 'never'}, "
-            f"{state}; reason: {b.reason or '-'}"
+        out["blocks"].append(
+            {
+                "kind": "permanent" if b.permanent else "temporary",
+                "source": b.source,
+                "reason": b.reason,
+                "created": b.created,
+                "expires": b.expires,
+                "active": bool(b.active),
+                "ended": None if b.active else b.removed,
+                "ended_why": None if b.active else b.removed_reason,
+            }
         )
     events = ctx.state.events(address=addr)
+    out["events_total"] = len(events)
     for e in events[-20:]:
-        port = f" port {e['port']}/{e['proto']}" if e["port"] else ""
-        print(f"  event: {when(e['time'])} {e['kind']}{port} ({e['source']}) {e['detail']}")
-    if len(events) > 20:
-        print(f"  ({len(events) - 20} older events not shown)")
+        out["events"].append(
+            {
+                "time": e["time"],
+                "kind": e["kind"],
+                "port": e["port"],
+                "proto": e["proto"],
+                "source": e["source"],
+                "detail": json.loads(e["detail"]) if e["detail"] else None,
+            }
+        )
     try:
         from nightwarden.lib.firewall import open_backend
 
-        kernel = [
-            k
-            for k in open_backend(ctx.config).list()
+        out["firewall"] = [
+            {
+                "set": k.kind,
+                "entry": display(k.network),
+                "expires_in": None if not k.expires_in else int(k.expires_in),
+            }
+            for k in open_backend(ctx.config, reading=True).list()
             if k.network.version == net.version and k.network.overlaps(net)
         ]
-        for k in kernel:
-            remaining = f", expires in {int(k.expires_in)} s" if k.expires_in else ""
-            print(f"  firewall: in the {k.kind} set as {display(k.network)}{remaining}")
-        if not kernel:
-            print("  firewall: not in any of nightwarden's sets")
     except NightwardenError as e:
-        print(f"  firewall: not inspected ({e})")
+        out["firewall_unreadable"] = str(e)
+    return out
+
+
+def grep(ctx) -> int:
+    net = parse_network(ctx.args.address)
+    f = grep_facts(ctx, net)
+    if getattr(ctx.args, "json", False):
+        from .output import iso
+
+        for b in f["blocks"]:
+            b.update(created=iso(b["created"]), expires=iso(b["expires"]), ended=iso(b["ended"]))
+        for e in f["events"]:
+            e["time"] = iso(e["time"])
+        print(json.dumps(f, indent=1))
+        return EXIT_OK
+    print(f"{f['address']}:")
+    for e in f["lists"]:
+        print(
+            f"  {e['list']} list: {e['entry']} ({e['where']}){' # ' + e['comment'] if e['comment'] else ''}"
+        )
+    print(f"  can be blocked: {'yes' if f['can_be_blocked'] else 'no, ' + f['refusal']}")
+    for b in f["blocks"]:
+        state = "active" if b["active"] else f"ended {when(b['ended'])} ({b['ended_why']})"
+        print(
+            f"  block: {b['kind']} by {b['source']}, {when(b['created'])}, "
+            f"expires {when(b['expires']) if b['expires'] else 'never'}, "
+            f"{state}; reason: {b['reason'] or '-'}"
+        )
+    for e in f["events"]:
+        port = f" port {e['port']}/{e['proto']}" if e["port"] else ""
+        detail = json.dumps(e["detail"]) if e["detail"] is not None else ""
+        print(f"  event: {when(e['time'])} {e['kind']}{port} ({e['source']}) {detail}")
+    if f["events_total"] > len(f["events"]):
+        print(f"  ({f['events_total'] - len(f['events'])} older events not shown)")
+    if f["firewall"] is None:
+        print(f"  firewall: not inspected ({f['firewall_unreadable']})")
+    elif not f["firewall"]:
+        print("  firewall: not in any of nightwarden's sets")
+    for k in f["firewall"] or []:
+        remaining = f", expires in {k['expires_in']} s" if k["expires_in"] else ""
+        print(f"  firewall: in the {k['set']} set as {k['entry']}{remaining}")
     return EXIT_OK
+
+
+def _grep_arguments(p) -> None:
+    p.add_argument("address", metavar="IP")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 COMMANDS = [
@@ -393,5 +456,5 @@ COMMANDS = [
         dry_run=True,
     ),
     Command("blocks", "list the active blocks", list_blocks, _blocks_arguments, read_only=True),
-    Command("grep", "everything known about an address", grep, _address, read_only=True),
+    Command("grep", "everything known about an address", grep, _grep_arguments, read_only=True),
 ]

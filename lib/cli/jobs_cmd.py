@@ -20,12 +20,30 @@ def _runs_arguments(p) -> None:
 
 def _config_arguments(p) -> None:
     p.add_argument("action", choices=["check", "show"])
+    p.add_argument("--json", action="store_true", help="show: JSON (the merged settings and the paths)")
+
+
+def _jobs_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
 
 def list_jobs(ctx) -> int:
     from nightwarden.jobs import JOBS
 
     sched = ctx.config.schedule.jobs
+    if ctx.args.json:
+        out = [
+            {
+                "job": j.name,
+                "schedule": "resident" if j.resident else (sched.get(j.name) or "off"),
+                "daily": j.daily,
+                "summary": j.summary,
+                "exit_codes": {code: what for code, what in j.exit_codes},
+            }
+            for j in JOBS.values()
+        ]
+        print(json.dumps(out, indent=1))
+        return EXIT_OK
     rows = [
         [
             j.name,
@@ -87,7 +105,9 @@ def runs(ctx) -> int:
                 }
             )
     if ctx.args.json:
-        print(json.dumps(rows, indent=1))
+        from .output import iso
+
+        print(json.dumps([{**r, "started": iso(r["started"])} for r in rows], indent=1))
         return EXIT_OK
     shown = [
         [
@@ -107,6 +127,17 @@ def show_config(ctx) -> int:
     from nightwarden.lib.config import to_toml
 
     cfg = ctx.config
+    if ctx.args.action == "show" and ctx.args.json:
+        paths = {
+            "files": [str(f) for f in cfg.files],
+            "state_dir": str(cfg.state_dir),
+            "log_dir": str(cfg.log_dir),
+            "report_dir": str(cfg.report_dir),
+            "run_dir": str(cfg.run_dir),
+            "config_dir": str(cfg.config_dir),
+        }
+        print(json.dumps({"paths": paths, "settings": cfg.as_dict()}, indent=1, default=str))
+        return EXIT_OK
     if ctx.args.action == "show":
         print(f"# files read: {', '.join(map(str, cfg.files)) or '(none: embedded defaults)'}")
         print(
@@ -130,7 +161,7 @@ def show_config(ctx) -> int:
 
 
 COMMANDS = [
-    Command("jobs", "list the jobs and their schedules", list_jobs, read_only=True),
+    Command("jobs", "list the jobs and their schedules", list_jobs, _jobs_arguments, read_only=True),
     Command("daily", "the daily run: every daily job, then the report", daily, dry_run=True),
     Command(
         "runs",

@@ -19,6 +19,7 @@ def _schedule_arguments(p) -> None:
         "the file(s); run: run the schedule in the foreground (APScheduler)",
     )
     p.add_argument("--output", metavar="PATH", help="write there instead (systemd: a directory)")
+    p.add_argument("--json", action="store_true", help="show: JSON")
 
 
 def _root(p) -> None:
@@ -48,6 +49,22 @@ def schedule_command(ctx) -> int:
 
         now = datetime.datetime.now().astimezone()
         rows = []
+        if ctx.args.json:
+            import json
+
+            out = []
+            for e in schedule.entries(ctx.config):
+                nxt = schedule.trigger(e, now.tzinfo).get_next_fire_time(None, now)
+                out.append(
+                    {
+                        "job": e.job,
+                        "cron": " ".join(e.cron.fields),
+                        "on_calendar": e.cron.on_calendar(),
+                        "next": nxt.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None,
+                    }
+                )
+            print(json.dumps(out, indent=1))
+            return EXIT_OK
         for e in schedule.entries(ctx.config):
             nxt = schedule.trigger(e, now.tzinfo).get_next_fire_time(None, now)
             rows.append(

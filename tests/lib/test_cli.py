@@ -267,3 +267,41 @@ def test_the_daily_run_says_one_labelled_line_per_job(tmp_path):
 
     assert [line.split(":")[0] for line in out] == daily_order(), out
     assert all(", exit " in line for line in out)
+
+
+def test_json_everywhere_names_its_fields_and_gives_times_in_iso_utc(tmp_path):
+    """Every command that prints a table or a record says it in JSON with --json: objects with
+    named fields, times as ISO 8601 in UTC, durations in seconds."""
+    import re
+
+    box = tmp_path / "sb"
+    (box / "tmp").mkdir(parents=True)
+    shell = box / "tmp" / "x.php"
+    shell.write_text("<?php ?>\n")
+    import os
+
+    if os.geteuid() == 0:
+        os.chown(shell, 65534, 65534)
+    run_cli("--sandbox", str(box), "block", "192.0.2.50", "--ttl", "1h", check=0)
+    run_cli("--sandbox", str(box), "quarantine", "--no-mail")
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+    def js(*args):
+        return json.loads(run_cli("--sandbox", str(box), *args, check=0).stdout)
+
+    (g,) = js("grep", "192.0.2.50", "--json")["blocks"]
+    assert iso.match(g["created"]) and g["kind"] == "temporary"
+    (q,) = js("quarantine", "list", "--json")
+    assert iso.match(q["time"]) and q["path"].endswith("/tmp/x.php") and q["mode"] == "0644"
+    assert js("quarantine", "show", str(q["id"]), "--json")["sha256"] == q["sha256"]
+    jobs = {j["job"]: j for j in js("jobs", "--json")}
+    assert jobs["login-failures"]["schedule"] == "* * * * *" and "1" in jobs["login-failures"]["exit_codes"]
+    runs = js("runs", "--json")
+    assert all(iso.match(r["started"]) and isinstance(r["seconds"], float) for r in runs)
+    assert all(iso.match(e["next"]) for e in js("schedule", "show", "--json"))
+    conf = js("config", "show", "--json")
+    assert conf["settings"]["logins"]["follow"] == "listener" and conf["paths"]["state_dir"].endswith(
+        "/state"
+    )
+    fw = js("firewall", "list", "--json")
+    assert fw == [{"address": "192.0.2.50", "kind": "temporary", "expires_in": fw[0]["expires_in"]}]

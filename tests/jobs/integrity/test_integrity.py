@@ -253,7 +253,7 @@ def test_missing_policy_path_warns_and_names_with_newlines_round_trip(tmp_path):
     assert f"policy path {tmp_path}/nope does not exist" in done.stderr
     assert nw(cfg, "check", "--no-mail").returncode == 0
     shown = nw(cfg, "show", "--json", check=0)
-    paths = json.loads(shown.stdout)["entries"]
+    paths = [e["path"] for e in json.loads(shown.stdout)["entries"]]
     assert os.fsdecode(odd) in paths
 
 
