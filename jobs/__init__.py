@@ -96,6 +96,15 @@ JOBS: dict[str, JobInfo] = {
             False,
         ),
         JobInfo(
+            "prune",
+            "nightwarden.jobs.prune",
+            "retention: forget old job runs, events, scan history, ended blocks, reports and mail",
+            "45 5 * * *",
+            True,
+            "retention",
+            "nightwarden.jobs.prune:RetentionSettings",
+        ),
+        JobInfo(
             "report",
             "nightwarden.jobs.report.job",
             "the daily report: auth failures and logins, blocks, scans, integrity, files; mailed",

@@ -126,6 +126,9 @@ class State:
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             if not dry_run:
+                # a new database gives freed pages back bit by bit (prune's vacuum_step); it
+                # must be said before the first table is made, and is ignored after
+                self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -418,6 +421,37 @@ class State:
         return self.db.execute(sql + " ORDER BY time", args).fetchall()
 
     # -- runs -----------------------------------------------------------------
+    # what `prune` may delete: (table, time column, extra condition)
+    PRUNABLE = {
+        "runs": ("runs", "started", "ended IS NOT NULL"),
+        "events": ("events", "time", "kind != 'scan'"),
+        "scans": ("events", "time", "kind = 'scan'"),
+        "blocks": ("blocks", "removed", "active = 0"),
+    }
+
+    def prune(self, what: str, before: float, batch: int = 5000) -> int:
+        """Delete `what` (a PRUNABLE name) older than `before`, `batch` rows per transaction
+        (a long delete would hold the database from the listener and the jobs). Rows deleted."""
+        table, column, extra = self.PRUNABLE[what]
+        sql = (
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? AND {extra} LIMIT ?)"
+        )
+        total = 0
+        while True:
+            with self:
+                done = self.db.execute(sql, (before, batch)).rowcount
+            total += done
+            if done < batch:
+                return total
+
+    def vacuum_step(self, pages: int = 2000) -> bool:
+        """Give freed pages back to the file system a little at a time (incremental
+        auto-vacuum, set on a database made since); False when the database does not have it."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return False
+        self.db.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+        return True
+
     def event_counts(self, since: float, until: float) -> dict[str, int]:
         """Events per kind in [since, until)."""
         rows = self.db.execute(

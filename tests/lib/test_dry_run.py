@@ -93,6 +93,7 @@ DRY_RUNS = [
     ["integrity", "rekey"],
     ["scan-history", "--import", "PS", "--apply"],
     ["purge"],
+    ["prune"],
     ["report"],
     ["daily"],
     ["block", "203.0.113.9"],

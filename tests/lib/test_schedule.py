@@ -71,6 +71,7 @@ EXPECTED = {  # job: (next after the first base, next after the second)
     "integrity": ("Thu 04:15", "Sun 04:15"),
     "scan-history": ("Thu 06:10", "Sun 06:10"),
     "purge": ("Sun 03:30", "Sun 03:30"),
+    "prune": ("Thu 05:45", "Sun 05:45"),
     "report": ("Thu 06:00", "Sun 06:00"),
 }
 
@@ -134,7 +135,7 @@ def test_an_override_reaches_cron_apscheduler_and_systemd_alike(tmp_path):
         done.stdout,
         re.M,
     )
-    assert " report" not in done.stdout
+    assert " -q report\n" not in done.stdout  # the report job is off
     shown = run_cli("--config", str(cfg), "schedule", "show", check=0).stdout
     assert "Sat,Sun *-*-* 02:45:00" in shown and "report" not in shown
     assert "off" in run_cli("--config", str(cfg), "jobs", check=0).stdout
@@ -251,7 +252,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     done = run_cli("--config", str(cfg), "install", "--root", str(root), "--timers", check=0)
     assert "cron.d" not in done.stdout
     units = sorted((root / "etc/systemd/system").glob("nightwarden-*"))
-    assert len(units) == 1 + 2 * 7
+    assert len(units) == 1 + 2 * 8  # the listener, and a timer and a service per scheduled job
     purge = (root / "etc/systemd/system/nightwarden-purge.timer").read_text()
     assert "OnCalendar=Sun *-*-* 03:30:00" in purge and "Persistent=true" in purge
     verify = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
@@ -262,7 +263,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     # back to cron: the timers go, the cron file comes, the listener's unit stays
     done = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
     assert f"installed {root}/etc/cron.d/nightwarden" in done
-    assert done.count("removed ") == 14
+    assert done.count("removed ") == 16
     assert [u.name for u in (root / "etc/systemd/system").glob("nightwarden-*")] == [
         "nightwarden-listener.service"
     ]
