@@ -324,16 +324,46 @@ def summary_section(
     return ReportSection("Needs attention", ["what", "detail"], rows), ", ".join(parts)
 
 
+TEXT_WIDTH = 78  # a mail's text part reads in a terminal or a phone
+
+
+def _widths(rows: list[list], headers: list[str], width: int = TEXT_WIDTH) -> list[int]:
+    """Column widths that keep a table within `width` (two spaces between columns): the
+    widest column gives way first, no column below 6 (tabulate wraps its cells and headers)."""
+    cols = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    while sum(cols) + 2 * (len(cols) - 1) > width:
+        widest = max(range(len(cols)), key=lambda i: cols[i])
+        if cols[widest] <= 6:
+            break
+        cols[widest] -= 1
+    return cols
+
+
 def render_text(sections: list[ReportSection]) -> str:
+    import textwrap
+
     from tabulate import tabulate
 
     out = []
     for sec in sections:
         out.append(sec.title)
         out.append("=" * len(sec.title))
-        out.append(tabulate(sec.rows, sec.headers, tablefmt="simple") if sec.rows else "(none)")
+        if sec.rows:
+            budget = TEXT_WIDTH
+            for _ in range(8):  # tabulate pads some columns: narrow the budget by what overflowed
+                widths = _widths(sec.rows, sec.headers, budget)
+                text = tabulate(
+                    sec.rows, sec.headers, tablefmt="simple", maxcolwidths=widths, maxheadercolwidths=widths
+                )
+                over = max(len(line) for line in text.splitlines()) - TEXT_WIDTH
+                if over <= 0:
+                    break
+                budget -= over
+            out.append(text)
+        else:
+            out.append("(none)")
         if sec.note:
-            out.append(sec.note)
+            out.append(textwrap.fill(sec.note, TEXT_WIDTH))
         out.append("")
     return "\n".join(out)
 
@@ -345,9 +375,8 @@ def render_html(sections: list[ReportSection]) -> str:
     for sec in sections:
         out.append(f"<h2>{html.escape(sec.title)}</h2>")
         # tabulate's "html" format escapes cell text
-        out.append(
-            tabulate(sec.rows, sec.headers, tablefmt="html") if sec.rows else '<p class="muted">(none)</p>'
-        )
+        table = tabulate(sec.rows, sec.headers, tablefmt="html") if sec.rows else ""
+        out.append(f'<div class="scroll">{table}</div>' if sec.rows else '<p class="muted">(none)</p>')
         if sec.note:
             out.append(f"<p>{html.escape(sec.note)}</p>")
     return "\n".join(out)
@@ -425,17 +454,22 @@ def run(ctx) -> Result:
         atomic_write(base.with_suffix(".txt"), text.encode(), 0o640)
         atomic_write(base.with_suffix(".json"), json.dumps(data, indent=1, default=str).encode(), 0o640)
     images = _scan_charts(ctx, since, until, f"report-{stamp}") if not ctx.dry_run else {}
+    saved_html = body_html
     if images:
+        # the mail carries the charts inline (cid:); the file on disk points at the PNGs beside it
         body_html += "\n<h2>Scans</h2>\n" + "\n".join(
             f'<p><img src="cid:{cid}" alt="{html.escape(cid)}"></p>' for cid in images
+        )
+        saved_html += "\n<h2>Scans</h2>\n" + "\n".join(
+            f'<p><img src="{html.escape(cid)}.png" alt="{html.escape(cid)}"></p>' for cid in images
         )
     fields = {"period": period, "body": text, "body_html": body_html, "headline": headline}
     mailer = ctx.mailer
     msg = mailer.build("report", fields, images=images)
-    if not ctx.dry_run:
-        html_part = msg.get_body(("html",))
-        if html_part is not None:
-            atomic_write(base.with_suffix(".html"), html_part.get_content().encode(), 0o640)
+    if not ctx.dry_run and ctx.config.mail.html:
+        page = mailer.build("report", {**fields, "body_html": saved_html}).get_body(("html",))
+        if page is not None:
+            atomic_write(base.with_suffix(".html"), page.get_content().encode(), 0o640)
     sent = "not mailed"
     if not (args and getattr(args, "no_mail", False)):
         result = mailer.send(msg)

@@ -50,6 +50,9 @@ def test_the_summary_comes_first_and_names_the_paths_files_and_blocks(tmp_path):
     nw(box, "quarantine", "--no-mail")
     nw(box, "block", "192.0.2.40", "--permanent", "--reason", "manual", check=0)
     text, data, mail = report(box)
+    assert max(len(line) for line in text.splitlines()) <= 78  # the text part reads on a phone
+    page = sorted((box / "reports").glob("report-*.html"))[-1].read_text()
+    assert '<meta name="viewport"' in page and '<div class="scroll"><table>' in page
     assert text.startswith("Needs attention\n")
     first = text.split("\n\n")[0]
     assert "/usr/bin/cat: changed (mode" in first and "4755" in first

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -180,6 +181,11 @@ def test_the_daily_report_mail_carries_the_scan_charts(known, tmp_path):
     assert len(images) == 3
     html_part = [p for p in msg.walk() if p.get_content_type() == "text/html"][0].get_payload(decode=True)
     assert html_part.count(b'src="cid:report-') == 3
+    saved = sorted((tmp_path / "reports").glob("report-*.html"))[-1]
+    page = saved.read_text()
+    assert "cid:" not in page  # on disk the page shows the PNG files beside it
+    for src in re.findall(r'<img src="([^"]+)"', page):
+        assert (saved.parent / src).is_file(), src
 
 
 def test_recommendations_leave_out_what_is_denied_blocked_or_protected(known, tmp_path):
