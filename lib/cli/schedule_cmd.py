@@ -27,7 +27,7 @@ def _root(p) -> None:
         "--root",
         default="/",
         metavar="DIR",
-        help="install under DIR (for packaging or a look first); default /",
+        help="the system's root, or DIR (for packaging or a look first); default /",
     )
 
 
@@ -127,19 +127,36 @@ def _run_schedule(ctx) -> int:
 
 
 def install_files(ctx) -> int:
+    """Exit 73 (can't create) when a file was left alone: the schedule is not what it says."""
+    import sys
+
+    from nightwarden.lib.errors import EXIT_CANTCREAT
     from nightwarden.lib.schedule import install
 
-    for line in install.install(
-        ctx.config, Path(ctx.args.root), timers=ctx.args.timers, force=ctx.args.force, dry_run=ctx.dry_run
-    ):
+    root = Path(ctx.args.root)
+    for line in install.warnings(ctx.config, root):
+        print(line, file=sys.stderr)
+    said = install.install(
+        ctx.config, root, timers=ctx.args.timers, force=ctx.args.force, dry_run=ctx.dry_run
+    )
+    for line in said:
         print(line)
-    return EXIT_OK
+    left = [line for line in said if line.startswith("left alone ")]
+    if root == Path("/") and not ctx.dry_run and not left:
+        for line in install.next_steps(ctx.args.timers):
+            print(line)
+    return EXIT_CANTCREAT if left else EXIT_OK
+
+
+def _uninstall_arguments(p) -> None:
+    _root(p)
+    p.add_argument("--force", action="store_true", help="remove files changed since they were installed too")
 
 
 def uninstall_files(ctx) -> int:
     from nightwarden.lib.schedule import install
 
-    for line in install.uninstall(ctx.config, Path(ctx.args.root), dry_run=ctx.dry_run):
+    for line in install.uninstall(ctx.config, Path(ctx.args.root), dry_run=ctx.dry_run, force=ctx.args.force):
         print(line)
     return EXIT_OK
 
@@ -160,9 +177,9 @@ COMMANDS = [
     ),
     Command(
         "uninstall",
-        "remove what install put in place (a file changed since is kept)",
+        "remove what install put in place (a file changed since is kept unless --force)",
         uninstall_files,
-        _root,
+        _uninstall_arguments,
         dry_run=True,
     ),
 ]

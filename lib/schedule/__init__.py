@@ -128,15 +128,30 @@ def render_timers(config) -> dict[str, str]:
     return out
 
 
+# what quarantine on arrival needs that the listener's unit otherwise withholds: the real
+# /tmp (not a private one), the swept directories writable, and the rights of the sweep (read
+# and move other users' files, change their mode)
+SWEEP_CAPS = "CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_CHOWN"
+
+
 def render_listener_unit(config) -> str:
     template = (Path(__file__).parent / "systemd" / "nightwarden-listener.service").read_text()
     argv = command_line(config, "listen")
-    return (
-        "\n".join(
-            f"ExecStart={argv}" if line.startswith("ExecStart=") else line for line in template.splitlines()
-        )
-        + "\n"
-    )
+    follow = config.quarantine.follow
+    dirs = " ".join(dict.fromkeys(["/tmp", "/var/tmp", "/dev/shm", *config.quarantine.dirs]))
+    lines = []
+    for line in template.splitlines():
+        if line.startswith("ExecStart="):
+            line = f"ExecStart={argv}"
+        elif follow and line.startswith("CapabilityBoundingSet="):
+            line = f"{line} {SWEEP_CAPS}"
+        elif follow and line in ("PrivateTmp=yes", "PrivateDevices=yes"):
+            lines.append("# quarantine.follow watches the real ones")
+            line = line.replace("=yes", "=no")
+        lines.append(line)
+        if follow and line.startswith("RuntimeDirectoryPreserve="):
+            lines.append(f"ReadWritePaths={dirs}")
+    return "\n".join(lines) + "\n"
 
 
 def render_logrotate(config) -> str:

@@ -110,6 +110,8 @@ def install(
                 f"left alone {target}: it exists and is not the one nightwarden installed "
                 f"(--force replaces it)"
             )
+            if key in old:  # once ours, changed since: uninstall --force may still remove it
+                new[key] = old[key]
             continue
         verb = "replaced" if exists else "installed"
         said.append(f"{'would be ' + verb if dry_run else verb} {target}")
@@ -132,16 +134,57 @@ def install(
     return said
 
 
-def uninstall(config, root: Path, dry_run: bool = False) -> list[str]:
+def warnings(config, root: Path) -> list[str]:
+    """What would make the installed schedule or unit fail later, said before it does."""
+    import os
+
+    out = []
+    program = schedule.command(config)
+    for hidden, why in (
+        ("/home/", "ProtectHome=yes"),
+        ("/tmp/", "PrivateTmp=yes"),
+        ("/root/", "ProtectHome=yes"),
+    ):
+        if program.startswith(hidden):
+            out.append(
+                f"warning: the program {program} is under {hidden.rstrip('/')}, which the listener's unit "
+                f"hides ({why}): install nightwarden under /opt or /usr/local (schedule.command)"
+            )
+    if root == Path("/") and os.geteuid() != 0:
+        out.append(
+            "warning: not root: the files under /etc cannot be written (run it as root, or --root DIR)"
+        )
+    return out
+
+
+def next_steps(timers: bool) -> list[str]:
+    steps = ["next: systemctl enable --now nightwarden-listener.service  (the resident listener)"]
+    if timers:
+        steps.append("next: systemctl enable --now 'nightwarden-*.timer'  (the schedule)")
+    else:
+        steps.append("next: nothing to enable for the schedule: cron reads /etc/cron.d/nightwarden")
+    steps.append("next: nightwarden status  (what runs, and any problem)")
+    return steps
+
+
+def uninstall(config, root: Path, dry_run: bool = False, force: bool = False) -> list[str]:
     manifest_path = _manifest_path(config, root)
     manifest = _read_manifest(manifest_path)
     if not manifest:
         return [f"nothing to remove: no {manifest_path}"]
     said = []
+    kept = {}
     for key, sha in manifest.get("files", {}).items():
-        said += _remove(_under(root, Path(key)), sha, dry_run)
+        lines = _remove(_under(root, Path(key)), sha, dry_run, force)
+        said += lines
+        if any(line.startswith("kept ") for line in lines):
+            kept[key] = sha
     if not dry_run:
-        manifest_path.unlink()
+        if kept:  # still in place: a later uninstall --force can remove it
+            atomic_write(manifest_path, json.dumps({"files": kept}, indent=1).encode(), 0o640)
+            said.append(f"{len(kept)} file(s) kept; `nightwarden uninstall --force` removes them")
+        else:
+            manifest_path.unlink()
         said += _reload(root, timers=False)
     said.append(
         f"kept: configuration in {_under(root, config.config_dir)}, state in "
@@ -150,12 +193,12 @@ def uninstall(config, root: Path, dry_run: bool = False) -> list[str]:
     return said
 
 
-def _remove(target: Path, sha: str, dry_run: bool) -> list[str]:
+def _remove(target: Path, sha: str, dry_run: bool, force: bool = False) -> list[str]:
     try:
         current = target.read_bytes()
     except FileNotFoundError:
         return [f"already gone {target}"]
-    if _sha(current) != sha:
+    if _sha(current) != sha and not force:
         return [f"kept {target}: changed since it was installed"]
     if not dry_run:
         target.unlink()
@@ -167,10 +210,4 @@ def _reload(root: Path, timers: bool) -> list[str]:
     if root != Path("/") or not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
         return []
     subprocess.run(["systemctl", "daemon-reload"], check=False)
-    out = [
-        "systemctl daemon-reload done; start the listener with: "
-        "systemctl enable --now nightwarden-listener.service"
-    ]
-    if timers:
-        out.append("enable the timers with: systemctl enable --now 'nightwarden-*.timer'")
-    return out
+    return ["systemctl daemon-reload done"]

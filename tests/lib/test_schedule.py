@@ -239,9 +239,14 @@ def test_install_root_writes_files_cron_logrotate_and_systemd_accept(tmp_path):
     assert f"kept {root}/etc/logrotate.d/nightwarden: changed since it was installed" in gone
     assert not (root / "etc/cron.d/nightwarden").exists()
     assert (root / "etc/logrotate.d/nightwarden").read_text() == "# mine now\n"
-    # a file that is not nightwarden's is left alone without --force
-    again = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
+    assert "uninstall --force" in gone  # the manifest stays while the kept file is there
+    # a file that is not nightwarden's is left alone without --force, and the exit says so
+    again = run_cli("--config", str(cfg), "install", "--root", str(root), check=73).stdout
     assert "left alone" in again and "--force" in again
+    gone = run_cli("--config", str(cfg), "uninstall", "--root", str(root), "--force", check=0).stdout
+    assert f"removed {root}/etc/logrotate.d/nightwarden" in gone
+    assert not (root / "etc/logrotate.d/nightwarden").exists()
+    assert not list(root.rglob("installed.json"))
 
 
 @pytest.mark.peer
@@ -340,3 +345,31 @@ def test_schedule_run_stops_cleanly_even_at_once(tmp_path):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)
         assert code in (0, -signal.SIGTERM), (delay, code, proc.stderr.read())
+
+
+def test_the_listener_unit_gives_quarantine_on_arrival_the_real_tmp_only_when_asked(tmp_path):
+    need("systemd-analyze")
+    tight = schedule.render_listener_unit(load_config(write_config(tmp_path)))
+    assert "PrivateTmp=yes" in tight and "CAP_FOWNER" not in tight and "ReadWritePaths=/tmp" not in tight
+    cfg = load_config(
+        write_config(tmp_path, '\n[quarantine]\nfollow = true\ndirs = ["/tmp", "/srv/upload"]\n')
+    )
+    unit = schedule.render_listener_unit(cfg)
+    assert "PrivateTmp=no" in unit and "PrivateDevices=no" in unit
+    assert "ReadWritePaths=/tmp /var/tmp /dev/shm /srv/upload" in unit
+    caps = next(line for line in unit.splitlines() if line.startswith("CapabilityBoundingSet="))
+    assert {"CAP_NET_ADMIN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"} <= set(caps.split("=")[1].split())
+    path = tmp_path / "nightwarden-listener.service"
+    path.write_text(
+        "\n".join("ExecStart=/bin/true" if ln.startswith("ExecStart=") else ln for ln in unit.splitlines())
+    )
+    done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0 and "nightwarden-listener" not in done.stderr, done.stderr
+
+
+def test_install_warns_of_a_program_the_unit_would_hide(tmp_path):
+    cfg = write_config(tmp_path, '\n[schedule]\ncommand = "/home/admin/venv/bin/nightwarden"\n')
+    done = run_cli("--config", str(cfg), "install", "--root", str(tmp_path / "root"), check=0)
+    assert "is under /home, which the listener's unit hides (ProtectHome=yes)" in done.stderr
+    assert "uninstall" in run_cli("uninstall", "--help", check=0).stdout
+    assert "remove" in run_cli("--help", check=0).stdout.split("uninstall", 1)[1].splitlines()[0]
