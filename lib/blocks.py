@@ -383,9 +383,21 @@ class BlockManager:
             result.added = [e for e in want if (e.network, e.kind) not in have]
             if result.removed:
                 self.backend.unblock(result.removed)
-            if result.added:
-                self.backend.block(result.added)
+            self._load(result.added)
         return result
+
+    def _load(self, entries: list[Entry], batch: int = 20_000) -> None:
+        """Entries into the kernel in batches, with progress on a terminal (a start after a
+        reboot may bring back hundreds of thousands)."""
+        from .progress import Progress
+
+        progress = Progress(
+            "firewall", "entries loaded", len(entries), enabled=None if len(entries) > batch else False
+        )
+        for start in range(0, len(entries), batch):
+            self.backend.block(entries[start : start + batch])
+            progress.update(min(start + batch, len(entries)))
+        progress.done(f"{len(entries):,} entries loaded")
 
 
 def _drop_nested(entries: list[Entry]) -> list[Entry]:

@@ -62,10 +62,16 @@ def sweep(ctx, only: dict | None = None) -> Result:
         ctx.log.warning("%s", error)
     handler = Quarantine(ctx.config, ctx.state, report_only, ctx.dry_run)
     walker = Sweep(qcfg, rules, handler)
+    if only is None and getattr(ctx.args, "verbosity", 0) >= 0:
+        from nightwarden.lib.progress import Progress
+
+        walker.progress = Progress("quarantine", "entries examined")
     try:
         stats = walker.run(watched_dirs(ctx.config), only)
     finally:
         handler.close()
+        if walker.progress is not None:
+            walker.progress.done(f"{walker.stats.entries:,} entries examined")
     records = handler.outcome.records
     for note in stats.skipped:
         ctx.log.info("%s", note)

@@ -111,6 +111,7 @@ class Sweep:
         self.stats = SweepStats()
         self.deadline = 0.0
         self._top: set[str] | None = None  # the top-level names to look at (None: all)
+        self.progress = None  # a lib.progress.Progress for a person at a terminal
 
     def run(self, roots: list[Path], only: dict[Path, set[str]] | None = None) -> SweepStats:
         """Walk the roots; with `only`, just the named top-level entries of each root in it
@@ -161,6 +162,8 @@ class Sweep:
                 if self._limit_hit():
                     return
                 self.stats.entries += 1
+                if self.progress is not None:
+                    self.progress.update(self.stats.entries)
                 try:
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 except OSError:

@@ -305,3 +305,26 @@ def test_json_everywhere_names_its_fields_and_gives_times_in_iso_utc(tmp_path):
     )
     fw = js("firewall", "list", "--json")
     assert fw == [{"address": "192.0.2.50", "kind": "temporary", "expires_in": fw[0]["expires_in"]}]
+
+
+def test_firewall_start_with_many_blocks_shows_progress_on_a_terminal(tmp_path):
+    import time as _time
+
+    from nightwarden.lib.state import State
+
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    db = State(box / "state" / "state.db")
+    now = _time.time()
+    with db:
+        for i in range(45_000):
+            db.add_block(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 4, False, "cli", "", now, now + 3600)
+    db.close()
+    piped = run_cli("--sandbox", str(box), "firewall", "start", check=0)
+    assert "entries loaded" not in piped.stderr.replace("firewall ready", "")
+    run_cli("--sandbox", str(box), "firewall", "stop", check=0)
+    command = f"{NIGHTWARDEN} --sandbox {box} firewall start"
+    tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120
+    )
+    assert "firewall: 45,000 entries loaded" in tty.stdout, tty.stdout

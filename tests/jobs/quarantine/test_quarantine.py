@@ -430,3 +430,15 @@ def test_restore_to_a_relative_directory_is_relative_to_the_current_one(tmp_path
     assert done.returncode == 0, done.stderr
     assert (work / back / str(watched).lstrip("/") / "x.php").read_bytes() == b"<?php ?>"
     assert not Path("/", back).exists()
+
+
+def test_a_sweep_shows_progress_on_a_terminal_and_nothing_under_cron(tmp_path):
+    """A terminal (a pseudo-terminal from script(1)) gets the progress line; a pipe gets none."""
+    watched, cfg = setup(tmp_path)
+    for i in range(300):
+        (watched / f"note-{i}.txt").write_text("x")
+    piped = sweep(cfg)
+    assert "entries examined" not in piped.stderr
+    command = f"{NIGHTWARDEN} --config {cfg} quarantine --no-mail"
+    tty = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert "quarantine: 300 entries examined" in tty.stdout, tty.stdout
