@@ -104,6 +104,17 @@ class MailSettings(Section):
     smtp_timeout: Count = 30
     templates_dir: str = ""  # "" = only the shipped templates
     html: bool = True
+    # further channels for every alert and the daily digest, beside the mail: a JSON POST to
+    # each webhook (http or https), and Apprise URLs (slack://, tgram://, ntfy://, matrix://...;
+    # the `apprise` extra). Same outbox and retry as mail.
+    webhooks: list[str] = default_list()
+    apprise: list[str] = default_list()
+    channel_timeout: Count = 10
+
+    def __post_init__(self):
+        for url in self.webhooks:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("webhooks: each is an http:// or https:// URL")
 
 
 class ScheduleSettings(Section):

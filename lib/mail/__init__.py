@@ -57,6 +57,10 @@ class Outbox:
         with open(path, "rb") as f:
             return BytesParser(policy=policy.default).parse(f)
 
+    @staticmethod
+    def load_bytes(data: bytes) -> EmailMessage:
+        return BytesParser(policy=policy.default).parsebytes(data)
+
 
 class Mailer:
     """Builds messages from templates and delivers them, spooling on failure."""
@@ -121,6 +125,28 @@ class Mailer:
         if self.dry_run:
             log.info("dry run: would mail %r to %s", msg["Subject"], msg["To"])
             return SendResult("dry-run", "nowhere")
+        self._to_channels(msg)
+        return self._send_mail(msg)
+
+    def _to_channels(self, msg: EmailMessage) -> None:
+        """A copy for each webhook and Apprise URL: delivered now (unless deferred), or kept
+        in the outbox marked with its channel and retried like mail."""
+        from . import channels
+
+        for ident, (kind, url) in channels.configured(self.config).items():
+            copy = Outbox.load_bytes(msg.as_bytes())
+            copy[channels.HEADER] = ident
+            if self.deferred:
+                self.outbox.spool(copy)
+                continue
+            try:
+                channels.deliver(kind, url, copy, self.config.mail.channel_timeout)
+                log.info("sent %r to %s", msg["Subject"], channels.describe(kind, url))
+            except NightwardenError as e:
+                path = self.outbox.spool(copy)
+                log.warning("%s; kept in the outbox as %s", e, path.name)
+
+    def _send_mail(self, msg: EmailMessage) -> SendResult:
         if self.deferred:
             path = self.outbox.spool(msg)
             return SendResult("queued", str(path))
@@ -151,8 +177,9 @@ class Mailer:
             except (OSError, ValueError) as e:
                 log.warning("outbox: %s is unreadable (%s); moved aside", path.name, e)
                 os.replace(path, path.with_suffix(".bad"))
+        ready, sent_channels, left_channels = self._flush_channels(ready, deadline)
         if not ready:
-            return 0, 0
+            return sent_channels, left_channels
         many = getattr(self.transport, "deliver_many", None)
         sent = 0
         try:
@@ -170,4 +197,36 @@ class Mailer:
         finally:  # what went out leaves the outbox, even when a later message failed
             for path, _ in ready[:sent]:
                 path.unlink()
-        return sent, len(ready) - sent
+        return sent + sent_channels, len(ready) - sent + left_channels
+
+    def _flush_channels(self, ready: list, deadline: float | None = None) -> tuple[list, int, int]:
+        """Deliver the outbox's channel copies (a channel that fails keeps its copies and the
+        others go on); returns the mail left for the transport, and channel (sent, left)."""
+        from . import channels
+
+        known = channels.configured(self.config)
+        mail, sent, left = [], 0, 0
+        failed: set[str] = set()
+        for path, msg in ready:
+            ident = msg[channels.HEADER]
+            if ident is None:
+                mail.append((path, msg))
+                continue
+            if ident not in known:  # that channel is no longer configured
+                log.warning("outbox: %s was for a channel no longer configured; dropped", path.name)
+                path.unlink()
+                continue
+            kind, url = known[ident]
+            if ident in failed or (deadline is not None and time.monotonic() > deadline):
+                left += 1
+                continue
+            try:
+                channels.deliver(kind, url, msg, self.config.mail.channel_timeout)
+            except NightwardenError as e:
+                log.warning("outbox: %s", e)
+                failed.add(ident)
+                left += 1
+                continue
+            path.unlink()
+            sent += 1
+        return mail, sent, left
