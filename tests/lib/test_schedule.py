@@ -319,7 +319,7 @@ def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
     try:
         deadline = time.time() + 20
         log = box / "log" / "nightwarden.log"
-        while time.time() < deadline and not (log.exists() and "scheduler: 7 jobs" in log.read_text()):
+        while time.time() < deadline and not (log.exists() and "scheduler: 8 jobs" in log.read_text()):
             time.sleep(0.2)
         assert "purge '30 3 * * sun'" in log.read_text()
         proc.send_signal(signal.SIGTERM)
