@@ -23,19 +23,59 @@ def textfile(config) -> Path | None:
     return config.sandboxed(d) / FILE if d else None
 
 
+def _client():
+    try:
+        import prometheus_client
+    except ImportError:
+        raise UnavailableError(
+            "metrics are configured but prometheus-client is not installed "
+            "(pip install 'nightwarden[metrics]')"
+        ) from None
+    return prometheus_client
+
+
 def write(config, state) -> Path | None:
     """Rewrite the metrics file; None when metrics are off. A missing prometheus_client is
     said once per run (UnavailableError), never a job's failure."""
     path = textfile(config)
     if path is None:
         return None
-    try:
-        from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-    except ImportError:
-        raise UnavailableError(
-            "metrics.textfile_dir is set but prometheus-client is not installed "
-            "(pip install 'nightwarden[metrics]')"
-        ) from None
+    client = _client()
+    reg = registry(config, state)
+    if not path.parent.is_dir():  # ours: node_exporter (its own user) must be able to enter it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o755)
+    client.write_to_textfile(str(path), reg)
+    path.chmod(0o644)  # node_exporter runs as its own user: the figures are not secret
+    return path
+
+
+def serve(config, make_state) -> object | None:
+    """The listener's loopback HTTP endpoint (metrics.listen_port): each scrape reads the state
+    database afresh through its own connection. None when off."""
+    port = config.metrics.listen_port
+    if not port:
+        return None
+    client = _client()
+
+    class Live:
+        def collect(self):
+            state = make_state()
+            try:
+                yield from registry(config, state).collect()
+            finally:
+                state.close()
+
+    reg = client.CollectorRegistry()
+    reg.register(Live())
+    server, _ = client.start_http_server(port, addr="127.0.0.1", registry=reg)
+    return server
+
+
+def registry(config, state):
+    """Every figure, in a fresh registry."""
+    from prometheus_client import CollectorRegistry, Gauge
+
     reg = CollectorRegistry()
     now = time.time()
     last_run = Gauge(
@@ -84,9 +124,4 @@ def write(config, state) -> Path | None:
         for what in ("added", "removed", "changed", "explained", "unreadable"):
             integrity.labels(what).set(d.get(what, 0))
         integrity.labels("timestamp").set(checks[-1]["time"])
-    if not path.parent.is_dir():  # ours: node_exporter (its own user) must be able to enter it
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o755)
-    write_to_textfile(str(path), reg)
-    path.chmod(0o644)  # node_exporter runs as its own user: the figures are not secret
-    return path
+    return reg

@@ -134,6 +134,9 @@ class MetricsSettings(Section):
     (needs the `metrics` extra: prometheus-client). "" = off."""
 
     textfile_dir: str = ""  # e.g. /var/lib/prometheus/node-exporter (Debian's collector directory)
+    listen_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = (
+        0  # the listener serves them on 127.0.0.1; 0 = no
+    )
 
 
 SHARED: dict[str, type[Section]] = {

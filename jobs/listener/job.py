@@ -39,6 +39,7 @@ def run(ctx) -> Result:
     listener.install_signals()
     listener.open()
     followers.start(ctx.config)
+    metrics_server = _serve_metrics(ctx)
     scheduler = None
     if ctx.config.schedule.in_listener:  # the only resident process runs the jobs too
         from nightwarden.lib import schedule
@@ -53,7 +54,27 @@ def run(ctx) -> Result:
             scheduler.shutdown(wait=False)
         followers.shutdown()
         listener.shutdown()
+        if metrics_server is not None:
+            metrics_server.shutdown()
     return Result(0, f"stopped after {listener.hits} probe(s), {listener.responder.blocked} block(s)")
+
+
+def _serve_metrics(ctx):
+    """metrics.listen_port: the figures on 127.0.0.1 for Prometheus to scrape (read from the
+    state database at each scrape); trouble is said, the listener goes on."""
+    if not ctx.config.metrics.listen_port:
+        return None
+    from nightwarden.lib import metrics
+    from nightwarden.lib.errors import NightwardenError
+    from nightwarden.lib.state import State
+
+    try:
+        server = metrics.serve(ctx.config, lambda: State(ctx.config.db_path, dry_run=True))
+    except (NightwardenError, OSError) as e:
+        ctx.log.warning("metrics not served: %s", e)
+        return None
+    ctx.log.info("metrics on http://127.0.0.1:%d/metrics", ctx.config.metrics.listen_port)
+    return server
 
 
 class Followers:

@@ -50,3 +50,33 @@ def test_metrics_off_by_default_write_nothing(tmp_path):
     box = tmp_path / "sb"
     run_cli("--sandbox", str(box), "expire", check=0)
     assert not list(box.rglob("*.prom"))
+
+
+def test_the_listener_serves_the_metrics_on_loopback(tmp_path, netns):
+    import urllib.request
+
+    from helpers import ListenerProcess, free_port, wait_for, write_config
+
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        'backend = "dryrun"\n[listener]\ntcp_ports = [1]\nudp_ports = []\n'
+        'bind4 = "127.0.0.1"\nipv6 = false\n'
+        f'[logins]\nfollow = "cron"\n[metrics]\nlisten_port = {port}\n',
+    )
+    run_cli("--config", str(cfg), "block", "192.0.2.7", "--ttl", "1h", check=0)
+    run = ListenerProcess(cfg, tmp_path).start("--no-mail")
+    try:
+
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return ""
+
+        assert wait_for(
+            lambda: 'nightwarden_blocks_active{kind="temporary",source="cli"} 1.0' in scrape(), 5.0
+        )
+    finally:
+        run.stop()
