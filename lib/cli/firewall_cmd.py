@@ -22,7 +22,13 @@ def _firewall_arguments(p) -> None:
 
 
 def _mail_arguments(p) -> None:
-    p.add_argument("action", choices=["flush", "test"])
+    p.add_argument(
+        "action",
+        choices=["flush", "test", "failed"],
+        help="flush: deliver the outbox; test: send a test message; failed UNIT: say that a job's "
+        "systemd unit failed (its timers' OnFailure= runs this)",
+    )
+    p.add_argument("unit", nargs="?", help="failed: the unit that failed")
 
 
 def _report_dry_run(ctx) -> None:
@@ -169,6 +175,12 @@ def mail(ctx) -> int:
             return EXIT_UNAVAILABLE
         ctx.say(f"delivered {sent} message(s) via {mailer.transport.describe()}; {left} left")
         return EXIT_OK
+    if ctx.args.action == "failed":
+        unit = ctx.args.unit or "a nightwarden unit"
+        job = unit.removeprefix("nightwarden-").removesuffix(".service")
+        result = mailer.alert("jobfailed", {"unit": unit, "job": job})
+        ctx.say(f"failure of {unit} {result.status}: {result.where}")
+        return EXIT_OK if result.status != "spooled" else EXIT_UNAVAILABLE
     msg = mailer.build(
         "report",
         {

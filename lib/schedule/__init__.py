@@ -107,6 +107,28 @@ def _sh(word: str) -> str:
     return "'" + word.replace("'", "'\\''") + "'"
 
 
+DOC = "/usr/share/doc/nightwarden/nightwarden.txt"  # written by `nightwarden install`
+
+
+def render_doc() -> str:
+    """What the units' Documentation= points at: the commands and where to read more."""
+    import io
+    from contextlib import redirect_stdout
+
+    from nightwarden.lib.cli import build_parser
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        build_parser().print_help()
+    return (
+        "nightwarden: host defence (login-failure blocking, a port-scan listener, suspicious\n"
+        "files, file integrity), run from cron or systemd timers and one resident listener.\n\n"
+        + buf.getvalue()
+        + "\nEach command has --help. `nightwarden status` shows what runs and any problem;\n"
+        "`nightwarden config show` the settings in force.\n"
+    )
+
+
 def render_timers(config) -> dict[str, str]:
     """systemd units: nightwarden-<job>.service (oneshot) and .timer for every scheduled job."""
     out = {}
@@ -115,7 +137,8 @@ def render_timers(config) -> dict[str, str]:
         frequent = e.cron.fields[0] in ("*", "*/1", "*/2", "*/5", "*/10", "*/15")
         out[f"nightwarden-{e.job}.service"] = (
             f"[Unit]\nDescription=nightwarden {e.job}: {e.summary}\n"
-            f"Documentation=file:///usr/share/doc/nightwarden/README.md\nAfter=network-online.target\n\n"
+            f"Documentation=file://{DOC}\nAfter=network-online.target\n"
+            f"OnFailure=nightwarden-failed@%n.service\n\n"
             f"[Service]\nType=oneshot\nExecStart={argv}\nNice=10\nIOSchedulingClass=idle\n"
             f"StateDirectory=nightwarden\nLogsDirectory=nightwarden\n"
         )
@@ -125,6 +148,12 @@ def render_timers(config) -> dict[str, str]:
             + ("AccuracySec=1s\n" if frequent else "Persistent=true\nRandomizedDelaySec=60\n")
             + "\n[Install]\nWantedBy=timers.target\n"
         )
+    # cron mails a failing job's output (MAILTO); a timer's unit says it through this one
+    out["nightwarden-failed@.service"] = (
+        "[Unit]\nDescription=nightwarden: mail that %i failed\n"
+        f"Documentation=file://{DOC}\n\n"
+        f"[Service]\nType=oneshot\nExecStart={command(config)} -q mail failed %i\n"
+    )
     return out
 
 

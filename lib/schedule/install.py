@@ -28,6 +28,7 @@ class Item:
 
 def files(config, timers: bool) -> list[Item]:
     out = [
+        Item(Path(schedule.DOC), schedule.render_doc().encode()),
         Item(Path("/etc/logrotate.d/nightwarden"), schedule.render_logrotate(config).encode()),
         Item(UNIT_DIR / "nightwarden-listener.service", schedule.render_listener_unit(config).encode()),
     ]

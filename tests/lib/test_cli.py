@@ -123,6 +123,7 @@ def test_console_script_is_installed():
         (["status", "--json"], 0),
         (["ignore", "192.0.2.13"], 0),
         (["mail", "flush"], 0),
+        (["mail", "failed", "nightwarden-expire.service"], 0),
         (["schedule", "show"], 0),
         (["schedule", "cron"], 0),
         (["schedule", "systemd"], 0),
@@ -328,3 +329,14 @@ def test_firewall_start_with_many_blocks_shows_progress_on_a_terminal(tmp_path):
         ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120
     )
     assert "firewall: 45,000 entries loaded" in tty.stdout, tty.stdout
+
+
+def test_a_failed_timer_unit_is_mailed_as_cron_would(tmp_path):
+    box = tmp_path / "sb"
+    run_cli("--sandbox", str(box), "mail", "failed", "nightwarden-integrity.service", check=0)
+    (msg,) = list(mailbox.mbox(box / "state" / "mail" / "mbox"))
+    assert msg["Subject"].endswith(": integrity failed")
+    body = msg.get_payload()[0].get_payload(decode=True).decode()
+    assert (
+        "journalctl -u nightwarden-integrity.service" in body and "nightwarden runs --job integrity" in body
+    )

@@ -257,10 +257,23 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     done = run_cli("--config", str(cfg), "install", "--root", str(root), "--timers", check=0)
     assert "cron.d" not in done.stdout
     units = sorted((root / "etc/systemd/system").glob("nightwarden-*"))
-    assert len(units) == 1 + 2 * 8  # the listener, and a timer and a service per scheduled job
+    # the listener, a timer and a service per scheduled job, and the unit that mails a failure
+    assert len(units) == 1 + 2 * 8 + 1
     purge = (root / "etc/systemd/system/nightwarden-purge.timer").read_text()
     assert "OnCalendar=Sun *-*-* 03:30:00" in purge and "Persistent=true" in purge
-    verify = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
+    service = (root / "etc/systemd/system/nightwarden-purge.service").read_text()
+    assert "OnFailure=nightwarden-failed@%n.service" in service
+    failed = (root / "etc/systemd/system/nightwarden-failed@.service").read_text()
+    assert "ExecStart=" in failed and " mail failed %i" in failed
+    doc = root / "usr/share/doc/nightwarden/nightwarden.txt"
+    assert doc.is_file() and "status" in doc.read_text()  # what Documentation= points at
+    assert "Documentation=file:///usr/share/doc/nightwarden/nightwarden.txt" in service
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": str(root / "etc/systemd/system") + ":"},
+    )
     assert verify.returncode == 0, verify.stderr
     listener = (root / "etc/systemd/system/nightwarden-listener.service").read_text()
     assert "Type=notify" in listener and "WatchdogSec=" in listener
@@ -268,7 +281,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     # back to cron: the timers go, the cron file comes, the listener's unit stays
     done = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
     assert f"installed {root}/etc/cron.d/nightwarden" in done
-    assert done.count("removed ") == 16
+    assert done.count("removed ") == 17
     assert [u.name for u in (root / "etc/systemd/system").glob("nightwarden-*")] == [
         "nightwarden-listener.service"
     ]
