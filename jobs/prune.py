@@ -3,7 +3,8 @@ days; 0 keeps for ever): job runs, events, the scan history, ended blocks, repor
 their charts, and the mail of an mbox or Maildir transport. Rows go in small transactions (the
 listener and the jobs keep working), and the database gives the freed pages back a little at a
 time. What was pruned is said in the run's summary and recorded as a `prune` event, which the
-daily report lists. The quarantine's archives are never pruned here."""
+daily report lists. Quarantine archives go when every file in them is older than their own
+(longer) keeping time; their manifest rows stay, saying so."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class RetentionSettings(Section):
     blocks_days: Count = 365  # blocks that ended (escalation looks back blocks.perm_block_interval)
     reports_days: Count = 90  # report, integrity and scan-history files with their charts
     mail_days: Count = 90  # the local mbox or Maildir (mail.transport mbox or maildir)
+    quarantine_days: Count = 365  # quarantine archives whose every entry is older (the rows stay)
 
 
 def add_arguments(parser) -> None:
@@ -60,6 +62,8 @@ def run(ctx) -> Result:
         )
     if r.mail_days:
         done["mails"] = _old_mail(ctx, now - r.mail_days * DAY)
+    if r.quarantine_days:
+        done["quarantine archives"] = _old_archives(ctx, now - r.quarantine_days * DAY, now)
     said = ", ".join(f"{n} {what}" for what, n in done.items() if n) or "nothing"
     if not ctx.dry_run:
         vacuumed = ctx.state.vacuum_step()
@@ -93,6 +97,25 @@ def _old_files(ctx, directory: Path, patterns, before: float) -> int:
                     path.unlink(missing_ok=True)
                 n += 1
     return n
+
+
+def _old_archives(ctx, before: float, now: float) -> int:
+    """Quarantine archives whose every entry is older than `before`: the file goes, the
+    manifest rows stay and say so (restore then says why it cannot)."""
+    from nightwarden.jobs.quarantine.settings import archive_dir
+    from nightwarden.jobs.quarantine.store import QuarantineStore
+
+    store = QuarantineStore(ctx.state)
+    names = store.old_archives(before)
+    if ctx.dry_run:
+        return len(names)
+    for name in names:
+        path = archive_dir(ctx.config) / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+        store.archive_pruned(name, now)
+        ctx.log.warning("quarantine archive %s pruned (every entry older than the retention)", path)
+    return len(names)
 
 
 def _old_mail(ctx, before: float) -> int:

@@ -318,6 +318,11 @@ def get_row(state, ident: int):
 
 
 def read_member(config, row) -> tuple[tarfile.TarInfo, bytes]:
+    if not row["archive"]:
+        raise NoInputError(
+            f"quarantine entry {row['id']} has no archive any more ({row['action']}): "
+            "retention.quarantine_days removed it"
+        )
     path = archive_dir(config) / row["archive"]
     try:
         with tarfile.open(

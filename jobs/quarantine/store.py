@@ -114,6 +114,26 @@ class QuarantineStore:
             "SELECT * FROM quarantine WHERE time >= ? AND time < ? ORDER BY id", (since, until)
         ).fetchall()
 
+    def old_archives(self, before: float) -> list[str]:
+        """Archives, the current one aside, whose every entry is older than `before` (and
+        that still have their file: a pruned archive's entries name none)."""
+        current = self.current_archive()
+        rows = self.state.db.execute(
+            "SELECT a.name, MAX(q.time) AS newest FROM archives a JOIN quarantine q ON q.archive = a.name "
+            "GROUP BY a.name HAVING newest < ?",
+            (before,),
+        ).fetchall()
+        return [r["name"] for r in rows if current is None or r["name"] != current["name"]]
+
+    def archive_pruned(self, name: str, when: float) -> int:
+        """The archive's file is gone: its entries keep their record, without an archive."""
+        stamp = time.strftime("%Y-%m-%d", time.localtime(when))
+        with self.state:
+            return self.state.db.execute(
+                "UPDATE quarantine SET action = action || ?, archive = NULL, member = NULL WHERE archive = ?",
+                (f"; archive pruned {stamp}", name),
+            ).rowcount
+
     def mark_restored(self, ident: int) -> None:
         with self.state:
             self.state.db.execute("UPDATE quarantine SET restored = ? WHERE id = ?", (time.time(), ident))

@@ -284,7 +284,7 @@ def problems_section(ctx, since: float, until: float) -> ReportSection:
 
 
 def summary_section(
-    sections: list[ReportSection], changes: list[dict], files: list[list]
+    sections: list[ReportSection], changes: list[dict], files: list[list], pruned: list[str] = ()
 ) -> tuple[ReportSection, str]:
     """What needs attention today, first; and the mail's subject line. files: the suspicious
     files' (path, reason, action), paths whole."""
@@ -309,6 +309,7 @@ def summary_section(
     for r in failed:
         rows.append(["job failed", f"{r[0]}: {r[2]} of {r[1]} runs; last: {r[6]}"])
     rows += [["problem", p[0]] for p in problems]
+    rows += [["pruned", p] for p in pruned]
     if not rows:
         rows.append(["-", "nothing needs attention"])
     parts = []
@@ -404,7 +405,12 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
         [shown(bytes(r["path"])), r["reason"], r["action"]]
         for r in QuarantineStore(state).between(since, until)
     ]
-    summary, headline = summary_section(sections, integrity_changes(state, since, until), files)
+    pruned = []
+    for e in state.events(since, until, kind="prune"):
+        d = json.loads(e["detail"])
+        if d.get("quarantine_archives"):  # never silently
+            pruned.append(f"{d['quarantine_archives']} quarantine archive(s) past retention.quarantine_days")
+    summary, headline = summary_section(sections, integrity_changes(state, since, until), files, pruned)
     period = f"{fmt_time(since)} to {fmt_time(until)}"
     return [summary, *sections], period, headline
 

@@ -3,6 +3,7 @@ still active, or another kind stays; a dry run counts and keeps everything."""
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import time
@@ -75,3 +76,33 @@ def test_prune_forgets_what_is_older_than_its_keeping_time(tmp_path):
     left = sorted(p.name for p in (box / "reports").iterdir() if not p.name.startswith("report-2"))
     assert left == ["integrity-5.json", "notes.txt", "report-5.png", "report-5.txt"]
     assert [m["Subject"] for m in mailbox.mbox(box / "state" / "mail" / "mbox")] == ["1 days old"]
+
+
+def test_an_old_quarantine_archive_goes_and_its_entries_say_so(tmp_path):
+    box = tmp_path / "sb"
+    (box / "etc").mkdir(parents=True)
+    (box / "etc" / "nightwarden.toml").write_text("[quarantine]\narchive_max_size = 1\n")  # one per sweep
+    (box / "tmp").mkdir()
+    for name in ("old.php", "new.php"):
+        shell = box / "tmp" / name
+        shell.write_text("<?php ?>\n")
+        if os.geteuid() == 0:
+            os.chown(shell, 65534, 65534)  # files of root's are not examined
+        run_cli("--sandbox", str(box), "quarantine", "--no-mail")
+    archives = sorted((box / "state" / "quarantine").glob("*.tar"))
+    assert [a.name for a in archives] == ["quarantine-0001.tar", "quarantine-0002.tar"]
+    db = State(box / "state" / "state.db")
+    with db:
+        db.db.execute("UPDATE quarantine SET time = time - 400 * 86400 WHERE archive = 'quarantine-0001.tar'")
+    db.close()
+    out = run_cli("--sandbox", str(box), "prune", check=0).stdout
+    assert "1 quarantine archives" in out, out
+    assert [a.name for a in (box / "state" / "quarantine").glob("*.tar")] == ["quarantine-0002.tar"]
+    rows = json.loads(run_cli("--sandbox", str(box), "quarantine", "list", "--json", check=0).stdout)
+    old = next(r for r in rows if r["path"].endswith("old.php"))
+    assert old["archive"] is None and "archive pruned" in old["action"]
+    done = run_cli("--sandbox", str(box), "quarantine", "restore", str(old["id"]))
+    assert done.returncode == 65 and "archive pruned" in done.stderr and "nothing to restore" in done.stderr
+    run_cli("--sandbox", str(box), "report", "--no-mail", check=0)
+    text = sorted((box / "reports").glob("report-*.txt"))[-1].read_text()
+    assert "pruned" in text.split("\n\n")[0] and "quarantine archive" in text.split("\n\n")[0]
