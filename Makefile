@@ -53,6 +53,8 @@ demo: $(BIN)/nightwarden
 	$(BIN)/nightwarden --sandbox $(DEMO) daily || [ $$? -lt 64 ]   # 1-63: findings, not failures
 	$(BIN)/nightwarden --sandbox $(DEMO) quarantine list
 	$(BIN)/nightwarden --sandbox $(DEMO) purge
+	@echo "== the morning report opens with what needs attention (the mail's subject says it in one line):"
+	@sed -n '1,/^$$/p' $$(ls $(DEMO)/reports/report-*.txt | tail -1)
 	$(BIN)/nightwarden --sandbox $(DEMO) status
 	@echo "== metrics for node_exporter's textfile collector ($(DEMO)/metrics/nightwarden.prom):"
 	@grep -v '^#' $(DEMO)/metrics/nightwarden.prom | head -12

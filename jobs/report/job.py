@@ -296,7 +296,14 @@ def summary_section(
     problems = by["Problems"].rows
     rows = []
     for c in changes[:10]:
-        what = "; ".join(f"{a} {b} -> {f}" for a, b, f in c.get("attributes", []) if a) or c["change"]
+        attrs = [(a, b, f) for a, b, f in c.get("attributes", []) if a]
+        # the times follow every change: said only when nothing else changed
+        telling = [x for x in attrs if x[0] not in ("mtime", "ctime")] or attrs
+        what = "; ".join(
+            f"{a} {_cut(b, 13)} -> {_cut(f, 13)}" if a == "sha256" else f"{a} {b} -> {f}"
+            for a, b, f in telling
+        )
+        what = what or c["change"]
         rows.append(
             ["integrity", f"{c['path']}: {c['change']}" + (f" ({what})" if c["change"] == "changed" else "")]
         )
@@ -447,7 +454,21 @@ def run(ctx) -> Result:
         "since": since,
         "until": until,
         "sections": [
-            {"title": s.title, "headers": s.headers, "rows": s.rows, "note": s.note} for s in sections
+            {
+                "title": s.title,
+                "headers": s.headers,
+                "rows": s.rows,
+                # the same rows as objects, named by their column (snake_case)
+                "records": [
+                    {
+                        h.lower().replace(" ", "_").replace("(", "").replace(")", ""): v
+                        for h, v in zip(s.headers, r, strict=False)
+                    }
+                    for r in s.rows
+                ],
+                "note": s.note,
+            }
+            for s in sections
         ],
     }
     stamp = datetime.fromtimestamp(until).strftime("%Y%m%dT%H%M%S")

@@ -61,6 +61,8 @@ def test_the_summary_comes_first_and_names_the_paths_files_and_blocks(tmp_path):
     assert data["sections"][0]["title"] == "Needs attention"
     changes = next(s for s in data["sections"] if s["title"] == "Integrity changes")
     assert any(r[1].endswith("/usr/bin/cat") and "4755" in r[4] for r in changes["rows"])
+    # the JSON gives the rows as records too, named by their columns
+    assert any(r["path"].endswith("/usr/bin/cat") and "4755" in r["after"] for r in changes["records"])
     assert mail["Subject"].endswith(": 1 integrity change, 1 file quarantined, 1 block, 1 problem") or (
         ": 1 integrity change, 1 file quarantined, 1 block" in mail["Subject"]
     ), mail["Subject"]
