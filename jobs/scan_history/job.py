@@ -149,9 +149,12 @@ def render_history(analysis, since: float, until: float, chart_names: dict) -> t
 
 
 def run(ctx) -> Result:
+    import sys
+
     from nightwarden.jobs.report.job import parse_when
     from nightwarden.lib.fsutil import atomic_write
     from nightwarden.lib.portsentry import read_history
+    from nightwarden.lib.progress import Progress
 
     from . import analysis, importer
 
@@ -164,7 +167,20 @@ def run(ctx) -> Result:
             ctx.say(f"dry run: {path}: {len(found.rows)} rows would be imported")
             errors += found.errors
             continue
+        progress = Progress(
+            "scan-history", "importing", enabled=None if getattr(args, "verbosity", 0) >= 0 else False
+        )
+        if progress.enabled:  # a big history takes a while: say what is going on meanwhile
+            size = Path(path).stat().st_size if Path(path).is_file() else 0
+            print(
+                f"scan-history: importing {path} ({size / 1e6:.1f} MB)...",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         count, errs = importer.import_file(ctx.state, Path(path))
+        if progress.enabled:
+            print(f" {count:,} rows", file=sys.stderr, flush=True)
         errors += errs
         ctx.say(f"imported {count} row(s) from {path}")
     for error in errors[:50]:
