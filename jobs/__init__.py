@@ -53,6 +53,16 @@ JOBS: dict[str, JobInfo] = {
             status="nightwarden.jobs.login_failures.job:status",
         ),
         JobInfo(
+            "processes",
+            "nightwarden.jobs.processes.job",
+            "look at the running processes: deleted or world-writable executables, names that pretend",
+            "* * * * *",
+            False,
+            "processes",
+            "nightwarden.jobs.processes.settings:ProcessSettings",
+            exit_codes=(("1", "a suspicious process was reported for the first time"),),
+        ),
+        JobInfo(
             "quarantine",
             "nightwarden.jobs.quarantine.job",
             "sweep /tmp, /dev/shm, /var/tmp for suspicious files into a restorable tar archive",

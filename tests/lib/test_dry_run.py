@@ -94,6 +94,7 @@ DRY_RUNS = [
     ["scan-history", "--import", "PS", "--apply"],
     ["purge"],
     ["prune"],
+    ["processes"],
     ["report"],
     ["daily"],
     ["block", "203.0.113.9"],

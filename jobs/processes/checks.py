@@ -1,0 +1,76 @@
+"""What is suspicious about one process, from /proc (through psutil where it reads well): an
+executable deleted since it started, one in a directory anyone can write, a name that pretends
+(a kernel thread's [brackets] on a process with an executable; an absolute argv[0] that is
+another program). Everything read is the process's own word only where the kernel keeps it:
+the executable's path comes from /proc/PID/exe, never from the command line."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+DELETED = " (deleted)"
+
+
+@dataclass
+class Finding:
+    pid: int
+    started: float
+    user: str
+    ppid: int
+    exe: str
+    cmdline: str
+    reasons: list[str]
+    details: dict = field(default_factory=dict)
+
+
+def _exe_link(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:  # a kernel thread, gone, or not ours to read
+        return None
+
+
+def _in_writable(path: str, writable: list[str]) -> str | None:
+    """The directory anyone can write that holds path: a listed one, or its own directory
+    when that is world-writable (and not sticky-protected from others replacing it)."""
+    for d in writable:
+        if path == d or path.startswith(d.rstrip("/") + "/"):
+            return d
+    parent = os.path.dirname(path)
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return None
+    if st.st_mode & stat.S_IWOTH:
+        return parent
+    return None
+
+
+def examine(pid: int, argv: list[str], cfg, writable: list[str]) -> tuple[str, list[str]]:
+    """(executable, reasons): the reasons are empty for a process that looks as it should."""
+    link = _exe_link(pid)
+    if link is None:
+        return "", []
+    deleted = link.endswith(DELETED)
+    exe = link[: -len(DELETED)] if deleted else link
+    reasons = []
+    if cfg.deleted and deleted:
+        reasons.append(f"its executable {exe} was deleted since it started")
+    if cfg.writable:
+        where = _in_writable(exe, writable)
+        if where is not None:
+            reasons.append(f"it runs from {where}, which anyone can write")
+    if cfg.names and argv:
+        first = argv[0]
+        if first.startswith("[") and first.rstrip().endswith("]"):
+            reasons.append(f"it calls itself {first[:60]!r}, a kernel thread's name, but runs {exe}")
+        elif first.startswith("/") and not deleted:
+            try:
+                claimed = os.path.realpath(first)
+            except (OSError, ValueError):
+                claimed = first
+            if claimed != exe and os.path.basename(claimed) != os.path.basename(exe):
+                reasons.append(f"its argv[0] says {first[:80]} but it runs {exe}")
+    return exe, reasons

@@ -1,0 +1,117 @@
+"""The processes job against real processes run as nobody: a deleted executable, one run from a
+world-writable directory, names that pretend; reported once, again after a restart; csf.pignore
+lines of every form; the alert with lfd's fields."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from helpers import run_cli, write_config
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def need_root():
+    if os.geteuid() != 0:
+        pytest.skip("runs processes as nobody (root needed)")
+
+
+def as_nobody(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv])
+
+
+def findings(cfg, *args: str) -> list[dict]:
+    return json.loads(run_cli("--config", str(cfg), "processes", "--json", *args).stdout or "[]")
+
+
+def test_deleted_writable_and_pretending_processes_are_reported_once(tmp_path, open_tmp):
+    cfg = write_config(
+        tmp_path, f'\n[processes]\nwritable_dirs = ["{open_tmp}"]\n[mail]\nmbox = "{tmp_path}/mbox"\n'
+    )
+    dropped = open_tmp / "miner"
+    shutil.copy("/bin/sleep", dropped)
+    dropped.chmod(0o755)
+    procs = [as_nobody(str(dropped), "60")]
+    time.sleep(0.3)
+    dropped.unlink()  # deleted while it runs
+    procs.append(as_nobody("bash", "-c", 'exec -a "[kworker/0:1]" /bin/sleep 61'))
+    fake = open_tmp / "x"
+    shutil.copy("/bin/sleep", fake)
+    fake.chmod(0o755)
+    procs.append(as_nobody("bash", "-c", f"exec -a /usr/sbin/sshd {fake} 62"))
+    calm = as_nobody("/bin/sleep", "63")  # nothing wrong with it
+    procs.append(calm)
+    try:
+        time.sleep(0.5)
+        done = run_cli("--config", str(cfg), "processes", "--json")
+        assert done.returncode == 1, done.stderr  # new findings
+        found = {f["pid"]: f for f in json.loads(done.stdout)}
+        deleted = found[procs[0].pid]
+        assert any("was deleted" in r for r in deleted["reasons"]) and any(
+            "anyone can write" in r for r in deleted["reasons"]
+        )
+        assert deleted["user"] == "nobody" and deleted["exe"] == str(dropped)
+        assert any("kernel thread's name" in r for r in found[procs[1].pid]["reasons"])
+        assert any("argv[0] says /usr/sbin/sshd" in r for r in found[procs[2].pid]["reasons"])
+        assert calm.pid not in found
+        assert "maps" in deleted and any("libc" in m for m in deleted["maps"])  # lfd's mapped files
+        again = run_cli("--config", str(cfg), "processes", "--json")
+        assert again.returncode == 0 and json.loads(again.stdout) == []  # once
+        assert {f["pid"] for f in findings(cfg, "--report-only")} >= {p.pid for p in procs[:3]}
+        (msg,) = list(mailbox.mbox(tmp_path / "mbox"))
+        body = msg.get_payload()[0].get_payload(decode=True).decode()
+        assert "Suspicious process (3)" in msg["Subject"]
+        assert (
+            f"PID:          {procs[0].pid}" in body
+            and "Mapped files:" in body
+            and "User:         nobody" in body
+        )
+        # the same program started again is a new process: reported again
+        procs[1].kill()
+        procs[1].wait()
+        procs[1] = as_nobody("bash", "-c", 'exec -a "[kworker/0:1]" /bin/sleep 64')
+        time.sleep(0.5)
+        assert [f["pid"] for f in findings(cfg)] == [procs[1].pid]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_pignore_lines_of_every_form_and_a_bad_line_said(tmp_path, open_tmp):
+    fake = open_tmp / "tool"
+    shutil.copy("/bin/sleep", fake)
+    fake.chmod(0o755)
+    cfg = write_config(tmp_path, f'\n[processes]\nwritable_dirs = ["{open_tmp}"]\nalert = false\n')
+    pignore = tmp_path / "etc" / "nightwarden.pignore"
+    procs = [as_nobody(str(fake), "70"), as_nobody(str(fake), "71"), as_nobody(str(fake), "72")]
+    try:
+        time.sleep(0.5)
+        assert {p.pid for p in procs} <= {f["pid"] for f in findings(cfg, "--report-only")}
+        for lines in (
+            [f"exe:{fake}"],
+            ["user:nobody"],
+            [f"cmd:{fake} 70", f"cmd:{fake} 71", f"cmd:{fake} 72"],
+            [f"pexe:{open_tmp}/t.*"],
+            [r"pcmd:.*tool 7[0-9]"],
+        ):
+            pignore.write_text("\n".join(["# ours", *lines]) + "\n")
+            assert not {p.pid for p in procs} & {f["pid"] for f in findings(cfg, "--report-only")}, lines
+        pignore.write_text("exe:\nbogus:thing\npcmd:(\n")
+        done = run_cli("--config", str(cfg), "processes", "--report-only")
+        assert (
+            f"{pignore}:1" in done.stderr and f"{pignore}:2" in done.stderr and f"{pignore}:3" in done.stderr
+        )
+        assert "Traceback" not in done.stderr
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
