@@ -15,6 +15,13 @@ MIGRATIONS = [
         PRIMARY KEY (pid, started)
     );
     """,
+    # 2: resource, process-count and load alerts, by a key of what they were about
+    """
+    CREATE TABLE IF NOT EXISTS process_alerts (
+        key TEXT PRIMARY KEY,
+        time REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -36,3 +43,17 @@ class ProcessStore:
     def forget_gone(self, alive: set[tuple[int, float]]) -> None:
         gone = self.reported() - alive
         self.state.db.executemany("DELETE FROM process_reports WHERE pid = ? AND started = ?", list(gone))
+
+    def alerted(self) -> dict[str, float]:
+        return {k: t for k, t in self.state.db.execute("SELECT key, time FROM process_alerts")}
+
+    def set_alerted(self, keys: list[str]) -> None:
+        now = time.time()
+        self.state.db.executemany(
+            "INSERT OR REPLACE INTO process_alerts(key, time) VALUES (?, ?)", [(k, now) for k in keys]
+        )
+
+    def forget_alerts(self, keep: set[str]) -> None:
+        """Alerts about what is over no more (a process gone, a user back under the limit)."""
+        gone = [k for k in self.alerted() if k not in keep and not k.startswith("load")]
+        self.state.db.executemany("DELETE FROM process_alerts WHERE key = ?", [(k,) for k in gone])

@@ -115,3 +115,48 @@ def test_pignore_lines_of_every_form_and_a_bad_line_said(tmp_path, open_tmp):
         for p in procs:
             p.kill()
             p.wait()
+
+
+HOG = "import time; x = bytearray(80 << 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(60)"
+
+
+def test_resource_use_process_counts_and_load_are_alerted_once_while_they_last(tmp_path):
+    import sys
+
+    load = tmp_path / "loadavg"
+    load.write_text("0.10 0.20 0.30 1/100 1234\n")
+    cfg = write_config(
+        tmp_path,
+        f"\n[processes]\nuser_rss = 40\nuser_mem = 0\nuser_proc = 3\nload_level = 2.0\nload_avg = 5\n"
+        f'load_source = "{load}"\n[mail]\nmbox = "{tmp_path}/mbox"\n',
+    )
+    procs = [as_nobody(sys.executable, "-c", HOG)] + [as_nobody("/bin/sleep", "60") for _ in range(3)]
+    try:
+        time.sleep(1.5)  # the hog has touched its memory
+        out = run_cli("--config", str(cfg), "processes").stdout
+        assert f"nobody pid {procs[0].pid}" in out and "resident memory (MB)" in out
+        assert "nobody: 4 processes, over 3" in out
+        assert "load average" not in out
+        subjects = [m["Subject"] for m in mailbox.mbox(tmp_path / "mbox")]
+        assert any("Excessive resource usage (1)" in s for s in subjects)
+        assert any("Excessive processes (1 users)" in s for s in subjects)
+        load.write_text("3.10 2.50 1.00 1/100 1234\n")
+        out = run_cli("--config", str(cfg), "processes").stdout
+        assert "load average (5 min) 2.50 over 2" in out
+        assert "resident memory" not in out and "over 3" not in out  # said once while it lasts
+        body = [m for m in mailbox.mbox(tmp_path / "mbox") if "High load average" in m["Subject"]][0]
+        text = body.get_payload()[0].get_payload(decode=True).decode()
+        assert "3.10 2.50 1.00" in text and "by CPU:" in text and "by memory:" in text
+        again = run_cli("--config", str(cfg), "processes").stdout
+        assert "load average" not in again  # quiet for load_skip
+        for p in procs[1:]:
+            p.kill()
+            p.wait()
+        run_cli("--config", str(cfg), "processes")  # back under the limit: forgotten
+        procs[1:] = [as_nobody("/bin/sleep", "60") for _ in range(3)]
+        time.sleep(0.3)
+        assert "nobody: 4 processes, over 3" in run_cli("--config", str(cfg), "processes").stdout
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
