@@ -156,6 +156,23 @@ def siblings(path: Path) -> list[Path]:
     return [p for _, _, p in sorted(out, key=rank)]
 
 
+def distinct(sibs: list[Path]) -> list[Path]:
+    """One file per content: while logrotate compresses `.1` into `.1.gz` both are there with
+    the same lines, and reading both would count them twice. The uncompressed one is kept
+    (the other may be half written)."""
+    firsts: dict[str, Path] = {}
+    for s in sibs:
+        head = head_hash(s)
+        if not head:
+            firsts[f"empty:{s}"] = s
+            continue
+        kept = firsts.get(head)
+        if kept is None or (_is_gz(kept) and not _is_gz(s)):
+            firsts[head] = s
+    chosen = set(firsts.values())
+    return [s for s in sibs if s in chosen]
+
+
 def plan(path: Path, cursor: dict | None) -> Plan:
     """What to read this run: the old file's rest, newer rotated copies, the current file
     (opened here: the caller reads it, or calls Plan.close)."""
@@ -195,7 +212,7 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
         # file compressed later keeps its first line)
         known = set(cursor.get("known", ()))
         copies = []
-        for s in siblings(path):
+        for s in distinct(siblings(path)):
             try:
                 sst = os.stat(s, follow_symlinks=False)
             except OSError:
@@ -210,7 +227,7 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
     if same_file and head == cursor.get("head") and st.st_size >= offset and untouched:
         here.start = offset
         return Plan([here])
-    sibs = siblings(path)
+    sibs = distinct(siblings(path))
     old = None
     for i, s in enumerate(sibs):
         try:

@@ -262,6 +262,38 @@ def test_a_copytruncate_between_two_chunks_of_one_read_loses_and_repeats_nothing
     assert lines == old + new
 
 
+def test_a_rotated_file_caught_half_compressed_is_read_once(tmp_path):
+    """logrotate's compress: `.1` and `.1.gz` are both there for a moment, with the same
+    lines; a read then finds the old lines once, in either state of the cursor."""
+    import gzip
+    import os
+
+    log = tmp_path / "auth.log"
+    old = "".join(f"line {i} of the old file\n" for i in range(50))
+    half = old.rfind("\n", 0, len(old) // 2) + 1
+    for cursor_first in (True, False):
+        for p in tmp_path.glob("auth.log*"):
+            p.unlink()
+        log.write_text("" if cursor_first else old[:half])
+        plan = sources.plan(log, None)
+        for part in plan.parts:
+            list(sources.read_part(part))
+        cursor = sources.cursor_after(log, plan.parts[-1])
+        if cursor_first:
+            log.write_text(old)
+        else:
+            with open(log, "a") as f:
+                f.write(old[half:])
+        os.rename(log, tmp_path / "auth.log.1")
+        log.write_text("line 0 of the new one\n")
+        with gzip.open(tmp_path / "auth.log.1.gz", "wb") as z:
+            z.write((tmp_path / "auth.log.1").read_bytes())  # the compressed copy, .1 not yet gone
+        plan = sources.plan(log, cursor)
+        got = b"".join(t for part in plan.parts for t, _ in sources.read_part(part)).decode()
+        expected = (old if cursor_first else old[half:]) + "line 0 of the new one\n"
+        assert got == expected, (cursor_first, [p.path.name for p in plan.parts])
+
+
 # -- the journal --------------------------------------------------------------------------------
 
 
