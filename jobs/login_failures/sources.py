@@ -156,21 +156,17 @@ def siblings(path: Path) -> list[Path]:
     return [p for _, _, p in sorted(out, key=rank)]
 
 
-def distinct(sibs: list[Path]) -> list[Path]:
-    """One file per content: while logrotate compresses `.1` into `.1.gz` both are there with
-    the same lines, and reading both would count them twice. The uncompressed one is kept
-    (the other may be half written)."""
+def distinct(sibs: list[Path]) -> list[tuple[Path, str]]:
+    """(path, hash of its first line) per content, newest first: while logrotate compresses
+    `.1` into `.1.gz` both are there with the same lines, and reading both would count them
+    twice. The uncompressed one is kept (the other may be half written)."""
+    heads = [(s, head_hash(s)) for s in sibs]
     firsts: dict[str, Path] = {}
-    for s in sibs:
-        head = head_hash(s)
-        if not head:
-            firsts[f"empty:{s}"] = s
-            continue
-        kept = firsts.get(head)
-        if kept is None or (_is_gz(kept) and not _is_gz(s)):
+    for s, head in heads:
+        kept = firsts.get(head) if head else None
+        if head and (kept is None or (_is_gz(kept) and not _is_gz(s))):
             firsts[head] = s
-    chosen = set(firsts.values())
-    return [s for s in sibs if s in chosen]
+    return [(s, head) for s, head in heads if not head or firsts[head] == s]
 
 
 def plan(path: Path, cursor: dict | None) -> Plan:
@@ -212,12 +208,11 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
         # file compressed later keeps its first line)
         known = set(cursor.get("known", ()))
         copies = []
-        for s in distinct(siblings(path)):
+        for s, first in distinct(siblings(path)):
             try:
                 sst = os.stat(s, follow_symlinks=False)
             except OSError:
                 continue
-            first = head_hash(s)
             if first and first not in known and sst.st_ino != st.st_ino:
                 copies.append(Part(s, 0, False, sst.st_mtime))
         return Plan([*reversed(copies), here])
@@ -227,15 +222,16 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
     if same_file and head == cursor.get("head") and st.st_size >= offset and untouched:
         here.start = offset
         return Plan([here])
-    sibs = distinct(siblings(path))
+    found = distinct(siblings(path))
+    sibs = [s for s, _ in found]
     old = None
-    for i, s in enumerate(sibs):
+    for i, (s, first) in enumerate(found):
         try:
             sst = os.stat(s, follow_symlinks=False)
         except OSError:
             continue
         same = (sst.st_dev, sst.st_ino) == (cursor.get("dev"), cursor.get("ino"))
-        if cursor.get("head") and head_hash(s) == cursor["head"] or (same and not cursor.get("head")):
+        if cursor.get("head") and first == cursor["head"] or (same and not cursor.get("head")):
             old = i
             break
     if old is None:
