@@ -42,6 +42,23 @@ class LockFile:
         self.fd = fd
         return self
 
+    def holder(self) -> int | None:
+        """The pid holding this lock, or None: read from /proc/locks, so that looking never
+        takes the lock (a job trying it in the same instant would find it busy)."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+            with open("/proc/locks") as f:
+                table = f.read(1 << 20)
+        except OSError:
+            return None
+        ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in table.splitlines():
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 4242 fd:00:2147669 0 EOF" (a waiter's line has "->")
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == ident and fields[4].isdigit():
+                return int(fields[4])
+        return None
+
     def release(self) -> None:
         if self.fd is not None:
             os.ftruncate(self.fd, 0)

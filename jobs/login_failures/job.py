@@ -206,14 +206,7 @@ def status(config, state) -> dict:
             "sources": "none present",
             "problem": "no log source present (logins.sources, logins.journal)",
         }
-    followed = []
-    for src in present:
-        lock = reading.source_lock(config, src)
-        try:
-            lock.acquire()
-            lock.release()
-        except Exception:
-            followed.append(src.name)
+    followed = [src.name for src in present if reading.source_lock(config, src).holder() is not None]
     out = {"sources": ", ".join(s.name for s in present)}
     if followed:
         out["followed by the listener"] = ", ".join(followed)

@@ -4,13 +4,12 @@ the firewall, the blocks, the lists, each job's last run, what the jobs report o
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import json
-import os
 import time
 
 from nightwarden.lib.errors import EXIT_OK
+from nightwarden.lib.lock import LockFile
 
 from .command import Command
 from .output import iso, when
@@ -20,24 +19,6 @@ def _arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
-def _holder(path) -> int | None:
-    """The pid holding a job's lock file, or None when it is free (the job is not running)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else 0
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
 def _jobs(ctx) -> list[dict]:
     from nightwarden.jobs import JOBS
 
@@ -45,7 +26,7 @@ def _jobs(ctx) -> list[dict]:
     for job in JOBS.values():
         runs = ctx.state.last_runs(job.name, 1)
         last = runs[-1] if runs else None
-        pid = _holder(ctx.config.run_dir / f"{job.name}.lock")
+        pid = LockFile(ctx.config.run_dir / f"{job.name}.lock", f"job {job.name}").holder()
         row = {
             "job": job.name,
             "schedule": "resident" if job.resident else (ctx.config.schedule.jobs.get(job.name) or "off"),

@@ -203,6 +203,20 @@ def test_status_says_the_firewall_blocks_jobs_listener_and_problems(tmp_path):
     problems = " | ".join(f["problems"])
     assert "the listener is not running" in problems and "never ran: login-failures" in problems
     assert "expire" not in problems.split("never ran:")[1].split("(")[0]
+    import os
+
+    from nightwarden.lib.lock import LockFile
+
+    lock = LockFile(box / "run" / "expire.lock", "job expire").acquire()  # as a running job does
+    try:
+        jobs = {
+            j["job"]: j for j in json.loads(run_cli("--sandbox", str(box), "status", "--json").stdout)["jobs"]
+        }
+        assert jobs["expire"]["running"] and jobs["expire"]["pid"] == os.getpid()
+        assert lock.holder() == os.getpid()
+    finally:
+        lock.release()
+    assert lock.holder() is None
     run_cli("--sandbox", str(box), "firewall", "stop", check=0)
     text = run_cli("--sandbox", str(box), "status", check=0).stdout
     assert "firewall   " in text and "OFF (stopped at" in text and "the firewall is off" in text
