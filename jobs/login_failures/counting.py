@@ -72,21 +72,23 @@ class Tally:
         if self.conns_since is None:
             self.conns_since = now
         elif now - self.conns_since >= CONN_TTL / 2:
-            self.conns_old, self.conns = self.conns, {}
-            self.conns_old_pre, self.conns_pre = self.conns_pre, set()
-            self.pre_addr_old, self.pre_addr = self.pre_addr, {}
+            self._next_generation()
             self.conns_since = now
+
+    def _next_generation(self) -> None:
+        """The current connections become the old generation; the old one is forgotten."""
+        self.conns_old, self.conns = self.conns, {}
+        self.conns_old_pre, self.conns_pre = self.conns_pre, set()
+        self.pre_addr_old, self.pre_addr = self.pre_addr, {}
 
     def bound(self, limit: int) -> None:
         """At most about `limit` connections remembered: under a sustained flood of new
         connections the older generation goes before its time (its connections are
         minutes old; their later lines, if any, count as new connections)."""
         if len(self.conns) + len(self.conns_pre) + len(self.conns_old) + len(self.conns_old_pre) > limit:
-            self.conns_old, self.conns = self.conns, {}
-            self.conns_old_pre, self.conns_pre = self.conns_pre, set()
-            self.pre_addr_old, self.pre_addr = self.pre_addr, {}
+            self._next_generation()
             if len(self.conns_old) + len(self.conns_old_pre) > limit:
-                self.conns_old, self.conns_old_pre, self.pre_addr_old = {}, set(), {}
+                self._next_generation()
 
     def state(self, limit: int | None = None) -> dict:
         """sshd connections to carry over to the next run (JSON-able); with `limit`, the most
