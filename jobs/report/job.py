@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nightwarden.lib.cli.output import cut
 from nightwarden.lib.errors import UsageError
 from nightwarden.lib.runner import Result
 
@@ -77,7 +78,7 @@ def job_health(state, since: float, until: float) -> ReportSection:
                 fmt_time(last["started"]) if last else "never",
                 "-" if last is None else ("running" if last["exit_code"] is None else last["exit_code"]),
                 fmt_time(state.last_success(name)),
-                _cut(last["summary"] if last else "", 60),
+                cut(last["summary"] if last else "", 60),
             ]
         )
     return sec
@@ -102,12 +103,6 @@ def missed_runs(config, state, since: float, until: float, grace: float = 600) -
                 f"{entry.job} should have run at {fmt_time(due.timestamp())} and did not run in the period"
             )
     return out
-
-
-def _cut(text, width: int, middle: bool = False) -> str:
-    from nightwarden.lib.cli.output import cut
-
-    return cut(text, width, middle)
 
 
 def blocks_sections(state, since: float, until: float, lists) -> list[ReportSection]:
@@ -168,35 +163,34 @@ def events_sections(state, since: float, until: float) -> list[ReportSection]:
     return [kinds, top]
 
 
-def quarantine_section(state, since: float, until: float) -> ReportSection:
+def quarantine_section(records: list) -> ReportSection:
+    """records: the manifest rows of the period."""
     from nightwarden.jobs.quarantine.archive import shown
 
     sec = ReportSection("Suspicious files", ["time", "path", "owner", "reason", "action"])
-    from nightwarden.jobs.quarantine.store import QuarantineStore
-
-    for r in QuarantineStore(state).between(since, until):
+    for r in records:
         sec.rows.append(
             [
                 fmt_time(r["time"]),
-                _cut(shown(bytes(r["path"])), 70, middle=True),
+                cut(shown(bytes(r["path"])), 70, middle=True),
                 r["owner"],
-                _cut(r["reason"], 50),
+                cut(r["reason"], 50),
                 r["action"],
             ]
         )
     return sec
 
 
-def integrity_sections(state, since: float, until: float) -> list[ReportSection]:
+def integrity_sections(events: list) -> list[ReportSection]:
+    """events: the period's integrity checks, (time, detail) each."""
     checks = ReportSection(
         "Integrity checks", ["time", "added", "removed", "changed", "explained by packages", "unreadable"]
     )
     changes = ReportSection("Integrity changes", ["time", "path", "change", "before", "after"])
-    for e in state.events(since, until, kind="integrity"):
-        d = json.loads(e["detail"])
+    for when, d in events:
         checks.rows.append(
             [
-                fmt_time(e["time"]),
+                fmt_time(when),
                 d.get("added", 0),
                 d.get("removed", 0),
                 d.get("changed", 0),
@@ -210,7 +204,7 @@ def integrity_sections(state, since: float, until: float) -> list[ReportSection]
                 label = f"{name}: " if name else ""
                 changes.rows.append(
                     [
-                        fmt_time(e["time"]) if i == 0 else "",
+                        fmt_time(when) if i == 0 else "",
                         p["path"] if i == 0 else "",
                         p["change"] if i == 0 else "",
                         f"{label}{before}" if before else "-",
@@ -222,14 +216,6 @@ def integrity_sections(state, since: float, until: float) -> list[ReportSection]
         if total > listed:
             changes.note = f"{total - listed} more not listed: the integrity-<time>.txt report has them all."
     return [checks, changes]
-
-
-def integrity_changes(state, since: float, until: float) -> list[dict]:
-    return [
-        p
-        for e in state.events(since, until, kind="integrity")
-        for p in json.loads(e["detail"]).get("paths", [])
-    ]
 
 
 def scans_section(state, since: float, until: float, lists) -> ReportSection:
@@ -300,8 +286,7 @@ def summary_section(
         # the times follow every change: said only when nothing else changed
         telling = [x for x in attrs if x[0] not in ("mtime", "ctime")] or attrs
         what = "; ".join(
-            f"{a} {_cut(b, 13)} -> {_cut(f, 13)}" if a == "sha256" else f"{a} {b} -> {f}"
-            for a, b, f in telling
+            f"{a} {cut(b, 13)} -> {cut(f, 13)}" if a == "sha256" else f"{a} {b} -> {f}" for a, b, f in telling
         )
         what = what or c["change"]
         rows.append(
@@ -395,29 +380,29 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
 
     lists = load_lists(ctx.config)
     state = ctx.state
+    from nightwarden.jobs.quarantine.archive import shown
+    from nightwarden.jobs.quarantine.store import QuarantineStore
+
+    quarantined = QuarantineStore(state).between(since, until)
+    checks = [(e["time"], json.loads(e["detail"])) for e in state.events(since, until, kind="integrity")]
     sections = [
         job_health(state, since, until),
         *auth_sections(ctx, since, until),
         *blocks_sections(state, since, until, lists),
         scans_section(state, since, until, lists),
         *events_sections(state, since, until),
-        *integrity_sections(state, since, until),
-        quarantine_section(state, since, until),
+        *integrity_sections(checks),
+        quarantine_section(quarantined),
         problems_section(ctx, since, until),
     ]
-    from nightwarden.jobs.quarantine.archive import shown
-    from nightwarden.jobs.quarantine.store import QuarantineStore
-
-    files = [
-        [shown(bytes(r["path"])), r["reason"], r["action"]]
-        for r in QuarantineStore(state).between(since, until)
-    ]
+    files = [[shown(bytes(r["path"])), r["reason"], r["action"]] for r in quarantined]
+    changes = [p for _, d in checks for p in d.get("paths", [])]
     pruned = []
     for e in state.events(since, until, kind="prune"):
         d = json.loads(e["detail"])
         if d.get("quarantine_archives"):  # never silently
             pruned.append(f"{d['quarantine_archives']} quarantine archive(s) past retention.quarantine_days")
-    summary, headline = summary_section(sections, integrity_changes(state, since, until), files, pruned)
+    summary, headline = summary_section(sections, changes, files, pruned)
     period = f"{fmt_time(since)} to {fmt_time(until)}"
     return [summary, *sections], period, headline
 
