@@ -52,6 +52,15 @@ name = "nwtest"
     return path
 
 
+def listener_config(tmp_path: Path, extra: str = "", backend: str = "nftables") -> Path:
+    """write_config for a listener on one bait port of 127.0.0.1 (IPv4 only), plus `extra`."""
+    return write_config(
+        tmp_path,
+        f'backend = "{backend}"\n\n[listener]\ntcp_ports = [1]\nudp_ports = []\n'
+        f'bind4 = "127.0.0.1"\nipv6 = false\n' + extra,
+    )
+
+
 def load_config(path: Path):
     from nightwarden.jobs import load_config
 

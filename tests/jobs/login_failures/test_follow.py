@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import ListenerProcess, need, nft_set, run_cli, wait_for, write_config
+from helpers import ListenerProcess, listener_config, need, nft_set, run_cli, wait_for
 from nightwarden.lib.state import State
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.peer]
@@ -45,17 +45,9 @@ def setup(tmp_path, netns):
     log = tmp_path / "logs" / "auth.log"
     log.parent.mkdir()
     log.write_text("")
-    cfg = write_config(
+    cfg = listener_config(
         tmp_path,
-        f"""backend = "nftables"
-
-[listener]
-tcp_ports = [1]
-udp_ports = []
-bind4 = "127.0.0.1"
-ipv6 = false
-
-[logins]
+        f"""[logins]
 sources = [{{path = "{log}", format = "rfc3164", services = ["sshd"]}}]
 journal = "no"
 limits = {{sshd = {LIMIT}}}
@@ -246,17 +238,9 @@ def test_the_journal_is_followed_from_its_cursor_with_its_trust_rules(tmp_path, 
     script = tmp_path / "journalctl"
     script.write_text(FAKE_JOURNALCTL.format(python=sys.executable, data=str(data)))
     script.chmod(0o755)
-    cfg = write_config(
+    cfg = listener_config(
         tmp_path,
-        f"""backend = "nftables"
-
-[listener]
-tcp_ports = [1]
-udp_ports = []
-bind4 = "127.0.0.1"
-ipv6 = false
-
-[logins]
+        f"""[logins]
 sources = []
 journal = "yes"
 journal_command = ["{script}"]

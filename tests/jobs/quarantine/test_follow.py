@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ListenerProcess, wait_for, write_config
+from helpers import ListenerProcess, listener_config, wait_for, write_config
 from nightwarden.lib.lock import LockFile
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -25,23 +25,16 @@ def following(tmp_path, netns):
     watched = tmp_path / "watch"
     watched.mkdir()
     watched.chmod(0o1777)
-    cfg = write_config(
+    cfg = listener_config(
         tmp_path,
-        f"""backend = "dryrun"
-
-[listener]
-tcp_ports = [1]
-udp_ports = []
-bind4 = "127.0.0.1"
-ipv6 = false
-
-[logins]
+        f"""[logins]
 follow = "cron"
 
 [quarantine]
 dirs = ["{watched}"]
 follow = true
 """,
+        backend="dryrun",
     )
     run = ListenerProcess(cfg, tmp_path).start("--no-mail")
     yield watched, cfg
@@ -105,23 +98,16 @@ def test_a_dry_run_listener_finds_and_says_but_touches_nothing(tmp_path, netns):
     watched = tmp_path / "watch"
     watched.mkdir()
     watched.chmod(0o1777)
-    cfg = write_config(
+    cfg = listener_config(
         tmp_path,
-        f"""backend = "dryrun"
-
-[listener]
-tcp_ports = [1]
-udp_ports = []
-bind4 = "127.0.0.1"
-ipv6 = false
-
-[logins]
+        f"""[logins]
 follow = "cron"
 
 [quarantine]
 dirs = ["{watched}"]
 follow = true
 """,
+        backend="dryrun",
     )
     run = ListenerProcess(cfg, tmp_path).start("--dry-run", "--no-mail")
     try:
