@@ -347,7 +347,7 @@ class LogFollower(threading.Thread):
                 f.compiled = rules.compile_rules(
                     fmt, src.services, known=False, users=False, ruleset=src.ruleset
                 )
-            before = f.tally.lines
+            before, rows = f.tally.lines, len(f.tally.rows)
             try:
                 for i, part in enumerate(plan.parts):
                     counter = counting.AttemptCounter(f.compiled, f.tally, part.mtime, 1)
@@ -356,9 +356,21 @@ class LogFollower(threading.Thread):
                         f.keep(text)
                     if part.overlong:
                         self._say_once(f, f"{src.name}: line(s) longer than {sources.MAX_LINE} bytes skipped")
+                    if part.broken:
+                        self._say_once(f, part.broken)
+                        self._events.append(("log_gap", None, {"source": src.name, "why": part.broken}))
+                cursor = sources.cursor_after(src.path, plan)
+            except BaseException:
+                # the cursor stays where it was and the next read scans these parts again:
+                # what this one counted of them is dropped, or it would count twice
+                del f.tally.rows[rows:]
+                f.tally.lines = before
+                raise
             finally:
                 plan.close()
-            cursor = sources.cursor_after(src.path, plan.parts[-1])
+        except FileNotFoundError:  # a copy renamed between the plan and its read: again soon
+            f.dirty = True
+            return []
         except (NightwardenError, OSError) as e:
             problem = getattr(e, "message", None) or f"{src.path}: {e}"
             if problem != f.problem:

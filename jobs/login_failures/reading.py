@@ -16,6 +16,7 @@ from nightwarden.lib.logsetup import get
 from . import counting, formats, rules, sources
 
 log = get("logins")
+READ_TRIES = 3  # reads of a source made again when a rotation moved a file under them
 
 
 @dataclass
@@ -112,6 +113,9 @@ def _scan_parts(
         scanner.since, scanner.until = since, until
         for text, offset in sources.read_part(part):
             scanner.scan(b"\n" + text, i, offset)
+        if part.broken:
+            log.warning("%s", part.broken)
+            out.lost = f"{out.lost}; {part.broken}" if out.lost else part.broken
         out.parts.append(part)
 
 
@@ -157,18 +161,26 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
         if batch is not None:
             out.cursor = {"cursor": batch.cursor, "conns": out.tally.state()}
         return out
-    try:
-        plan = sources.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
+    for attempt in range(READ_TRIES):
         try:
-            out.fmt = _format(source)
-            out.lost = plan.lost
-            _scan_parts(source, out, plan.parts, cfg.resolution, False)
-        finally:
-            plan.close()
-        out.cursor = sources.cursor_after(source.path, plan.parts[-1])
-        out.cursor["conns"] = out.tally.state()
-    except (NightwardenError, OSError) as e:
-        out.error = getattr(e, "message", None) or f"{source.path}: {e}"
+            plan = sources.plan(source.path, {k: v for k, v in cursor.items() if k != "conns"})
+            try:
+                out.fmt = _format(source)
+                out.lost = plan.lost
+                _scan_parts(source, out, plan.parts, cfg.resolution, False)
+            finally:
+                plan.close()
+            out.cursor = sources.cursor_after(source.path, plan)
+            out.cursor["conns"] = out.tally.state()
+        except FileNotFoundError as e:  # a copy renamed between the plan and its read
+            if attempt < READ_TRIES - 1:
+                out = SourceScan(source, counting.Tally())
+                out.tally.restore(cursor.get("conns"))
+                continue
+            out.error = f"{source.path}: {e}"
+        except (NightwardenError, OSError) as e:
+            out.error = getattr(e, "message", None) or f"{source.path}: {e}"
+        return out
     return out
 
 
@@ -182,9 +194,8 @@ def scan_period(source: Source, since: float, until: float, config) -> SourceSca
         return out
     try:
         out.fmt = _format(source)
-        files = [p for p in reversed(sources.siblings(source.path)) if p.stat().st_mtime >= since] + [
-            source.path
-        ]
+        copies = [p for p, _ in sources.distinct(sources.siblings(source.path))]
+        files = [p for p in reversed(copies) if p.stat().st_mtime >= since] + [source.path]
         parts = [sources.Part(p, 0, p == source.path, p.stat().st_mtime) for p in files]
         _scan_parts(source, out, parts, config.logins.resolution, True, since, until)
     except (NightwardenError, OSError) as e:

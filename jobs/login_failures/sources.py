@@ -34,6 +34,7 @@ CHUNK = 4 << 20
 HEAD = 1024
 MAX_LINE = 64 << 10  # a longer "line" is counted and skipped, never held whole in memory
 KNOWN = 20  # rotated files whose first lines a cursor on an empty file remembers
+PLAN_TRIES = 5  # plans made again when the log was rotated while one was being made
 TAIL = 256  # the bytes before a cursor's offset that must still be there at the next run
 
 
@@ -51,14 +52,25 @@ class Part:
     # the current file as plan() examined it: read through this descriptor, so a rotation
     # between the plan and the read cannot swap the file under it
     fd: int | None = None
-    head: str | None = None  # the current file's first line as plan() saw it
-    seen: dict | None = None  # dev, ino, head, tail of what was read (the current part)
+    head: str | None = None  # the file's first line as plan() saw it
+    # what was read: dev, ino, head, tail (the current part); dev, ino, size, mtime (a rotated one)
+    seen: dict | None = None
+    broken: str = ""  # a rotated .gz that ends in the middle: what was not read
 
 
 @dataclass
 class Plan:
     parts: list[Part]
     lost: str = ""  # why lines may be missing (the old file was not found)
+    # the first lines of the rotated copies when the plan was made: a cursor left on an
+    # empty current file remembers these (what a later copy is told from), not those of
+    # copies that a rotation after the read made
+    known: list[str] | None = None
+    # the file that was the log before the current one, where its writer may still append
+    # until it reopens the log: {head, offset, dev, ino, size, mtime} of where it was read
+    # to. Kept while the current file is empty (a cursor on an empty file has nothing else
+    # to find those lines by).
+    prev: dict | None = None
 
     def close(self) -> None:
         """Descriptors of parts that were not read."""
@@ -146,12 +158,21 @@ def siblings(path: Path) -> list[Path]:
         except OSError:
             continue
 
-    # newest first; on equal times a lower number is newer (.1 before .2)
+    # newest first. Numbered copies (.1, .2.gz) by their number, which logrotate keeps in
+    # order (a copy compressed after a newer one was last written has the later mtime);
+    # dated or mixed names by mtime, a lower number first on equal times. A copy being
+    # compressed (.1 beside .1.gz) comes uncompressed first.
+    def number(rest: str) -> int | None:
+        core = rest[1:].removesuffix(".gz")
+        return int(core) if core.isdigit() and len(core) < 6 else None
+
+    numbered = all(number(rest) is not None for _, rest, _ in out)
+
     def rank(item):
         mtime, rest, _ = item
-        core = rest[1:].removesuffix(".gz")
-        num = int(core) if core.isdigit() and len(core) < 6 else 0
-        return (-mtime, num)
+        num = number(rest)
+        gz = rest.endswith(".gz")
+        return (num, gz) if numbered else (-mtime, num or 0, gz)
 
     return [p for _, _, p in sorted(out, key=rank)]
 
@@ -159,7 +180,10 @@ def siblings(path: Path) -> list[Path]:
 def distinct(sibs: list[Path]) -> list[tuple[Path, str]]:
     """(path, hash of its first line) per content, newest first: while logrotate compresses
     `.1` into `.1.gz` both are there with the same lines, and reading both would count them
-    twice. The uncompressed one is kept (the other may be half written)."""
+    twice. The uncompressed one is kept (the other may be half written, too short yet to
+    show a first line)."""
+    names = {s.name for s in sibs}
+    sibs = [s for s in sibs if not (_is_gz(s) and s.name.removesuffix(".gz") in names)]
     heads = [(s, head_hash(s)) for s in sibs]
     firsts: dict[str, Path] = {}
     for s, head in heads:
@@ -171,7 +195,43 @@ def distinct(sibs: list[Path]) -> list[tuple[Path, str]]:
 
 def plan(path: Path, cursor: dict | None) -> Plan:
     """What to read this run: the old file's rest, newer rotated copies, the current file
-    (opened here: the caller reads it, or calls Plan.close)."""
+    (opened here: the caller reads it, or calls Plan.close).
+
+    A plan is made on files that stay where they are while it is made: a rotation in
+    between (the file just opened becoming a copy, read twice; a copy renamed away before
+    its first line was read, not found) makes it again, a few times (a log rotated that
+    often is read as the last plan says)."""
+    for attempt in range(PLAN_TRIES):
+        last = attempt == PLAN_TRIES - 1
+        before = _listing(path)
+        fd, st = _open_current(path)
+        try:
+            made = _plan(path, fd, st, cursor)
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            os.close(fd)
+            if last:
+                raise NoInputError(f"{path}: no such log file") from None
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if last or ((now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) and _listing(path) == before):
+            return made
+        made.close()
+    raise AssertionError("unreachable")
+
+
+def _listing(path: Path) -> frozenset:
+    """The log's and its copies' names and inodes, to tell whether they moved meanwhile."""
+    try:
+        with os.scandir(path.parent) as it:
+            return frozenset((e.name, e.inode()) for e in it if e.name.startswith(path.name))
+    except OSError:
+        return frozenset()
+
+
+def _open_current(path: Path) -> tuple[int, os.stat_result]:
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
@@ -183,21 +243,19 @@ def plan(path: Path, cursor: dict | None) -> Plan:
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"{path}: not a regular file; refused")
     try:
-        fd, st = open_regular(path, "log")
+        return open_regular(path, "log")
     except FileNotFoundError:
         raise NoInputError(f"{path}: no such log file") from None
-    try:
-        return _plan(path, fd, st, cursor)
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
     head = _head_of(fd)
     here = Part(path, 0, True, st.st_mtime, fd=fd, head=head)
+    found: list[tuple[Path, str]] | None = None
+    if not head:  # an empty file: a cursor taken on it remembers the rotated copies there now
+        found = distinct(siblings(path))
     if not cursor:
-        return Plan([here])
+        return Plan([here], known=_known(found))
     same_file = (st.st_dev, st.st_ino) == (cursor.get("dev"), cursor.get("ino"))
     offset = cursor.get("offset", 0)
     # a cursor taken on an empty file has no first line to compare: the inode says it
@@ -205,31 +263,45 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
     if was_empty and "known" in cursor:
         # renamed, or copied and truncated since (maybe twice, maybe compressed): the rotated
         # files whose first line none had when the cursor was taken hold only new lines (a
-        # file compressed later keeps its first line)
+        # file compressed later keeps its first line). A copy with the current file's first
+        # line is copytruncate's copy before the truncation: the current file holds it all.
         known = set(cursor.get("known", ()))
-        copies = []
-        for s, first in distinct(siblings(path)):
+        found = found if found is not None else distinct(siblings(path))
+        prev = cursor.get("prev")
+        copies, grown = [], []
+        for s, first in found:
             try:
                 sst = os.stat(s, follow_symlinks=False)
             except OSError:
                 continue
-            if first and first not in known and sst.st_ino != st.st_ino:
-                copies.append(Part(s, 0, False, sst.st_mtime))
-        return Plan([*reversed(copies), here])
+            if sst.st_ino == st.st_ino and sst.st_dev == st.st_dev:
+                continue
+            if prev and first == prev.get("head") and not grown:
+                # the file before this one: written after it was read (its writer had not
+                # reopened the log yet)? read on from where it was left
+                if _moved(sst, prev):
+                    grown.append(Part(s, prev.get("offset", 0), False, sst.st_mtime, head=first))
+            elif first and first not in known and first != head:
+                copies.append(Part(s, 0, False, sst.st_mtime, head=first))
+        parts = [*grown, *reversed(copies), here]
+        return Plan(parts, known=_known(found), prev=None if len(parts) > 1 else prev)
     # the same inode and first line, not shorter, and the bytes before the offset still the
     # same: truncated in place and written again (a first line like the old one) is not
     untouched = "tail" not in cursor or (st.st_size >= offset and _tail_of(fd, offset) == cursor["tail"])
     if same_file and head == cursor.get("head") and st.st_size >= offset and untouched:
         here.start = offset
-        return Plan([here])
-    found = distinct(siblings(path))
-    sibs = [s for s, _ in found]
-    old = None
-    for i, (s, first) in enumerate(found):
+        return Plan([here], known=_known(found))
+    found = found if found is not None else distinct(siblings(path))
+    sibs = []
+    for s, first in found:
         try:
             sst = os.stat(s, follow_symlinks=False)
         except OSError:
             continue
+        if sst.st_ino != st.st_ino or sst.st_dev != st.st_dev:  # never the current file again
+            sibs.append((s, first, sst))
+    old = None
+    for i, (_, first, sst) in enumerate(sibs):
         same = (sst.st_dev, sst.st_ino) == (cursor.get("dev"), cursor.get("ino"))
         if cursor.get("head") and first == cursor["head"] or (same and not cursor.get("head")):
             old = i
@@ -240,11 +312,41 @@ def _plan(path: Path, fd: int, st: os.stat_result, cursor: dict | None) -> Plan:
             f"previous file was not found among {len(sibs)} rotated copies; lines written "
             f"there since the last run were not read"
         )
-        return Plan([here], lost=why)
-    parts = [Part(sibs[old], cursor.get("offset", 0), False, sibs[old].stat().st_mtime)]
-    parts += [Part(s, 0, False, s.stat().st_mtime) for s in reversed(sibs[:old])]
+        # the copies written since the cursor was taken hold lines after it (the previous
+        # file, whose first line they would have, is not among them): read whole
+        since = cursor.get("time") or float("inf")
+        later = [
+            Part(s, 0, False, sst.st_mtime, head=first)
+            for s, first, sst in reversed(sibs)
+            if sst.st_mtime >= since and first and first != head
+        ]
+        return Plan([*later, here], lost=why, known=_known(found))
+    s, first, sst = sibs[old]
+    parts = [Part(s, cursor.get("offset", 0), False, sst.st_mtime, head=first)]
+    # newer copies, but not one with the current file's first line: copytruncate's copy
+    # before the truncation (the current file holds those lines)
+    newer = [(s, first, sst) for s, first, sst in sibs[:old] if not (head and first == head)]
+    parts += [Part(s, 0, False, sst.st_mtime, head=first) for s, first, sst in reversed(newer)]
     parts.append(here)
-    return Plan(parts)
+    return Plan(parts, known=_known(found))
+
+
+def _moved(sst: os.stat_result, prev: dict) -> bool:
+    """Whether a rotated file is not the one `prev` recorded as read to its end (another
+    inode, size or mtime: grown, or compressed since)."""
+    return (sst.st_dev, sst.st_ino, sst.st_size, sst.st_mtime_ns) != (
+        prev.get("dev"),
+        prev.get("ino"),
+        prev.get("size"),
+        prev.get("mtime"),
+    )
+
+
+def _known(found: list[tuple[Path, str]] | None) -> list[str] | None:
+    """The first lines of the rotated copies the plan saw (None: it looked at none)."""
+    if found is None:
+        return None
+    return [h for _, h in found[:KNOWN] if h]
 
 
 def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
@@ -306,20 +408,30 @@ def read_part(part: Part, chunk: int = CHUNK) -> Iterator[tuple[bytes, int]]:
             if rest and not part.current:
                 yield rest + b"\n", pos
                 pos += len(rest)
+            if not part.current:
+                st = os.fstat(fd)
+                part.seen = {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime": st.st_mtime_ns}
             if watch:
                 st = os.fstat(fd)
+                if head and not rewritten and _head_of(fd) != head:
+                    rewritten = True  # copied and truncated after the last chunk (or before any)
                 part.seen = {"dev": st.st_dev, "ino": st.st_ino, "head": head}
                 if not rewritten:  # else the bytes before pos are gone: no tail to compare
                     part.seen["tail"] = _tail_of(fd, pos)
                     part.seen["head"] = _head_of(fd)
         except (OSError, EOFError) as e:
-            raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
+            if not (_is_gz(part.path) and not part.current):
+                raise DataError(f"{part.path}: cannot read past byte {pos}: {e}") from None
+            # a damaged compressed copy: what it held up to there was read, and the files
+            # after it still are (a copy that cannot be read must not stop the reading)
+            part.broken = f"{part.path}: damaged after byte {pos} ({e}); the rest of it was not read"
     part.end = pos
 
 
-def cursor_after(path: Path, part: Part) -> dict:
-    """The cursor for the current file once `part` (its current part) was read: the file
-    that was read, even if it was rotated meanwhile."""
+def cursor_after(path: Path, plan: Plan) -> dict:
+    """The cursor for the current file once the plan was read: the file that was read,
+    even if it was rotated meanwhile."""
+    part = plan.parts[-1]
     offset = part.end if part.end is not None else part.start
     if part.seen is not None:
         cursor = {**part.seen, "offset": offset, "time": time.time()}
@@ -334,7 +446,15 @@ def cursor_after(path: Path, part: Part) -> dict:
             "time": time.time(),
         }
     if offset == 0 and not cursor["head"]:  # an empty file: what a later copy is told from
-        cursor["known"] = [h for h in (head_hash(s) for s in siblings(path)[:KNOWN]) if h]
+        known = plan.known
+        if known is None:
+            known = [h for h in (head_hash(s) for s in siblings(path)[:KNOWN]) if h]
+        cursor["known"] = known
+        before = plan.parts[-2] if len(plan.parts) > 1 else None
+        if before is not None and before.seen is not None and before.end is not None:
+            cursor["prev"] = {**before.seen, "head": before.head, "offset": before.end}
+        elif plan.prev:
+            cursor["prev"] = plan.prev
     return cursor
 
 

@@ -253,7 +253,7 @@ def test_a_copytruncate_between_two_chunks_of_one_read_loses_and_repeats_nothing
         f.truncate(0)
     log.write_text("".join(new))  # longer than the old file: past where the read stood
     got += [text for text, _ in chunks]
-    cursor = sources.cursor_after(log, plan.parts[0])
+    cursor = sources.cursor_after(log, plan)
     plan = sources.plan(log, cursor)
     assert [p.path.name for p in plan.parts] == ["auth.log.1", "auth.log"]
     for part in plan.parts:
@@ -278,7 +278,7 @@ def test_a_rotated_file_caught_half_compressed_is_read_once(tmp_path):
         plan = sources.plan(log, None)
         for part in plan.parts:
             list(sources.read_part(part))
-        cursor = sources.cursor_after(log, plan.parts[-1])
+        cursor = sources.cursor_after(log, plan)
         if cursor_first:
             log.write_text(old)
         else:
