@@ -117,6 +117,7 @@ bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/realtime.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/lists.py
+	$(BIN)/python bench/processes.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

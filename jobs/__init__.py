@@ -55,7 +55,7 @@ JOBS: dict[str, JobInfo] = {
         JobInfo(
             "processes",
             "nightwarden.jobs.processes.job",
-            "look at the running processes: deleted or world-writable executables, names that pretend",
+            "running processes: suspicious executables and names, unexpected listeners, hogs, load",
             "* * * * *",
             False,
             "processes",

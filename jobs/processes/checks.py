@@ -32,24 +32,25 @@ def _exe_link(pid: int) -> str | None:
         return None
 
 
-def _in_writable(path: str, writable: list[str]) -> str | None:
+def _in_writable(path: str, writable: list[str], dirs: dict) -> str | None:
     """The directory anyone can write that holds path: a listed one, or its own directory
-    when that is world-writable (and not sticky-protected from others replacing it)."""
+    when that is world-writable. dirs: what was found of each directory in this pass."""
     for d in writable:
         if path == d or path.startswith(d.rstrip("/") + "/"):
             return d
     parent = os.path.dirname(path)
-    try:
-        st = os.stat(parent)
-    except OSError:
-        return None
-    if st.st_mode & stat.S_IWOTH:
-        return parent
-    return None
+    open_to_all = dirs.get(parent)
+    if open_to_all is None:
+        try:
+            open_to_all = dirs[parent] = bool(os.stat(parent).st_mode & stat.S_IWOTH)
+        except OSError:
+            return None
+    return parent if open_to_all else None
 
 
-def examine(pid: int, argv: list[str], cfg, writable: list[str]) -> tuple[str, list[str]]:
-    """(executable, reasons): the reasons are empty for a process that looks as it should."""
+def examine(pid: int, argv: list[str], cfg, writable: list[str], dirs: dict) -> tuple[str, list[str]]:
+    """(executable, reasons): the reasons are empty for a process that looks as it should.
+    dirs: a per-pass cache of which directories anyone can write."""
     link = _exe_link(pid)
     if link is None:
         return "", []
@@ -59,7 +60,7 @@ def examine(pid: int, argv: list[str], cfg, writable: list[str]) -> tuple[str, l
     if cfg.deleted and deleted:
         reasons.append(f"its executable {exe} was deleted since it started")
     if cfg.writable:
-        where = _in_writable(exe, writable)
+        where = _in_writable(exe, writable, dirs)
         if where is not None:
             reasons.append(f"it runs from {where}, which anyone can write")
     if cfg.names and argv:

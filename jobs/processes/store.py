@@ -3,6 +3,7 @@ reported once; its row goes when the process does."""
 
 from __future__ import annotations
 
+import json
 import time
 
 MIGRATIONS = [
@@ -19,6 +20,14 @@ MIGRATIONS = [
     """
     CREATE TABLE IF NOT EXISTS process_alerts (
         key TEXT PRIMARY KEY,
+        time REAL NOT NULL
+    );
+    """,
+    # 3: what the job learnt at its first run (the ports that listened then)
+    """
+    CREATE TABLE IF NOT EXISTS process_baseline (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
         time REAL NOT NULL
     );
     """,
@@ -57,3 +66,19 @@ class ProcessStore:
         """Alerts about what is over no more (a process gone, a user back under the limit)."""
         gone = [k for k in self.alerted() if k not in keep and not k.startswith("load")]
         self.state.db.executemany("DELETE FROM process_alerts WHERE key = ?", [(k,) for k in gone])
+
+    def listeners(self) -> set[tuple[str, int]] | None:
+        """The (proto, port) pairs that listened when the baseline was taken; None before."""
+        row = self.state.db.execute("SELECT value FROM process_baseline WHERE name = 'listeners'").fetchone()
+        if row is None:
+            return None
+        try:
+            return {(str(proto), int(port)) for proto, port in json.loads(row[0])}
+        except (ValueError, TypeError):  # damaged: taken again, and said by the caller
+            return None
+
+    def set_listeners(self, pairs: set[tuple[str, int]]) -> None:
+        self.state.db.execute(
+            "INSERT OR REPLACE INTO process_baseline(name, value, time) VALUES ('listeners', ?, ?)",
+            (json.dumps(sorted(pairs)), time.time()),
+        )

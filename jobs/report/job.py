@@ -260,6 +260,13 @@ def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
     ]
 
 
+def processes_section(state, since: float, until: float) -> ReportSection:
+    from nightwarden.jobs.processes import report
+
+    d = report.section(state, since, until, fmt_time)
+    return ReportSection(d["title"], d["headers"], d["rows"], d["note"])
+
+
 def problems_section(ctx, since: float, until: float) -> ReportSection:
     """What `nightwarden status` calls problems (the firewall off, list lines, failed jobs, a
     job's prerequisites, the listener down, the outbox) and the runs cron did not start."""
@@ -280,6 +287,7 @@ def summary_section(
     made = len(by["Blocks made in the period"].rows)
     failed = [r for r in by["Job health"].rows if r[2]]
     problems = by["Problems"].rows
+    suspicious = [r for r in by["Processes"].rows if r[1] in ("suspicious", "killed")]
     rows = []
     for c in changes[:10]:
         attrs = [(a, b, f) for a, b, f in c.get("attributes", []) if a]
@@ -298,6 +306,10 @@ def summary_section(
         rows.append(["quarantined", f"{path} ({reason})"])
     for r in new_perm[:10]:
         rows.append(["permanent block", f"{r[0]} ({r[2]}: {r[3]})"])
+    for r in suspicious[:10]:
+        rows.append([f"{r[1]} process", f"{r[2]} pid {r[3]} {r[4]}"])
+    if len(suspicious) > 10:
+        rows.append(["suspicious process", f"{len(suspicious) - 10} more (see Processes)"])
     for r in failed:
         rows.append(["job failed", f"{r[0]}: {r[2]} of {r[1]} runs; last: {r[6]}"])
     rows += [["problem", p[0]] for p in problems]
@@ -309,6 +321,8 @@ def summary_section(
         parts.append(f"{len(changes)} integrity change{'s' if len(changes) != 1 else ''}")
     if quarantined:
         parts.append(f"{len(quarantined)} file{'s' if len(quarantined) != 1 else ''} quarantined")
+    if suspicious:
+        parts.append(f"{len(suspicious)} suspicious process{'es' if len(suspicious) != 1 else ''}")
     parts.append(f"{made} block{'s' if made != 1 else ''}")
     if failed:
         parts.append(f"{len(failed)} job{'s' if len(failed) != 1 else ''} failing")
@@ -393,6 +407,7 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
         *events_sections(state, since, until),
         *integrity_sections(checks),
         quarantine_section(quarantined),
+        processes_section(state, since, until),
         problems_section(ctx, since, until),
     ]
     files = [[shown(bytes(r["path"])), r["reason"], r["action"]] for r in quarantined]

@@ -29,7 +29,7 @@ def as_nobody(*argv: str) -> subprocess.Popen:
 
 
 def findings(cfg, *args: str) -> list[dict]:
-    return json.loads(run_cli("--config", str(cfg), "processes", "--json", *args).stdout or "[]")
+    return json.loads(run_cli("--config", str(cfg), "processes", "--json", *args).stdout)["suspicious"]
 
 
 def test_deleted_writable_and_pretending_processes_are_reported_once(tmp_path, open_tmp):
@@ -53,7 +53,7 @@ def test_deleted_writable_and_pretending_processes_are_reported_once(tmp_path, o
         time.sleep(0.5)
         done = run_cli("--config", str(cfg), "processes", "--json")
         assert done.returncode == 1, done.stderr  # new findings
-        found = {f["pid"]: f for f in json.loads(done.stdout)}
+        found = {f["pid"]: f for f in json.loads(done.stdout)["suspicious"]}
         deleted = found[procs[0].pid]
         assert any("was deleted" in r for r in deleted["reasons"]) and any(
             "anyone can write" in r for r in deleted["reasons"]
@@ -64,7 +64,7 @@ def test_deleted_writable_and_pretending_processes_are_reported_once(tmp_path, o
         assert calm.pid not in found
         assert "maps" in deleted and any("libc" in m for m in deleted["maps"])  # lfd's mapped files
         again = run_cli("--config", str(cfg), "processes", "--json")
-        assert again.returncode == 0 and json.loads(again.stdout) == []  # once
+        assert again.returncode == 0 and json.loads(again.stdout)["suspicious"] == []  # once
         assert {f["pid"] for f in findings(cfg, "--report-only")} >= {p.pid for p in procs[:3]}
         (msg,) = list(mailbox.mbox(tmp_path / "mbox"))
         body = msg.get_payload()[0].get_payload(decode=True).decode()
@@ -160,3 +160,120 @@ def test_resource_use_process_counts_and_load_are_alerted_once_while_they_last(t
         for p in procs:
             p.kill()
             p.wait()
+
+
+LISTEN = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+    "s.listen(); time.sleep(60)"
+)
+CALL = (
+    "import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); time.sleep(60)"
+)
+
+
+def test_a_port_nobody_expected_is_reported_and_learning_makes_it_expected(tmp_path, netns):
+    import sys
+
+    cfg = write_config(tmp_path, '\n[processes]\nlisten_allowed = ["4243/tcp"]\nalert = false\n')
+    first = run_cli("--config", str(cfg), "processes")
+    assert "listening port(s) taken as expected" in first.stdout  # the baseline: nothing listened
+    procs = [as_nobody(sys.executable, "-c", LISTEN, "4242"), as_nobody(sys.executable, "-c", LISTEN, "4243")]
+    try:
+        time.sleep(0.8)
+        found = {f["pid"]: f for f in findings(cfg)}
+        assert any("listens on tcp port 4242 on 127.0.0.1" in r for r in found[procs[0].pid]["reasons"])
+        assert procs[1].pid not in found  # listen_allowed
+        assert findings(cfg) == []  # once
+        learnt = run_cli("--config", str(cfg), "processes", "--learn-listeners")
+        assert "2 listening port(s) taken as expected" in learnt.stdout
+        assert not {f["pid"] for f in findings(cfg, "--report-only")} & {p.pid for p in procs}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_an_interpreter_talking_to_a_watched_port_is_reported_and_other_ports_are_not(tmp_path, netns):
+    import socket
+    import sys
+
+    cfg = write_config(tmp_path, "\n[processes]\nalert = false\n")
+    servers = []
+    for port in (6667, 8080):  # IRC (watched), a web port (not)
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        servers.append(s)
+    run_cli("--config", str(cfg), "processes")  # the baseline takes both listeners
+    procs = [
+        as_nobody(sys.executable, "-c", CALL, "6667"),
+        as_nobody(sys.executable, "-c", CALL, "8080"),
+        as_nobody("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6667; exec sleep 60"),
+    ]
+    try:
+        time.sleep(0.8)
+        found = {f["pid"]: f for f in findings(cfg)}
+        assert any(
+            "an interpreter, is connected to 127.0.0.1 port 6667" in r for r in found[procs[0].pid]["reasons"]
+        )
+        assert procs[1].pid not in found
+        # `exec sleep`: sleep inherited bash's socket, and sleep is no interpreter
+        assert procs[2].pid not in found
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for s in servers:
+            s.close()
+
+
+def test_user_kill_kills_a_users_hog_never_roots_and_dry_run_kills_nothing(tmp_path):
+    import sys
+
+    cfg = write_config(
+        tmp_path,
+        "\n[processes]\nuser_rss = 40\nuser_mem = 0\nuser_time = 0\nuser_kill = true\nall_users = true\n"
+        f'[mail]\nmbox = "{tmp_path}/mbox"\n',
+    )
+    hog = as_nobody(sys.executable, "-c", HOG)
+    roots = subprocess.Popen([sys.executable, "-c", HOG])  # root's: never killed
+    try:
+        time.sleep(1.5)
+        dry = run_cli("--config", str(cfg), "processes", "--dry-run")
+        assert f"would kill nobody pid {hog.pid}" in dry.stdout
+        assert hog.poll() is None  # --dry-run kills nothing
+        done = run_cli("--config", str(cfg), "processes")
+        assert f"killed nobody pid {hog.pid}" in done.stdout
+        assert hog.wait(timeout=5) == -9
+        assert roots.poll() is None and f"pid {roots.pid}" in done.stdout  # alerted, not killed
+        subjects = [m["Subject"] for m in mailbox.mbox(tmp_path / "mbox")]
+        assert any("Process killed for excessive resource usage (1)" in s for s in subjects), subjects
+    finally:
+        for p in (hog, roots):
+            p.kill()
+            p.wait()
+
+
+def test_the_daily_report_puts_a_suspicious_process_first(tmp_path, open_tmp):
+    cfg = write_config(
+        tmp_path,
+        f'\n[processes]\nwritable_dirs = ["{open_tmp}"]\nalert = false\n'
+        '[logins]\nsources = []\njournal = "no"\n',
+    )
+    dropped = open_tmp / "kswapd"
+    shutil.copy("/bin/sleep", dropped)
+    dropped.chmod(0o755)
+    proc = as_nobody(str(dropped), "60")
+    try:
+        time.sleep(0.3)
+        run_cli("--config", str(cfg), "processes", check=1)
+        run_cli("--config", str(cfg), "report", "--no-mail", check=0)
+        text = sorted((tmp_path / "reports").glob("report-*.txt"))[-1].read_text()
+        first = text.split("\n\n")[0]
+        assert "suspicious process" in first and f"nobody pid {proc.pid}" in first and "kswapd" in first
+        data = json.loads(sorted((tmp_path / "reports").glob("report-*.json"))[-1].read_text())
+        section = next(s for s in data["sections"] if s["title"] == "Processes")
+        assert any(r["pid"] == str(proc.pid) and r["kind"] == "suspicious" for r in section["records"])
+    finally:
+        proc.kill()
+        proc.wait()
