@@ -10,6 +10,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from nightwarden.lib.cli.output import printable
+
 DELETED = " (deleted)"
 
 
@@ -57,21 +59,22 @@ def examine(pid: int, argv: list[str], cfg, writable: list[str], dirs: dict) -> 
     deleted = link.endswith(DELETED)
     exe = link[: -len(DELETED)] if deleted else link
     reasons = []
+    shown = printable(exe)
     if cfg.deleted and deleted:
-        reasons.append(f"its executable {exe} was deleted since it started")
+        reasons.append(f"its executable {shown} was deleted since it started")
     if cfg.writable:
         where = _in_writable(exe, writable, dirs)
         if where is not None:
-            reasons.append(f"it runs from {where}, which anyone can write")
+            reasons.append(f"it runs from {printable(where)}, which anyone can write")
     if cfg.names and argv:
         first = argv[0]
         if first.startswith("[") and first.rstrip().endswith("]"):
-            reasons.append(f"it calls itself {first[:60]!r}, a kernel thread's name, but runs {exe}")
+            reasons.append(f"it calls itself {first[:60]!r}, a kernel thread's name, but runs {shown}")
         elif first.startswith("/") and not deleted:
             try:
                 claimed = os.path.realpath(first)
             except (OSError, ValueError):
                 claimed = first
             if claimed != exe and os.path.basename(claimed) != os.path.basename(exe):
-                reasons.append(f"its argv[0] says {first[:80]} but it runs {exe}")
+                reasons.append(f"its argv[0] says {printable(first[:80])} but it runs {shown}")
     return exe, reasons

@@ -15,6 +15,8 @@ import pwd
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nightwarden.lib.cli.output import printable
+
 from . import procfs, sockets
 from .checks import Finding, examine
 
@@ -88,9 +90,9 @@ def look(config, expected: set | None) -> Look:
         judged[p.pid] = p
         count, listed = out.per_user.get(user, (0, []))
         if len(listed) < PER_USER_KEPT:
-            listed.append((p.pid, cmdline[:200]))
+            listed.append((p.pid, printable(cmdline[:200])))
         out.per_user[user] = (count + 1, listed)
-        out.heavy += _excess(e, key, user, exe, cfg)
+        out.heavy += _excess(e, key, user, printable(exe), cfg)
         if reasons:
             out.findings[p.pid] = _finding(p, reasons)
     _sockets(cfg, expected, judged, out)
@@ -106,7 +108,9 @@ def _user(uid: int) -> str:
 
 
 def _finding(p: Proc, reasons: list[str]) -> Finding:
-    return Finding(p.pid, p.started, p.user, p.ppid, p.exe, p.cmdline, reasons)
+    """What is said of a process: its executable and command line as text that cannot start
+    a line of its own in a mail (any user chooses both)."""
+    return Finding(p.pid, p.started, p.user, p.ppid, printable(p.exe), printable(p.cmdline), reasons)
 
 
 def _excess(e: procfs.Entry, key: tuple, user: str, exe: str, cfg) -> list[dict]:

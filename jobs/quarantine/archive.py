@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nightwarden.lib.cli.output import printable
 from nightwarden.lib.errors import CantCreateError, DataError, NoInputError
 from nightwarden.lib.fsutil import ensure_dir
 
@@ -306,8 +307,7 @@ class Quarantine(Handler):
 # -- list / show / restore ---------------------------------------------------------------
 def shown(path: bytes) -> str:
     """A path as text; bytes that are not UTF-8 and control characters escaped."""
-    text = path.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(path)
 
 
 def get_row(state, ident: int):

@@ -57,3 +57,12 @@ def cut(text, width: int, middle: bool = False) -> str:
         head = (width - 1) // 2
         return text[:head] + "\u2026" + text[len(text) - (width - 1 - head) :]
     return text[: width - 1] + "\u2026"
+
+
+def printable(value: str | bytes) -> str:
+    """Text to show: bytes that are not UTF-8, and control characters (a newline in a file
+    name that would start a line of its own in a mail), escaped."""
+    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

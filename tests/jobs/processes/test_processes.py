@@ -277,3 +277,24 @@ def test_the_daily_report_puts_a_suspicious_process_first(tmp_path, open_tmp):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_newline_in_an_executables_name_cannot_forge_lines_of_the_alert(tmp_path, open_tmp):
+    cfg = write_config(
+        tmp_path, f'\n[processes]\nwritable_dirs = ["{open_tmp}"]\n[mail]\nmbox = "{tmp_path}/mbox"\n'
+    )
+    evil = open_tmp / "x\nUser:         root\nPID:          1"
+    shutil.copy("/bin/sleep", evil)
+    evil.chmod(0o755)
+    proc = as_nobody(str(evil), "60")
+    try:
+        time.sleep(0.3)
+        found = {f["pid"]: f for f in findings(cfg)}
+        assert "\\nUser:         root" in found[proc.pid]["exe"]  # escaped, not a line break
+        (msg,) = list(mailbox.mbox(tmp_path / "mbox"))
+        lines = msg.get_payload()[0].get_payload(decode=True).decode().splitlines()
+        assert "User:         root" not in lines and "PID:          1" not in lines
+        assert "User:         nobody" in lines
+    finally:
+        proc.kill()
+        proc.wait()
