@@ -95,7 +95,7 @@ class Followers:
     def start(self, config) -> None:
         from nightwarden.lib.logsetup import get
 
-        from .messages import LoginAlerts
+        from .messages import LoginAlerts, Mails
 
         log = get("listener")
         if config.logins.follow == "listener":
@@ -104,7 +104,8 @@ class Followers:
             send = (
                 (lambda items: self.submit(LoginAlerts(tuple(items)))) if self.mail else (lambda items: None)
             )
-            self.threads.append(LogFollower(config, self.make_blocks, send, self.dry_run))
+            mails = (lambda items: self.submit(Mails(tuple(items)))) if self.mail else (lambda items: None)
+            self.threads.append(LogFollower(config, self.make_blocks, send, self.dry_run, mails))
         if config.quarantine.follow:
             from nightwarden.jobs.quarantine.follow import QuarantineFollower
 

@@ -43,4 +43,10 @@ class LoginAlerts(NamedTuple):
     items: tuple[dict, ...]
 
 
-Message = Probe | BlockRequest | Digest | Reload | LoginAlerts
+class Mails(NamedTuple):
+    """Mails made by a follower, sent as they are: (template, fields) each."""
+
+    items: tuple[tuple[str, dict], ...]
+
+
+Message = Probe | BlockRequest | Digest | Reload | LoginAlerts | Mails

@@ -18,7 +18,7 @@ from nightwarden.lib.netaddr import display
 from nightwarden.lib.portsentry import format_line
 from nightwarden.lib.threads import background
 
-from .messages import BlockRequest, Digest, LoginAlerts, Message, Probe, Reload
+from .messages import BlockRequest, Digest, LoginAlerts, Mails, Message, Probe, Reload
 
 log = get("listener")
 # the scan types the loop names, as the JSON of an event's detail (made once, not per probe)
@@ -133,6 +133,9 @@ class Responder(threading.Thread):
         alerts = [a for m in batch if isinstance(m, LoginAlerts) for a in m.items]
         if alerts:
             self._login_alerts(alerts)
+        mails = [item for m in batch if isinstance(m, Mails) for item in m.items]
+        if mails:
+            self._mails(mails)
         for message in batch:
             if isinstance(message, Digest):
                 self._digest(message.lines)
@@ -160,6 +163,16 @@ class Responder(threading.Thread):
             )
         except Exception as e:  # mail must never stop the listener
             log.warning("alert digest not sent: %s", e)
+
+    def _mails(self, items: list[tuple[str, dict]]) -> None:
+        from nightwarden.lib.mail import Mailer
+
+        try:
+            mailer = Mailer(self.config)
+            for template, fields in items:
+                mailer.alert(template, fields)
+        except Exception as e:  # mail must never stop the listener
+            log.warning("notice not sent: %s", e)
 
     def _login_alerts(self, items: list[dict]) -> None:
         """One mail per block, as the cron job sends; blocks that came together (a second's

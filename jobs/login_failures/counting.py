@@ -9,7 +9,7 @@ stamped with the segment's last time: counting windows are exact to `resolution`
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from .formats import YearGuess
@@ -31,7 +31,7 @@ class Tally:
     conns_old: dict = field(default_factory=dict)
     conns_old_pre: set = field(default_factory=set)
     conns_since: float | None = None
-    successes: list = field(default_factory=list)  # (time, service, user, address)
+    successes: list = field(default_factory=list)  # (time, service, user, address, line)
     local: list = field(default_factory=list)  # (time, service, user, count)
     users: Counter = field(default_factory=Counter)  # (service, raw address, user) -> attempts
     lines: int = 0
@@ -272,10 +272,17 @@ class AttemptCounter:
                             int(tup[n_i] or 1) if n_i is not None else 1
                         )
             elif kind == "success":
+                lines = self._lines_of(buf, a, b, tuples)
                 for tup in tuples:
                     raw = tup[ip_i] if ip_i is not None else b""
                     tally.successes.append(
-                        (t, rule.service, _text(tup[user_i]), (address(raw) or "") if raw else "")
+                        (
+                            t,
+                            rule.service,
+                            _text(tup[user_i]) if user_i is not None else "",
+                            (address(raw) or "") if raw else "",
+                            lines[tup].popleft() if lines.get(tup) else "",
+                        )
                     )
             elif kind == "local":
                 for tup in tuples:
@@ -297,6 +304,18 @@ class AttemptCounter:
             seen.update(delta)
         if seen:
             tally.where.update(dict.fromkeys(seen, ref))
+
+    def _lines_of(self, buf: bytes, a: int, b: int, tuples: list) -> dict:
+        """The whole lines of matches (successes are few, and their notices quote the line:
+        the method, the key's fingerprint, the terminal): match tuple -> lines, in order."""
+        wanted = set(tuples)
+        out: dict = defaultdict(deque)
+        for m in self.c.regex.finditer(buf, a - 1, b):
+            tup = m.groups(default=b"")
+            if tup in wanted:
+                start = m.start() + 1 if buf[m.start() : m.start() + 1] == b"\n" else m.start()
+                out[tup].append(_text(_line_at(buf, buf.rfind(b"\n", 0, start) + 1)))
+        return out
 
     def _one_address(self, failed_lines: list, failed_extra: list) -> tuple[list, list]:
         """A connection has one address. sshd's "Failed" line ends with text the client may

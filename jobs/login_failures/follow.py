@@ -31,7 +31,7 @@ from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
 from nightwarden.lib.threads import background
 
-from . import counting, reading, rules, sources
+from . import counting, notify, reading, rules, sources
 from .store import AttemptStore
 
 log = get("logins")
@@ -151,12 +151,13 @@ class Followed:
 class LogFollower(threading.Thread):
     """Follows every configured log source; see the module's docstring."""
 
-    def __init__(self, config, make_blocks, send_alerts, dry_run: bool = False):
+    def __init__(self, config, make_blocks, send_alerts, dry_run: bool = False, send_mails=None):
         super().__init__(name="logs", daemon=True)
         self.config = config
         self.cfg = config.logins
         self.make_blocks = make_blocks  # called in this thread: sqlite and netlink are per thread
         self.send_alerts = send_alerts  # callback(list of alert field dicts), must not block
+        self.send_mails = send_mails or (lambda mails: None)  # callback(list of (template, fields))
         self.dry_run = dry_run
         self.stopping = threading.Event()
         self.ready = threading.Event()  # set once every source was tried (tests, bench)
@@ -440,6 +441,13 @@ class LogFollower(threading.Thread):
         tally = f.tally
         tally.bound(MAX_CONNECTIONS)
         rows = list(tally.series())
+        found = notify.notices(self.config, tally.successes, f.source.name, f.source.trusted)
+        if found:
+            self._events += [notify.event(n) for n in found]
+            for n in found:
+                log.info("%s: %s %s", n["kind"], n["user"], n.get("ip") or n.get("tty", ""))
+            if not self.dry_run:
+                self.send_mails(notify.mails(self.config, found))
         tally.rows.clear()
         tally.where.clear()
         tally.successes.clear()

@@ -10,7 +10,7 @@ import time
 
 from nightwarden.lib.runner import Result
 
-from . import sources
+from . import notify, sources
 from .store import AttemptStore
 
 NAME = "login-failures"
@@ -74,8 +74,15 @@ def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Res
     _log_problems(ctx, scans)
     rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
     due = _over_limits(ctx, rows, windows, since, now)
+    found = [
+        n
+        for s in scans
+        if not s.error
+        for n in notify.notices(ctx.config, s.tally.successes, s.source.name, s.source.trusted)
+    ]
     if not ctx.dry_run:
-        _record(ctx, scans, rows, since)
+        _record(ctx, scans, rows, since, found)
+    _notify(ctx, found)
     blocked, skipped = _block(ctx, due)
     if blocked and cfg.alert and not getattr(ctx.args, "no_mail", False):
         for item in blocked:
@@ -125,13 +132,27 @@ def _over_limits(ctx, rows: list, windows: dict, since: float, now: float) -> li
     )
 
 
-def _record(ctx, scans, rows: list, since: float) -> None:
-    """The attempts and the new cursors in one transaction: a crash before it reads the same
-    lines again, after it nothing is counted twice."""
+def _notify(ctx, found: list) -> None:
+    """Login notices: said, and mailed (after they were recorded with the cursors: a crash
+    between the two loses a mail, never sends one twice)."""
+    for n in found:
+        ctx.say(f"{n['kind'].replace('_', ' ')}: {n['user']} {n.get('ip') or n.get('tty', '')}")
+    if ctx.dry_run or getattr(ctx.args, "no_mail", False):
+        return
+    for template, fields in notify.mails(ctx.config, found):
+        ctx.mailer.alert(template, fields)
+
+
+def _record(ctx, scans, rows: list, since: float, found: list) -> None:
+    """The attempts, the login notices and the new cursors in one transaction: a crash
+    before it reads the same lines again, after it nothing is counted twice."""
     attempts = AttemptStore(ctx.state)
     with ctx.state:
         attempts.add(rows)
         attempts.prune(since)
+        for n in found:
+            kind, addr, detail = notify.event(n)
+            ctx.state.add_event(kind, addr, source=detail.pop("source"), when=n["time_seen"], **detail)
         for s in scans:
             if not s.error and s.cursor is not None:
                 ctx.state.set_cursor(s.source.key, s.cursor)

@@ -77,9 +77,9 @@ def sections(config, since: float, until: float, when, top: int = 20) -> list[di
             "note": "",
         }
     )
-    logins_seen = Counter((svc, user, addr) for _, svc, user, addr in successes)
+    logins_seen = Counter((svc, user, addr) for _, svc, user, addr, _ in successes)
     last_seen = {}
-    for t, svc, user, addr in successes:
+    for t, svc, user, addr, _ in successes:
         last_seen[(svc, user, addr)] = max(t, last_seen.get((svc, user, addr), 0))
     out.append(
         {

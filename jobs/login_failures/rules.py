@@ -39,7 +39,7 @@ from nightwarden.lib.errors import ConfigError
 from .formats import FORMATS, Format
 
 # the services a rule may count for (the job's settings name them)
-SERVICES_ALL = ("sshd", "su", "sudo", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec")
+SERVICES_ALL = ("sshd", "su", "sudo", "console", "ftpd", "imapd", "pop3d", "smtpauth", "htaccess", "modsec")
 NOISE = ("cron", "logind", "systemd")  # harmless lines of every syslog source
 
 IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"

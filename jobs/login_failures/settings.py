@@ -35,8 +35,8 @@ class LoginSettings(Section):
     # Files read by `nightwarden login-failures` (a missing file is skipped).
     sources: list[LogSource] = msgspec.field(
         default_factory=lambda: [
-            LogSource(path="/var/log/auth.log", services=["sshd", "su", "sudo"]),
-            LogSource(path="/var/log/secure", services=["sshd", "su", "sudo"]),
+            LogSource(path="/var/log/auth.log", services=["sshd", "su", "sudo", "console"]),
+            LogSource(path="/var/log/secure", services=["sshd", "su", "sudo", "console"]),
             LogSource(path="/var/log/mail.log", services=["imapd", "pop3d", "smtpauth"]),
             LogSource(path="/var/log/syslog", services=["ftpd"]),
             LogSource(path="/var/log/vsftpd.log", format="vsftpd", services=["ftpd"]),
@@ -55,7 +55,9 @@ class LoginSettings(Section):
     # "yes", "no". Its entries are named by journald's trusted _COMM and _PID.
     journal: Literal["auto", "yes", "no"] = "auto"
     journal_command: list[str] = default_list("journalctl", "--output=json", "--no-pager", "--quiet")
-    journal_services: list[Service] = default_list("sshd", "su", "sudo", "imapd", "pop3d", "smtpauth", "ftpd")
+    journal_services: list[Service] = default_list(
+        "sshd", "su", "sudo", "console", "imapd", "pop3d", "smtpauth", "ftpd"
+    )
     # LF_SSHD, LF_FTPD, LF_SMTPAUTH, LF_POP3D, LF_IMAPD, LF_HTACCESS, LF_MODSEC: this many
     # failures from one address within `interval` seconds block it. 0 = off.
     limits: dict[Literal[BLOCKING], Count] = default_table(
@@ -69,5 +71,13 @@ class LoginSettings(Section):
     block: bool = True
     block_ttl: Ttl = 3600  # temporary; repeated blocks escalate (blocks.perm_block_count)
     alert: bool = True  # LF_EMAIL_ALERT
+    # LF_SSH_EMAIL_ALERT, LF_SU_EMAIL_ALERT, LF_CONSOLE_EMAIL_ALERT: a mail for every
+    # successful ssh login, every su to root, every root login on a console
+    ssh_alert: bool = True
+    su_alert: bool = True
+    console_alert: bool = True
+    # "each": a mail per login; "batch": one mail per read with every login it found (a busy
+    # host; more than 20 at once are batched in any case)
+    notify: Literal["each", "batch"] = "each"
     alert_lines: Count = 10  # log lines quoted in an alert
     resolution: Annotated[int, msgspec.Meta(ge=1)] = 60  # counting windows are exact to this

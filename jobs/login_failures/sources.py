@@ -492,6 +492,7 @@ SENDERS = {
     "sshd-auth": _SSHD,
     "sudo": Sender(("sudo",), exes=("/usr/bin/sudo", "/bin/sudo"), root=True),
     "su": Sender(("su",), exes=("/usr/bin/su", "/bin/su"), root=True),
+    "login": Sender(("login",), exes=("/usr/bin/login", "/bin/login"), root=True),
     "dovecot": Sender(
         ("dovecot", "auth", "auth-worker", "imap-login", "pop3-login", "imap", "pop3"), ("dovecot.service",)
     ),

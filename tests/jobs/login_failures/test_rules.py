@@ -145,7 +145,7 @@ def test_successful_logins_and_the_sshd_session_program_name():
             "sshd[1202]: Accepted password for deploy from 2001:db8::5 port 50023 ssh2",
         )
     )
-    assert [(s, u, a) for _, s, u, a in t.successes] == [
+    assert [(s, u, a) for _, s, u, a, _ in t.successes] == [
         ("sshd", "admin", "192.0.2.10"),
         ("sshd", "deploy", "2001:db8::5"),
     ]
@@ -323,7 +323,7 @@ def test_su_and_sudo_local_failures_and_successes():
         ("sudo", "alice", 3),
         ("sudo", "bob", 1),
     ]
-    assert sorted((s, u) for _, s, u, _ in t.successes) == [("su", "admin"), ("sudo", "admin")]
+    assert sorted((s, u) for _, s, u, _, _ in t.successes) == [("su", "admin"), ("sudo", "admin")]
     assert t.total() == {}
 
 
