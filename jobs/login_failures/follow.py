@@ -31,7 +31,7 @@ from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import parse_network
 from nightwarden.lib.threads import background
 
-from . import counting, notify, reading, rules, sources
+from . import counting, notify, reading, rules, sources, tracking
 from .store import AttemptStore
 
 log = get("logins")
@@ -168,6 +168,9 @@ class LogFollower(threading.Thread):
         self._rows: list = []  # (service, address, time, n) not written yet
         self._cleared: list = []  # (service, address) blocked: their attempts are forgotten
         self._events: list = []  # (kind, address, fields)
+        self._accounts: list = []  # rows for tracking.AccountStore
+        self.tracking = tracking.wanted(config)
+        self.users = bool(self.cfg.dist_attack)  # failures' accounts are kept
         self._recent_blocks: OrderedDict = OrderedDict()  # address -> monotonic time blocked
         self._said: set = set()
 
@@ -182,6 +185,7 @@ class LogFollower(threading.Thread):
             self.mgr = self.make_blocks(self.config)
             self.state = self.mgr.state
             self.store = AttemptStore(self.state)
+            self.accounts = tracking.AccountStore(self.state) if self.tracking else None
             self.sel = selectors.DefaultSelector()
             self.ino = inotify.Inotify()
         except Exception as e:  # the listener goes on; the cron job reads the sources
@@ -264,7 +268,7 @@ class LogFollower(threading.Thread):
                     continue
             f.held, taken = True, True
             f.cursor = self.state.get_cursor(f.source.key)
-            f.tally = counting.Tally()
+            f.tally = counting.Tally(want_users=self.users)
             f.tally.restore((f.cursor or {}).pop("conns", None) if f.cursor else None)
             f.saved, f.dirty = True, True
             log.info("following %s", f.source.name)
@@ -346,7 +350,7 @@ class LogFollower(threading.Thread):
             if f.compiled is None:
                 fmt = reading._format(src)
                 f.compiled = rules.compile_rules(
-                    fmt, src.services, known=False, users=False, ruleset=src.ruleset
+                    fmt, src.services, known=False, users=self.users, ruleset=src.ruleset
                 )
             before, rows = f.tally.lines, len(f.tally.rows)
             try:
@@ -428,7 +432,7 @@ class LogFollower(threading.Thread):
         if batch.text:
             if f.compiled is None:
                 f.compiled = rules.compile_rules(
-                    "rfc3339", f.source.services, known=False, users=False, ruleset=f.source.ruleset
+                    "rfc3339", f.source.services, known=False, users=self.users, ruleset=f.source.ruleset
                 )
             counting.AttemptCounter(f.compiled, f.tally, time.time(), 1).scan(b"\n" + batch.text)
             f.keep(batch.text)
@@ -441,6 +445,9 @@ class LogFollower(threading.Thread):
         tally = f.tally
         tally.bound(MAX_CONNECTIONS)
         rows = list(tally.series())
+        if self.tracking:
+            self._accounts += tracking.rows_of(tally, time.time())
+        tally.users.clear()
         found = notify.notices(self.config, tally.successes, f.source.name, f.source.trusted)
         if found:
             self._events += [notify.event(n) for n in found]
@@ -557,10 +564,11 @@ class LogFollower(threading.Thread):
             self._recent_blocks.popitem(last=False)
         unsaved = [f for f in getattr(self, "followed", []) if f.held and not f.saved]
         if self.dry_run or not hasattr(self, "store"):
-            self._rows, self._cleared, self._events = [], [], []
+            self._rows, self._cleared, self._events, self._accounts = [], [], [], []
             return
-        if not (self._rows or self._cleared or self._events or unsaved):
+        if not (self._rows or self._cleared or self._events or unsaved or self._accounts):
             return
+        accounts, self._accounts = self._accounts, []
         from .job import _minutes
 
         cleared = set(self._cleared)
@@ -577,7 +585,23 @@ class LogFollower(threading.Thread):
                 f.saved = True
             for kind, addr, fields in self._events:
                 self.state.add_event(kind, addr, **fields)
+            if accounts:
+                self.accounts.add(accounts)
+                self.accounts.prune(now - max(self.longest, self.cfg.dist_interval, tracking.HOUR))
         self._rows, self._cleared, self._events = [], [], []
+        if accounts:
+            self._track()
+
+    def _track(self) -> None:
+        """Distributed attacks and logins, login tracking, over what was just written."""
+        actions = tracking.decide(self.config, self.state)
+        mails = []
+        for action, blocked in tracking.apply(self.config, self.state, self.mgr, actions, False):
+            log.warning("%s: %s; blocked %s", action.kind, action.reason, ", ".join(blocked) or "nothing")
+            if self.cfg.alert:
+                mails.append((action.template, tracking.fields(self.config, action, blocked)))
+        if mails:
+            self.send_mails(mails)
 
 
 def alert_fields(

@@ -10,7 +10,7 @@ import time
 
 from nightwarden.lib.runner import Result
 
-from . import notify, sources
+from . import notify, sources, tracking
 from .store import AttemptStore
 
 NAME = "login-failures"
@@ -80,9 +80,11 @@ def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Res
         if not s.error
         for n in notify.notices(ctx.config, s.tally.successes, s.source.name, s.source.trusted)
     ]
+    accounts = [r for s in scans if not s.error for r in tracking.rows_of(s.tally, now)]
     if not ctx.dry_run:
-        _record(ctx, scans, rows, since, found)
+        _record(ctx, scans, rows, since, found, accounts)
     _notify(ctx, found)
+    _track(ctx, accounts)
     blocked, skipped = _block(ctx, due)
     if blocked and cfg.alert and not getattr(ctx.args, "no_mail", False):
         for item in blocked:
@@ -143,13 +145,33 @@ def _notify(ctx, found: list) -> None:
         ctx.mailer.alert(template, fields)
 
 
-def _record(ctx, scans, rows: list, since: float, found: list) -> None:
-    """The attempts, the login notices and the new cursors in one transaction: a crash
-    before it reads the same lines again, after it nothing is counted twice."""
+def _track(ctx, accounts: list) -> None:
+    """Distributed attacks and logins, login tracking (tracking.py): blocks and one mail each."""
+    if not tracking.wanted(ctx.config):
+        return
+    # a dry run recorded nothing: what is stored and what this run found are judged together
+    actions = tracking.decide(ctx.config, ctx.state, extra=accounts if ctx.dry_run else ())
+    if actions and ctx.config.logins.block and not ctx.dry_run:
+        ctx.blocks.ensure_ready()
+    for action, blocked in tracking.apply(ctx.config, ctx.state, ctx.blocks, actions, ctx.dry_run):
+        done = f"blocked {', '.join(blocked)}" if blocked else "not blocked"
+        ctx.say(f"{action.kind.replace('_', ' ')}: {action.reason}; " + ("dry run" if ctx.dry_run else done))
+        if ctx.config.logins.alert and not ctx.dry_run and not getattr(ctx.args, "no_mail", False):
+            ctx.mailer.alert(action.template, tracking.fields(ctx.config, action, blocked))
+
+
+def _record(ctx, scans, rows: list, since: float, found: list, accounts: list) -> None:
+    """The attempts, the login notices, the accounts' logins and the new cursors in one
+    transaction: a crash before it reads the same lines again, after it nothing is counted
+    twice."""
     attempts = AttemptStore(ctx.state)
+    store = tracking.AccountStore(ctx.state) if tracking.wanted(ctx.config) else None
     with ctx.state:
         attempts.add(rows)
         attempts.prune(since)
+        if store is not None:
+            store.add(accounts)
+            store.prune(time.time() - max(ctx.config.logins.interval, ctx.config.logins.dist_interval, 3600))
         for n in found:
             kind, addr, detail = notify.event(n)
             ctx.state.add_event(kind, addr, source=detail.pop("source"), when=n["time_seen"], **detail)

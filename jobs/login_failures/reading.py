@@ -105,9 +105,12 @@ def _scan_parts(
     full: bool,
     since: float | None = None,
     until: float | None = None,
+    users: bool = False,
 ) -> None:
     """Read and scan each file part in turn (each with its own year reference)."""
-    compiled = rules.compile_rules(out.fmt, source.services, known=full, users=full, ruleset=source.ruleset)
+    compiled = rules.compile_rules(
+        out.fmt, source.services, known=full, users=full or users, ruleset=source.ruleset
+    )
     for i, part in enumerate(parts):
         scanner = counting.AttemptCounter(compiled, out.tally, part.mtime, resolution)
         scanner.since, scanner.until = since, until
@@ -137,7 +140,7 @@ def _scan_journal(
     out.fmt, out.forged = "rfc3339", batch.forged
     if batch.text:
         compiled = rules.compile_rules(
-            "rfc3339", source.services, known=full, users=full, ruleset=source.ruleset
+            "rfc3339", source.services, known=full, users=full or out.tally.want_users, ruleset=source.ruleset
         )
         counting.AttemptCounter(compiled, out.tally, reference, config.logins.resolution).scan(
             b"\n" + batch.text
@@ -151,7 +154,8 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
     caller stores it once what was found is safely recorded."""
     cfg = config.logins
     cursor = cursor or {}
-    out = SourceScan(source, counting.Tally())
+    users = bool(cfg.dist_attack)  # the accounts failures were for (tracking.py)
+    out = SourceScan(source, counting.Tally(want_users=users))
     out.tally.restore(cursor.get("conns"))
     if source.path is None:
         command = list(cfg.journal_command)
@@ -167,14 +171,14 @@ def scan_new(source: Source, cursor: dict | None, config) -> SourceScan:
             try:
                 out.fmt = _format(source)
                 out.lost = plan.lost
-                _scan_parts(source, out, plan.parts, cfg.resolution, False)
+                _scan_parts(source, out, plan.parts, cfg.resolution, False, users=users)
             finally:
                 plan.close()
             out.cursor = sources.cursor_after(source.path, plan)
             out.cursor["conns"] = out.tally.state()
         except FileNotFoundError as e:  # a copy renamed between the plan and its read
             if attempt < READ_TRIES - 1:
-                out = SourceScan(source, counting.Tally())
+                out = SourceScan(source, counting.Tally(want_users=users))
                 out.tally.restore(cursor.get("conns"))
                 continue
             out.error = f"{source.path}: {e}"

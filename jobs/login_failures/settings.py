@@ -80,4 +80,18 @@ class LoginSettings(Section):
     # host; more than 20 at once are batched in any case)
     notify: Literal["each", "batch"] = "each"
     alert_lines: Count = 10  # log lines quoted in an alert
+    # LF_DISTATTACK(_UNIQ): one account failing from at least this many addresses within
+    # `interval` blocks them all (0 = off, csf's default)
+    dist_attack: Count = 0
+    # LF_DISTFTP(_UNIQ), LF_DISTSMTP(_UNIQ): one account logging in successfully from at least
+    # this many addresses within dist_interval (LF_DIST_INTERVAL) is mailed (a stolen
+    # password), and its addresses blocked with dist_login_block (0 = off)
+    dist_login: dict[Literal["ftpd", "smtpauth", "imapd", "pop3d", "sshd"], Count] = default_table(
+        ftpd=0, smtpauth=0
+    )
+    dist_interval: Count = 300
+    dist_login_block: bool = True
+    # LT_POP3D, LT_IMAPD: more logins than this of one account from one address in a clock
+    # hour block the address for the rest of the hour (0 = off); LT_EMAIL_ALERT is `alert`
+    tracking: dict[Literal["pop3d", "imapd"], Count] = default_table(pop3d=0, imapd=0)
     resolution: Annotated[int, msgspec.Meta(ge=1)] = 60  # counting windows are exact to this

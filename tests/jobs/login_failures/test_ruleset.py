@@ -283,6 +283,7 @@ def test_the_job_counts_each_sample_as_its_annotations_add_up(sample, tmp_path):
         class logins:
             resolution = 60
             interval = 3600
+            dist_attack = 0
 
     import os
 
