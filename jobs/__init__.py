@@ -53,6 +53,16 @@ JOBS: dict[str, JobInfo] = {
             status="nightwarden.jobs.login_failures.job:status",
         ),
         JobInfo(
+            "connections",
+            "nightwarden.jobs.connections.job",
+            "count connections per address; block those over connections.limit (csf's CT_LIMIT)",
+            "* * * * *",
+            False,
+            "connections",
+            "nightwarden.jobs.connections.settings:ConnectionSettings",
+            exit_codes=(("1", "an address over the connection limit was blocked"),),
+        ),
+        JobInfo(
             "processes",
             "nightwarden.jobs.processes.job",
             "running processes: suspicious executables and names, unexpected listeners, hogs, load",

@@ -106,6 +106,11 @@ class Followers:
             )
             mails = (lambda items: self.submit(Mails(tuple(items)))) if self.mail else (lambda items: None)
             self.threads.append(LogFollower(config, self.make_blocks, send, self.dry_run, mails))
+        if config.connections.limit:
+            from nightwarden.jobs.connections.follow import ConnectionWatcher
+
+            mails = (lambda items: self.submit(Mails(tuple(items)))) if self.mail else (lambda items: None)
+            self.threads.append(ConnectionWatcher(config, self.make_blocks, mails, self.dry_run))
         if config.quarantine.follow:
             from nightwarden.jobs.quarantine.follow import QuarantineFollower
 

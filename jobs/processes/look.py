@@ -15,9 +15,10 @@ import pwd
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nightwarden.lib import netstat
 from nightwarden.lib.cli.output import printable
 
-from . import procfs, sockets
+from . import procfs
 from .checks import Finding, examine
 
 PER_USER_KEPT = 100  # processes listed per user in the process-count alert
@@ -141,8 +142,8 @@ def _sockets(cfg, expected: set | None, judged: dict[int, Proc], out: Look) -> N
     listens: dict[int, str] = {}  # socket inode -> why
     calls: dict[int, str] = {}
     if cfg.listen:
-        allowed = sockets.PortSet(cfg.listen_allowed)
-        for s in sockets.listening():
+        allowed = netstat.PortSet(cfg.listen_allowed)
+        for s in netstat.listening():
             out.listening.add((s.proto, s.port))
             if s.uid == 0 and not cfg.all_users:  # made by root's process (inherited or not)
                 continue
@@ -154,15 +155,15 @@ def _sockets(cfg, expected: set | None, judged: dict[int, Proc], out: Look) -> N
                 "which is not expected (processes.listen_allowed)"
             )
     if cfg.watch_ports and cfg.interpreters:
-        for s in sockets.outbound(sockets.PortSet(cfg.watch_ports)):
-            state = "connected" if s.state == sockets.ESTABLISHED else "connecting"
+        for s in netstat.outbound(netstat.PortSet(cfg.watch_ports)):
+            state = "connected" if s.state == netstat.ESTABLISHED else "connecting"
             if s.uid == 0 and not cfg.all_users:
                 continue
             calls[s.inode] = f"{state} to {s.remote} port {s.rport} (processes.watch_ports)"
     inodes = (set(listens) | set(calls)) - {0}  # 0: a socket no process holds any more
     if not inodes:
         return
-    for inode, pids in sockets.owners(inodes).items():
+    for inode, pids in netstat.owners(inodes).items():
         for pid in pids:
             p = judged.get(pid)
             if p is None:  # root's (all_users off), ignored, or this job's own

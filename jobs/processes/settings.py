@@ -54,7 +54,7 @@ class ProcessSettings(Section):
     load_source: str = "/proc/loadavg"  # where the averages are read (a file in /proc/loadavg's format)
 
     def __post_init__(self):
-        from .sockets import parse_spec
+        from nightwarden.lib.netstat import parse_spec
 
         for name in ("listen_allowed", "watch_ports"):
             for spec in getattr(self, name):

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from helpers import run_cli, write_config
-from nightwarden.jobs.processes import procfs, sockets
+from nightwarden.jobs.processes import procfs
+from nightwarden.lib import netstat as sockets
 
 
 def fake_proc(tmp_path, pids: dict):

@@ -1,7 +1,8 @@
 """Sockets from the kernel's tables (/proc/net/tcp, tcp6, udp, udp6 of this network namespace)
-and the processes that hold them: listening ports that nobody expected, and connections out
-to ports in a watch list. The tables are read first (cheap, whatever the number of
-processes); processes' descriptors are looked through only for the sockets that matter."""
+and the processes that hold them: the processes job's listeners and outbound connections, the
+connection tracking's count per address. The tables are read first (cheap, whatever the number
+of processes); processes' descriptors are looked through only for the sockets that matter.
+Ports as settings give them ("22", "53/udp", "6660-6669/tcp") are PortSet."""
 
 from __future__ import annotations
 

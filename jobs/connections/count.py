@@ -1,0 +1,78 @@
+"""Connections per remote address, from the kernel's socket tables (this host's own sockets)
+and from conntrack (what the firewall tracks, forwarded traffic included) when loaded. Each
+table is read once, bounded; the larger count of the two is taken per address."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+
+from nightwarden.lib import netstat
+
+STATE_CODES = {
+    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+    "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0B": "CLOSING",
+}  # fmt: skip
+CONNTRACK = "/proc/net/nf_conntrack"
+CONNTRACK_MAX = 512 << 20
+
+
+def wanted_states(cfg) -> set[str]:
+    names = set(cfg.states) or set(STATE_CODES.values())
+    if cfg.skip_time_wait:
+        names.discard("TIME_WAIT")
+    return {code for code, name in STATE_CODES.items() if name in names}
+
+
+def from_sockets(cfg, net: str = "/proc/net") -> Counter:
+    """Remote address -> TCP connections to a counted local port in a counted state."""
+    ports = netstat.PortSet(cfg.ports) if cfg.ports else None
+    states = wanted_states(cfg)
+    out: Counter = Counter()
+    for name, proto, family in netstat.TABLES[:2]:
+        for s in netstat.table(name, proto, family, states, net):
+            if ports is not None and not ports.has("tcp", s.port):
+                continue
+            out[s.remote] += 1
+    return out
+
+
+def from_conntrack(cfg, path: str = CONNTRACK) -> Counter:
+    """Source address -> tracked TCP connections (the original direction's src and dport)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(CONNTRACK_MAX)
+    except OSError:  # not loaded
+        return Counter()
+    ports = netstat.PortSet(cfg.ports) if cfg.ports else None
+    names = {STATE_CODES[c] for c in wanted_states(cfg)}
+    out: Counter = Counter()
+    for line in data.split(b"\n"):
+        f = line.split()
+        # ipv4 2 tcp 6 431999 ESTABLISHED src=... dst=... sport=... dport=... ...
+        if len(f) < 10 or f[2] != b"tcp" or f[5].decode(errors="replace") not in names:
+            continue
+        src = dport = None
+        for item in f[6:10]:
+            key, _, value = item.partition(b"=")
+            if key == b"src" and src is None:
+                try:
+                    src = str(ipaddress.ip_address(value.decode()))
+                except ValueError:
+                    break
+            elif key == b"dport" and dport is None:
+                dport = int(value)
+        if src is None or (ports is not None and (dport is None or not ports.has("tcp", dport))):
+            continue
+        out[src] += 1
+    return out
+
+
+def per_address(cfg) -> Counter:
+    counts = from_sockets(cfg)
+    if cfg.conntrack:
+        tracked = from_conntrack(cfg)
+        for addr, n in tracked.items():
+            if n > counts.get(addr, 0):
+                counts[addr] = n
+    return counts
