@@ -63,6 +63,16 @@ JOBS: dict[str, JobInfo] = {
             exit_codes=(("1", "an address over the connection limit was blocked"),),
         ),
         JobInfo(
+            "watch",
+            "nightwarden.jobs.watch.job",
+            "compare the watched files and directories with the last look (csf's LF_DIRWATCH_FILE)",
+            "*/5 * * * *",
+            False,
+            "watch",
+            "nightwarden.jobs.watch.settings:WatchSettings",
+            exit_codes=(("1", "a watched file or directory changed"),),
+        ),
+        JobInfo(
             "processes",
             "nightwarden.jobs.processes.job",
             "running processes: suspicious executables and names, unexpected listeners, hogs, load",
