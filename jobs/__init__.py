@@ -73,6 +73,16 @@ JOBS: dict[str, JobInfo] = {
             exit_codes=(("1", "a watched file or directory changed"),),
         ),
         JobInfo(
+            "mailwatch",
+            "nightwarden.jobs.mailwatch.job",
+            "the mail queue's length and the mails each script sent (csf's LF_QUEUE_ALERT, LF_SCRIPT_ALERT)",
+            "*/5 * * * *",
+            False,
+            "mailwatch",
+            "nightwarden.jobs.mailwatch.settings:MailWatchSettings",
+            exit_codes=(("1", "the mail queue or a script went over its limit"),),
+        ),
+        JobInfo(
             "processes",
             "nightwarden.jobs.processes.job",
             "running processes: suspicious executables and names, unexpected listeners, hogs, load",
