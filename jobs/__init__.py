@@ -83,6 +83,16 @@ JOBS: dict[str, JobInfo] = {
             exit_codes=(("1", "the mail queue or a script went over its limit"),),
         ),
         JobInfo(
+            "audit",
+            "nightwarden.jobs.audit.job",
+            "the server security check: sshd, accounts, cleartext and new services, modes, the firewall",
+            "0 5 * * sun",
+            False,
+            "audit",
+            "nightwarden.jobs.audit.settings:AuditSettings",
+            exit_codes=(("1-7", "bits, added together: 1 low, 2 medium, 4 high findings"),),
+        ),
+        JobInfo(
             "processes",
             "nightwarden.jobs.processes.job",
             "running processes: suspicious executables and names, unexpected listeners, hogs, load",

@@ -260,6 +260,17 @@ def auth_sections(ctx, since: float, until: float) -> list[ReportSection]:
     ]
 
 
+def audit_section(state, since: float, until: float) -> ReportSection | None:
+    """The security audit's findings that were new in the period (none: no section)."""
+    sec = ReportSection("Security audit: new findings", ["time", "severity", "finding", "fix"])
+    for e in state.events(since, until, kind="audit"):
+        for f in json.loads(e["detail"] or "{}").get("findings", []):
+            sec.rows.append(
+                [fmt_time(e["time"]), f.get("severity", "?"), f.get("what", "?"), f.get("fix", "")]
+            )
+    return sec if sec.rows else None
+
+
 def processes_section(state, since: float, until: float) -> ReportSection:
     from nightwarden.jobs.processes import report
 
@@ -310,6 +321,10 @@ def summary_section(
         rows.append([f"{r[1]} process", f"{r[2]} pid {r[3]} {r[4]}"])
     if len(suspicious) > 10:
         rows.append(["suspicious process", f"{len(suspicious) - 10} more (see Processes)"])
+    audit = by.get("Security audit: new findings")
+    for r in (audit.rows if audit else [])[:10]:
+        if r[1] in ("high", "medium"):
+            rows.append([f"audit ({r[1]})", r[2]])
     for r in failed:
         rows.append(["job failed", f"{r[0]}: {r[2]} of {r[1]} runs; last: {r[6]}"])
     rows += [["problem", p[0]] for p in problems]
@@ -410,6 +425,9 @@ def build_report(ctx, since: float, until: float) -> tuple[list[ReportSection], 
         processes_section(state, since, until),
         problems_section(ctx, since, until),
     ]
+    audit = audit_section(state, since, until)
+    if audit is not None:
+        sections.insert(-1, audit)
     files = [[shown(bytes(r["path"])), r["reason"], r["action"]] for r in quarantined]
     changes = [p for _, d in checks for p in d.get("paths", [])]
     pruned = []

@@ -104,7 +104,7 @@ def test_the_listener_can_host_the_schedule(tmp_path, netns):
     proc = start_listener(box, "[schedule]\nin_listener = true\n")
     log = box / "log" / "nightwarden.log"
     try:
-        wait_for(log, "scheduler in the listener: 12 jobs")
+        wait_for(log, "scheduler in the listener: 13 jobs")
         wait_for(log, "listening (connect mode)")
         # the schedule's first per-minute job runs as its own process within a minute
         wait_for(log, "login-failures exited 0", timeout=75)

@@ -70,6 +70,7 @@ EXPECTED = {  # job: (next after the first base, next after the second)
     "connections": ("Wed 12:35", "Sun 04:01"),
     "watch": ("Wed 12:35", "Sun 04:05"),
     "mailwatch": ("Wed 12:35", "Sun 04:05"),
+    "audit": ("Sun 05:00", "Sun 05:00"),
     "processes": ("Wed 12:35", "Sun 04:01"),
     "quarantine": ("Wed 12:35", "Sun 04:05"),
     "integrity": ("Thu 04:15", "Sun 04:15"),
@@ -262,7 +263,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     assert "cron.d" not in done.stdout
     units = sorted((root / "etc/systemd/system").glob("nightwarden-*"))
     # the listener, a timer and a service per scheduled job, and the unit that mails a failure
-    assert len(units) == 1 + 2 * 12 + 1
+    assert len(units) == 1 + 2 * 13 + 1
     purge = (root / "etc/systemd/system/nightwarden-purge.timer").read_text()
     assert "OnCalendar=Sun *-*-* 03:30:00" in purge and "Persistent=true" in purge
     service = (root / "etc/systemd/system/nightwarden-purge.service").read_text()
@@ -285,7 +286,7 @@ def test_timer_units_pass_systemd_analyze_verify(tmp_path):
     # back to cron: the timers go, the cron file comes, the listener's unit stays
     done = run_cli("--config", str(cfg), "install", "--root", str(root), check=0).stdout
     assert f"installed {root}/etc/cron.d/nightwarden" in done
-    assert done.count("removed ") == 25
+    assert done.count("removed ") == 27
     assert [u.name for u in (root / "etc/systemd/system").glob("nightwarden-*")] == [
         "nightwarden-listener.service"
     ]
@@ -336,7 +337,7 @@ def test_schedule_run_starts_in_the_foreground_and_stops_on_sigterm(tmp_path):
     try:
         deadline = time.time() + 20
         log = box / "log" / "nightwarden.log"
-        while time.time() < deadline and not (log.exists() and "scheduler: 12 jobs" in log.read_text()):
+        while time.time() < deadline and not (log.exists() and "scheduler: 13 jobs" in log.read_text()):
             time.sleep(0.2)
         assert "purge '30 3 * * sun'" in log.read_text()
         proc.send_signal(signal.SIGTERM)
