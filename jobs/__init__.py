@@ -61,6 +61,7 @@ JOBS: dict[str, JobInfo] = {
             "connections",
             "nightwarden.jobs.connections.settings:ConnectionSettings",
             exit_codes=(("1", "an address over the connection limit was blocked"),),
+            status="nightwarden.jobs.connections.job:status",
         ),
         JobInfo(
             "watch",
@@ -71,6 +72,7 @@ JOBS: dict[str, JobInfo] = {
             "watch",
             "nightwarden.jobs.watch.settings:WatchSettings",
             exit_codes=(("1", "a watched file or directory changed"),),
+            status="nightwarden.jobs.watch.job:status",
         ),
         JobInfo(
             "mailwatch",
@@ -91,6 +93,7 @@ JOBS: dict[str, JobInfo] = {
             "audit",
             "nightwarden.jobs.audit.settings:AuditSettings",
             exit_codes=(("1-7", "bits, added together: 1 low, 2 medium, 4 high findings"),),
+            status="nightwarden.jobs.audit.job:status",
         ),
         JobInfo(
             "processes",

@@ -88,3 +88,13 @@ def run(ctx) -> Result:
     counts = {s: sum(1 for f in found if f.severity == s) for s in ORDER}
     summary = f"{counts['high']} high, {counts['medium']} medium, {counts['low']} low; {len(new)} new"
     return Result(code, summary)
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the last audit's findings."""
+    state.migrate("audit", MIGRATIONS)
+    found = _last(state, "findings")
+    if found is None:
+        return {"last audit": "never (nightwarden audit)"}
+    runs = [r for r in state.runs(0, job=NAME) if r["exit_code"] is not None]
+    return {"last audit": f"{len(found)} finding(s)" + (f"; {runs[-1]['summary']}" if runs else "")}

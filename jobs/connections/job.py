@@ -105,3 +105,12 @@ def run(ctx) -> Result:
         ctx.mailer.alert("connectiontracking", alert_fields(ctx.config, found))
     summary = f"{len(found)} address(es) over {cfg.limit} connections, {len(blocked)} blocked"
     return Result(1 if blocked else 0, summary)
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the limit, and who counts."""
+    cfg = config.connections
+    if not cfg.limit:
+        return {"tracking": "off (connections.limit = 0)"}
+    by = "the listener" if watch_lock(config).holder() is not None else "the connections job (every minute)"
+    return {"tracking": f"over {cfg.limit} connections per address, counted by {by}"}

@@ -223,10 +223,11 @@ def apply(config, state, mgr, actions: list[Action], dry_run: bool) -> list[tupl
             result = mgr.block(a.addresses, ttl=a.ttl, reason=a.reason, source=source, strict=False)
             blocked = [display(x) for x in result.added]
         if not dry_run:
-            with state:
-                state.add_event(
-                    a.kind, None, source=a.service, service=a.service, user=a.user, addresses=a.addresses,
-                    blocked=blocked, reason=a.reason,
-                )  # fmt: skip
+            detail = dict(
+                service=a.service, user=a.user, addresses=a.addresses, blocked=blocked, reason=a.reason
+            )
+            with state:  # one event per address (grep finds it), or one for the account
+                for addr in a.addresses or [None]:
+                    state.add_event(a.kind, addr, source=a.service, **detail)
         done.append((a, blocked))
     return done

@@ -161,3 +161,16 @@ def run(ctx) -> Result:
             )
     summary = f"{len(scan.records)} entries looked at, {count} changed ({scan.files_hashed} hashed)"
     return Result(1 if count else 0, summary)
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: how much is watched, since when."""
+    from nightwarden.lib.cli.output import when
+
+    store = Store(state)
+    row = state.db.execute("SELECT value FROM watch_meta WHERE key = 'taken'").fetchone()
+    if row is None:
+        return {"watched": f"{len(config.watch.paths)} paths, no baseline yet (the first run takes it)"}
+    count = state.db.execute("SELECT COUNT(*) FROM watch_snapshot").fetchone()[0]
+    taken = json.loads(row[0])
+    return {"watched": f"{len(store.paths())} paths, {count} entries, baseline of {when(taken['time'])}"}
