@@ -61,6 +61,34 @@ def listener_config(tmp_path: Path, extra: str = "", backend: str = "nftables") 
     )
 
 
+def following_config(tmp_path: Path, logins: str = "", backend: str = "nftables") -> tuple[Path, Path]:
+    """(config, log): a listener that follows one empty rfc3164 log under tmp_path/logs, with
+    `logins` added to its [logins] section and mail into tmp_path/mbox."""
+    log = tmp_path / "logs" / "auth.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text("")
+    cfg = listener_config(
+        tmp_path,
+        f'[logins]\nsources = [{{path = "{log}", format = "rfc3164"}}]\njournal = "no"\n{logins}\n'
+        f'[mail]\ntransport = "mbox"\nmbox = "{tmp_path}/mbox"\n',
+        backend,
+    )
+    return cfg, log
+
+
+def journal_stub(tmp_path: Path, entries: list[dict]) -> Path:
+    """A journalctl stand-in that prints these entries as `journalctl -o json` does (no
+    journald runs on the test machines)."""
+    import json
+
+    data = tmp_path / "journal.json"
+    data.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    script = tmp_path / "journalctl"
+    script.write_text(f"#!/bin/sh\nexec cat {data}\n")
+    script.chmod(0o755)
+    return script
+
+
 def load_config(path: Path):
     from nightwarden.jobs import load_config
 

@@ -16,14 +16,22 @@ DELETED = " (deleted)"
 
 
 @dataclass
-class Finding:
+class Proc:
+    """What the pass keeps of a process it judged (not root's unless all_users, not ignored)."""
+
     pid: int
     started: float
     user: str
     ppid: int
     exe: str
     cmdline: str
-    reasons: list[str]
+
+
+@dataclass
+class Finding(Proc):
+    """A process and what is wrong with it; details: lfd's sockets, files and maps."""
+
+    reasons: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
 
 

@@ -19,21 +19,9 @@ from nightwarden.lib import netstat
 from nightwarden.lib.cli.output import printable
 
 from . import procfs
-from .checks import Finding, examine
+from .checks import Finding, Proc, examine
 
 PER_USER_KEPT = 100  # processes listed per user in the process-count alert
-
-
-@dataclass
-class Proc:
-    """What the pass keeps of a process it judged (not root's unless all_users, not ignored)."""
-
-    pid: int
-    started: float
-    user: str
-    ppid: int
-    exe: str
-    cmdline: str
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import Server, connects, need, run_cli, write_config
+from helpers import Server, connects, journal_stub, need, run_cli, write_config
 
 
 def stamp(t: float) -> str:
@@ -157,7 +157,6 @@ def test_daily_report_tables_from_the_logs_and_the_journal(tmp_path):
         f.write(f"{t} web1 su[7002]: FAILED SU (to root) alice on pts/1\n")
         f.write(f"{t} web1 sudo:    admin : TTY=pts/0 ; PWD=/home/admin ; USER=root ; COMMAND=/usr/bin/id\n")
         f.write(f"{t} web1 sshd[7003]: a wording no detector knows\n")
-    journal = tmp_path / "journal.json"
     entries = [
         {
             "__CURSOR": "c1",
@@ -169,10 +168,7 @@ def test_daily_report_tables_from_the_logs_and_the_journal(tmp_path):
             "MESSAGE": "Failed password for root from 192.0.2.99 port 1 ssh2",
         }
     ]
-    journal.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
-    script = tmp_path / "journalctl"
-    script.write_text(f"#!/bin/sh\nexec cat {journal}\n")
-    script.chmod(0o755)
+    script = journal_stub(tmp_path, entries)
     cfg = write_config(
         tmp_path,
         f"""backend = "dryrun"

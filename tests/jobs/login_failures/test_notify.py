@@ -5,13 +5,12 @@ from the listener's following within a second."""
 
 from __future__ import annotations
 
-import json
 import mailbox
 import time
 
 import pytest
 
-from helpers import ListenerProcess, listener_config, need, run_cli, wait_for, write_config
+from helpers import ListenerProcess, following_config, journal_stub, need, run_cli, wait_for, write_config
 
 
 def stamp(t: float) -> str:
@@ -94,7 +93,6 @@ def test_batch_mode_and_the_switches(tmp_path):
 
 def test_a_journal_login_is_trusted_and_a_forged_one_is_no_login(tmp_path):
     now = time.time()
-    journal = tmp_path / "journal.json"
     entries = [
         {
             "__CURSOR": "c1",
@@ -119,10 +117,7 @@ def test_a_journal_login_is_trusted_and_a_forged_one_is_no_login(tmp_path):
             "MESSAGE": "Accepted password for root from 192.0.2.21 port 1 ssh2",
         },
     ]
-    journal.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
-    script = tmp_path / "journalctl"
-    script.write_text(f"#!/bin/sh\nexec cat {journal}\n")
-    script.chmod(0o755)
+    script = journal_stub(tmp_path, entries)
     cfg = write_config(
         tmp_path,
         f"""backend = "dryrun"
@@ -144,20 +139,7 @@ mbox = "{tmp_path}/mbox"
 @pytest.mark.root
 def test_the_listener_mails_a_login_within_a_second(tmp_path, netns):
     need("nft")
-    log = tmp_path / "logs" / "auth.log"
-    log.parent.mkdir()
-    log.write_text("")
-    cfg = listener_config(
-        tmp_path,
-        f"""[logins]
-sources = [{{path = "{log}", format = "rfc3164"}}]
-journal = "no"
-
-[mail]
-transport = "mbox"
-mbox = "{tmp_path}/mbox"
-""",
-    )
+    cfg, log = following_config(tmp_path)
     run = ListenerProcess(cfg, tmp_path).start()
     try:
         with open(log, "a") as f:

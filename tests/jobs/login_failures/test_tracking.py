@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import ListenerProcess, listener_config, need, nft_set, run_cli, wait_for, write_config
+from helpers import ListenerProcess, following_config, need, nft_set, run_cli, wait_for, write_config
 
 
 def stamp(t: float) -> str:
@@ -127,22 +127,7 @@ def test_dry_run_tracks_nothing_and_blocks_nothing(tmp_path):
 @pytest.mark.root
 def test_the_listener_blocks_a_distributed_attack_as_it_follows(tmp_path, netns):
     need("nft")
-    log = tmp_path / "logs" / "auth.log"
-    log.parent.mkdir()
-    log.write_text("")
-    cfg = listener_config(
-        tmp_path,
-        f"""[logins]
-sources = [{{path = "{log}", format = "rfc3164"}}]
-journal = "no"
-dist_attack = 3
-ssh_alert = false
-
-[mail]
-transport = "mbox"
-mbox = "{tmp_path}/mbox"
-""",
-    )
+    cfg, log = following_config(tmp_path, "dist_attack = 3\nssh_alert = false\n")
     run = ListenerProcess(cfg, tmp_path).start()
     try:
         s = stamp(time.time())
