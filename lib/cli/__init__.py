@@ -148,7 +148,9 @@ def dispatch(args) -> int:
     if command is not None and not command.needs_config:
         return command.handler(args)
     cfg = load_config(getattr(args, "config", None), getattr(args, "sandbox", None))
-    read_only = command is not None and command.read_only
+    read_only = command is not None and (
+        command.read_only or getattr(args, "action", None) in command.read_only_actions
+    )
     general = cfg.general
     logsetup.setup(
         args.verbosity,

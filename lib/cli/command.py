@@ -20,4 +20,5 @@ class Command:
     arguments: Callable = _no_arguments
     dry_run: bool = False  # takes --dry-run
     read_only: bool = False  # only looks: nothing is written to the log file
+    read_only_actions: tuple[str, ...] = ()  # or only these of its `action`s look
     needs_config: bool = True  # False: handler(args), no configuration, state or sandbox

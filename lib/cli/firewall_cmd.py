@@ -201,6 +201,7 @@ COMMANDS = [
         firewall,
         _firewall_arguments,
         dry_run=True,
+        read_only_actions=("status", "list"),
     ),
     Command("mail", "deliver the outbox, or send a test message", mail, _mail_arguments, dry_run=True),
 ]
