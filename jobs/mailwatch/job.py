@@ -81,7 +81,7 @@ def check_scripts(ctx) -> list[str]:
     if not cfg.script_alert or not cfg.script_limit:
         return []
     paths = [ctx.config.sandboxed(p) for p in [*cfg.script_logs, cfg.php_mail_log] if p]
-    found, samples, cursors, problems = scripts.read_new(ctx.state, paths, ctx.dry_run)
+    found, samples, cursors, problems = scripts.read_new(ctx.state, paths)
     for p in problems:
         ctx.log.warning("%s", p)
     ctx.state.migrate("mailwatch", MIGRATIONS)

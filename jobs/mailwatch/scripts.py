@@ -44,8 +44,9 @@ def scan(text: bytes, found: Counter, samples: dict) -> None:
                 samples[script].append(line[:500].decode("utf-8", "backslashreplace"))
 
 
-def read_new(state, paths: list[Path], dry_run: bool) -> tuple[Counter, dict, dict, list[str]]:
-    """(mails per script, sample lines, the new cursors, problems) of what the logs gained."""
+def read_new(state, paths: list[Path]) -> tuple[Counter, dict, dict, list[str]]:
+    """(mails per script, sample lines, the new cursors, problems) of what the logs gained
+    since the last run; a log seen for the first time is taken from its end."""
     found: Counter = Counter()
     samples: dict = defaultdict(list)
     cursors, problems = {}, []
@@ -54,11 +55,16 @@ def read_new(state, paths: list[Path], dry_run: bool) -> tuple[Counter, dict, di
             continue
         key = f"mailwatch:{path}"
         try:
-            plan = sources.plan(path, state.get_cursor(key))
+            cursor = state.get_cursor(key)
+            plan = sources.plan(path, cursor)
             try:
-                for part in plan.parts:
-                    for text, _ in sources.read_part(part):
-                        scan(text, found, samples)
+                if cursor is None:  # the first look: what the log held before is history, not this hour
+                    here = plan.parts[-1]
+                    here.end = os.fstat(here.fd).st_size
+                else:
+                    for part in plan.parts:
+                        for text, _ in sources.read_part(part):
+                            scan(text, found, samples)
             finally:
                 plan.close()
             cursors[key] = sources.cursor_after(path, plan)

@@ -41,6 +41,11 @@ mbox = "{tmp_path}/mbox"
     )
 
 
+def append(path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+
+
 def mails(tmp_path) -> list:
     box = tmp_path / "mbox"
     return list(mailbox.mbox(box)) if box.exists() else []
@@ -97,29 +102,34 @@ def test_an_exim_queue_listing(tmp_path):
 
 def test_scripts_over_the_limit_from_exim_postfix_and_php_logs(tmp_path):
     now = time.strftime("%Y-%m-%d %H:%M:%S")
-    exim = tmp_path / "mainlog"
-    exim.write_text(
+    exim, maillog, php = tmp_path / "mainlog", tmp_path / "mail.log", tmp_path / "php-mail.log"
+    for log in (exim, maillog, php):  # what a log held before the first look is history
+        log.write_text(f"{now} cwd=/home/old/site 3 args: /usr/sbin/sendmail -t\n" * 50)
+    cfg = config(
+        tmp_path,
+        f'queue_alert = 0\nscript_limit = 5\nscript_logs = ["{exim}", "{maillog}"]\nphp_mail_log = "{php}"\n',
+    )
+    first = run_cli("--config", str(cfg), "mailwatch")
+    assert first.returncode == 0 and "/home/old" not in first.stdout
+    append(
+        exim,
         "".join(
             f"{now} cwd=/home/alice/public_html/wp 4 args: /usr/sbin/sendmail -t -i -f a@x\n"
             for _ in range(6)
         )
-        + "".join(f"{now} cwd=/var/spool/exim4 3 args: /usr/sbin/exim4 -Mc 1abc\n" for _ in range(9))
+        + "".join(f"{now} cwd=/var/spool/exim4 3 args: /usr/sbin/exim4 -Mc 1abc\n" for _ in range(9)),
     )
-    maillog = tmp_path / "mail.log"
-    maillog.write_text(
+    append(
+        maillog,
         "".join(
             f"Dec  6 10:00:0{i} web1 postfix/pickup[811]: 3F1C2A{i}: uid=33 from=<www-data>\n"
             for i in range(7)
-        )
+        ),
     )
-    php = tmp_path / "php-mail.log"
-    php.write_text(
+    append(
+        php,
         "[06-Dec-2026 10:00:00 UTC] mail() on [/var/www/html/contact.php:12]: To: v@x -- Headers: From: a@b\n"
-        * 3
-    )
-    cfg = config(
-        tmp_path,
-        f'queue_alert = 0\nscript_limit = 5\nscript_logs = ["{exim}", "{maillog}"]\nphp_mail_log = "{php}"\n',
+        * 3,
     )
     done = run_cli("--config", str(cfg), "mailwatch")
     assert done.returncode == 1
