@@ -123,6 +123,7 @@ class Followed:
         self.pending = b""  # journal: a line not complete yet
         self.restart_at = 0.0
         self.problem = ""  # the last one said (said once until it changes)
+        self.history = False  # the next read is the first of a file: its history
 
     def keep(self, text: bytes) -> None:
         self.recent.append(text)
@@ -268,6 +269,8 @@ class LogFollower(threading.Thread):
                     continue
             f.held, taken = True, True
             f.cursor = self.state.get_cursor(f.source.key)
+            # a file read from its start for the first time holds its history
+            f.history = f.cursor is None and f.source.path is not None
             f.tally = counting.Tally(want_users=self.users)
             f.tally.restore((f.cursor or {}).pop("conns", None) if f.cursor else None)
             f.saved, f.dirty = True, True
@@ -446,7 +449,8 @@ class LogFollower(threading.Thread):
         tally.bound(MAX_CONNECTIONS)
         rows = list(tally.series())
         if self.tracking:
-            self._accounts += tracking.rows_of(tally, time.time())
+            self._accounts += tracking.rows_of(tally, time.time(), history=f.history)
+        f.history = False
         tally.users.clear()
         found = notify.notices(self.config, tally.successes, f.source.name, f.source.trusted)
         if found:

@@ -80,7 +80,12 @@ def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Res
         if not s.error
         for n in notify.notices(ctx.config, s.tally.successes, s.source.name, s.source.trusted)
     ]
-    accounts = [r for s in scans if not s.error for r in tracking.rows_of(s.tally, now)]
+    accounts = [
+        r
+        for s in scans
+        if not s.error
+        for r in tracking.rows_of(s.tally, now, history=ctx.state.get_cursor(s.source.key) is None)
+    ]
     if not ctx.dry_run:
         _record(ctx, scans, rows, since, found, accounts)
     _notify(ctx, found)

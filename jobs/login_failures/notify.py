@@ -16,6 +16,8 @@ KEY = re.compile(r" ssh2?: (\S+ \S+)")
 TERMINAL = re.compile(r"(?: on | ON )'?([^\s']+)'?")
 FROM = re.compile(r" (?:from|FROM) (\S+)$")
 MAX_EACH = 20  # more notices than this in one read make one mail in "each" mode too
+MAX_AGE = 900  # seconds: an older login (the first read of an old log, a job that was down)
+# is recorded, not mailed
 
 
 def _su_to_root(line: str) -> bool:
@@ -67,9 +69,13 @@ def notices(config, successes: list, source: str, trusted: bool) -> list[dict]:
 TEMPLATES = {"login_ssh": "sshalert", "login_su": "sualert", "login_console": "consolealert"}
 
 
-def mails(config, found: list[dict]) -> list[tuple[str, dict]]:
+def mails(config, found: list[dict], now: float | None = None) -> list[tuple[str, dict]]:
     """(template, fields) to send: one per notice, or one for them all (logins.notify =
-    "batch", or more than MAX_EACH at once)."""
+    "batch", or more than MAX_EACH at once); logins older than MAX_AGE are not mailed."""
+    import time
+
+    now = time.time() if now is None else now
+    found = [n for n in found if n["time_seen"] >= now - MAX_AGE]
     if not found:
         return []
     if config.logins.notify == "each" and len(found) <= MAX_EACH:

@@ -88,13 +88,15 @@ def wanted(config) -> bool:
     return bool(cfg.dist_attack or any(cfg.dist_login.values()) or any(cfg.tracking.values()))
 
 
-def rows_of(tally, now: float) -> list[tuple]:
+def rows_of(tally, now: float, history: bool = False) -> list[tuple]:
     """What a read found per account: failures (the tally's users, when it kept them) and
-    successful logins from an address."""
+    successful logins from an address (at their lines' times). history: the first read of a
+    log, whose failures have no time of their own here: they are left out rather than all
+    counted as now."""
     from .counting import address
 
     rows = []
-    for (service, raw, user), n in tally.users.items():
+    for (service, raw, user), n in ({} if history else tally.users).items():
         addr = address(raw)
         name = user.decode("utf-8", "backslashreplace")[:MAX_USER]
         if addr and name:

@@ -80,6 +80,16 @@ def test_a_mail_per_ssh_login_su_to_root_and_root_console_login_once(tmp_path):
     assert len(mailbox.mbox(tmp_path / "mbox")) == 4
 
 
+def test_an_old_login_is_recorded_not_mailed(tmp_path):
+    log = tmp_path / "auth.log"
+    log.write_text(logins(time.time() - 3 * 3600))  # the first read of an old log
+    cfg = config(tmp_path, log)
+    out = run_cli("--config", str(cfg), "login-failures")
+    assert "login ssh: alice 192.0.2.10" in out.stdout
+    assert not (tmp_path / "mbox").exists()
+    assert "login_ssh" in run_cli("--config", str(cfg), "grep", "192.0.2.10").stdout
+
+
 def test_batch_mode_and_the_switches(tmp_path):
     log = tmp_path / "auth.log"
     log.write_text(logins(time.time()))

@@ -37,6 +37,19 @@ mbox = "{tmp_path}/mbox"
     )
 
 
+def started(tmp_path, log, extra: str):
+    """The config, after a first run over the (empty) log: what comes later is new."""
+    log.write_text("")
+    cfg = config(tmp_path, log, extra)
+    run_cli("--config", str(cfg), "login-failures")
+    return cfg
+
+
+def append(path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+
+
 def blocks(cfg) -> dict[str, dict]:
     return {b["address"]: b for b in json.loads(run_cli("--config", str(cfg), "blocks", "--json").stdout)}
 
@@ -48,16 +61,17 @@ def subjects(tmp_path) -> list[str]:
 
 def test_a_distributed_attack_on_one_account_blocks_every_address(tmp_path):
     log = tmp_path / "auth.log"
+    cfg = started(tmp_path, log, "dist_attack = 4\n")
     s = stamp(time.time())
     sources = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "192.0.2.99"]  # the last is allowed
-    log.write_text(
+    append(
+        log,
         "".join(
             f"{s} web1 sshd[{900 + i}]: Failed password for admin from {a} port {4000 + i} ssh2\n"
             for i, a in enumerate(sources)
         )
-        + f"{s} web1 sshd[990]: Failed password for bob from 192.0.2.50 port 4990 ssh2\n"
+        + f"{s} web1 sshd[990]: Failed password for bob from 192.0.2.50 port 4990 ssh2\n",
     )
-    cfg = config(tmp_path, log, "dist_attack = 4\n")
     out = run_cli("--config", str(cfg), "login-failures")
     assert "dist attack: sshd: distributed attack on account 'admin' from 4 addresses" in out.stdout
     got = blocks(cfg)
@@ -73,13 +87,14 @@ def test_a_distributed_attack_on_one_account_blocks_every_address(tmp_path):
 
 def test_one_account_logging_in_from_many_addresses_is_mailed_once(tmp_path):
     log = tmp_path / "ftp.log"
+    cfg = started(tmp_path, log, "dist_login = {ftpd = 4}\ndist_login_block = false\n")
     s = stamp(time.time())
-    log.write_text(
+    append(
+        log,
         "".join(
             f"{s} web1 pure-ftpd: (?@198.51.100.{i}) [INFO] carol is now logged in\n" for i in range(1, 5)
-        )
+        ),
     )
-    cfg = config(tmp_path, log, "dist_login = {ftpd = 4}\ndist_login_block = false\n")
     out = run_cli("--config", str(cfg), "login-failures")
     assert "account 'carol' logged in from 4 addresses" in out.stdout
     assert blocks(cfg) == {}
@@ -92,12 +107,12 @@ def test_one_account_logging_in_from_many_addresses_is_mailed_once(tmp_path):
 
 def test_login_tracking_blocks_for_the_rest_of_the_hour_per_protocol(tmp_path):
     log = tmp_path / "mail.log"
+    cfg = started(tmp_path, log, "tracking = {imapd = 2, pop3d = 5}\n")
     s = stamp(time.time())
     imap = "imap-login: Login: user=<dave>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, mpid=7, TLS"
     pop3 = "pop3-login: Login: user=<erin>, method=PLAIN, rip=203.0.113.6, lip=192.0.2.1, mpid=8, TLS"
-    log.write_text("".join(f"{s} mx dovecot: {imap}\n" for _ in range(3)))
-    log.write_text(log.read_text() + "".join(f"{s} mx dovecot: {pop3}\n" for _ in range(3)))
-    cfg = config(tmp_path, log, "tracking = {imapd = 2, pop3d = 5}\n")
+    append(log, "".join(f"{s} mx dovecot: {imap}\n" for _ in range(3)))
+    append(log, "".join(f"{s} mx dovecot: {pop3}\n" for _ in range(3)))
     run_cli("--config", str(cfg), "login-failures")
     got = blocks(cfg)
     assert set(got) == {"203.0.113.5"}  # 3 imap logins over 2; 3 pop3 logins under 5
@@ -109,16 +124,31 @@ def test_login_tracking_blocks_for_the_rest_of_the_hour_per_protocol(tmp_path):
     assert subjects(tmp_path) == ["login tracking: dave (imapd)"]
 
 
-def test_dry_run_tracks_nothing_and_blocks_nothing(tmp_path):
+def test_the_first_read_of_an_old_log_is_history_not_an_attack(tmp_path):
     log = tmp_path / "auth.log"
     s = stamp(time.time())
     log.write_text(
         "".join(
             f"{s} web1 sshd[{900 + i}]: Failed password for admin from 203.0.113.{i} port 4000 ssh2\n"
-            for i in range(1, 4)
+            for i in range(1, 6)
         )
     )
     cfg = config(tmp_path, log, "dist_attack = 3\n")
+    out = run_cli("--config", str(cfg), "login-failures")
+    assert "distributed attack" not in out.stdout and blocks(cfg) == {}
+
+
+def test_dry_run_tracks_nothing_and_blocks_nothing(tmp_path):
+    log = tmp_path / "auth.log"
+    cfg = started(tmp_path, log, "dist_attack = 3\n")
+    s = stamp(time.time())
+    append(
+        log,
+        "".join(
+            f"{s} web1 sshd[{900 + i}]: Failed password for admin from 203.0.113.{i} port 4000 ssh2\n"
+            for i in range(1, 4)
+        ),
+    )
     out = run_cli("--config", str(cfg), "login-failures", "--dry-run")
     assert "distributed attack on account 'admin'" in out.stdout and "dry run" in out.stdout
     assert blocks(cfg) == {} and subjects(tmp_path) == []
