@@ -83,6 +83,7 @@ JOBS: dict[str, JobInfo] = {
             "mailwatch",
             "nightwarden.jobs.mailwatch.settings:MailWatchSettings",
             exit_codes=(("1", "the mail queue or a script went over its limit"),),
+            status="nightwarden.jobs.mailwatch.job:status",
         ),
         JobInfo(
             "audit",

@@ -258,4 +258,13 @@ def status(config, state) -> dict:
     out = {"sources": ", ".join(s.name for s in present)}
     if followed:
         out["followed by the listener"] = ", ".join(followed)
+    cfg = config.logins
+    notices = [
+        n for n, on in (("ssh", cfg.ssh_alert), ("su", cfg.su_alert), ("console", cfg.console_alert)) if on
+    ]
+    out["login notices"] = (", ".join(notices) + f" ({cfg.notify})") if notices else "off"
+    tracked = [f"distributed attacks from {cfg.dist_attack} addresses"] if cfg.dist_attack else []
+    tracked += [f"{svc} logins from {n} addresses" for svc, n in cfg.dist_login.items() if n]
+    tracked += [f"{svc} over {n} logins an hour" for svc, n in cfg.tracking.items() if n]
+    out["account tracking"] = "; ".join(tracked) or "off"
     return out

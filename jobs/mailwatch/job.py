@@ -138,3 +138,18 @@ def run(ctx) -> Result:
     loud = check_scripts(ctx)
     summary = ("mail queue over its limit; " if queue_over else "") + f"{len(loud)} script(s) over the limit"
     return Result(1 if queue_over or loud else 0, summary)
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the queue's watcher and the script limit."""
+    from .queue import which_mta
+
+    cfg = config.mailwatch
+    mta = which_mta(cfg)
+    queue = (
+        "off"
+        if not cfg.queue_alert
+        else (f"{mta}'s, over {cfg.queue_alert}" if mta != "none" else "no MTA found")
+    )
+    scripts = f"over {cfg.script_limit} mails an hour" if cfg.script_alert and cfg.script_limit else "off"
+    return {"mail queue": queue, "scripts": scripts}
