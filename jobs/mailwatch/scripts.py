@@ -3,7 +3,8 @@ rotation as the login-failure job reads its logs, and the script each mail came 
 - exim's `cwd=/home/alice/public_html 3 args: /usr/sbin/sendmail -t -i` (log_selector
   +arguments): the directory the sending process ran in (exim's own spool is left out);
 - postfix's `postfix/pickup[N]: ID: uid=33 from=<www-data>`: the local user that sent it;
-- PHP's mail.log, `mail() on [/var/www/html/contact.php:12]: To: ...`: the script itself.
+- PHP's mail.log, `mail() on [/var/www/html/contact.php:12]: To: ...`: the script itself;
+- PHP's X-PHP-Originating-Script header where the MTA logs it (`33:contact.php`).
 PHP's log is written by the web server's user: a path named there is that user's word, which
 is why disabling one is opt-in and bounded (see disable)."""
 
@@ -20,6 +21,8 @@ from nightwarden.jobs.login_failures import sources
 EXIM_CWD = re.compile(rb"\bcwd=(/\S*) \d+ args: ")
 PICKUP = re.compile(rb"postfix/pickup\[\d+\]: \w+: uid=(\d+) from=<([^>]*)>")
 PHP = re.compile(rb"mail\(\) on \[(/[^\]]*?):\d+\]")
+# PHP's mail.add_x_header, where the MTA logs it (postfix header_checks WARN, exim's +all)
+PHP_HEADER = re.compile(rb"X-PHP-Originating-Script: (\d+):([^\s;,]+)")
 SPOOLS = ("/var/spool/exim", "/var/spool/exim4")
 SAMPLES = 5
 
@@ -37,6 +40,8 @@ def scan(text: bytes, found: Counter, samples: dict) -> None:
             script = f"uid {int(m.group(1))} ({m.group(2).decode('utf-8', 'backslashreplace')[:100]})"
         elif (m := PHP.search(line)) is not None:
             script = m.group(1).decode("utf-8", "backslashreplace")
+        elif (m := PHP_HEADER.search(line)) is not None:
+            script = f"{m.group(2).decode('utf-8', 'backslashreplace')} (uid {int(m.group(1))})"
         if script is not None:
             script = script[:500]
             found[script] += 1

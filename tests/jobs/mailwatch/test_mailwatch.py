@@ -131,13 +131,16 @@ def test_scripts_over_the_limit_from_exim_postfix_and_php_logs(tmp_path):
         "[06-Dec-2026 10:00:00 UTC] mail() on [/var/www/html/contact.php:12]: To: v@x -- Headers: From: a@b\n"
         * 3,
     )
+    header = "postfix/cleanup[812]: 4B2C: warning: header X-PHP-Originating-Script: 1001:send.php from local"
+    append(maillog, "".join(f"Dec  6 10:00:1{i} web1 {header}\n" for i in range(6)))
     done = run_cli("--config", str(cfg), "mailwatch")
     assert done.returncode == 1
+    assert "send.php (uid 1001): 6 mails" in done.stdout
     assert "/home/alice/public_html/wp: 6 mails in the last hour" in done.stdout
     assert "uid 33 (www-data): 7 mails" in done.stdout
     assert "contact.php" not in done.stdout and "spool" not in done.stdout  # 3 under 5; exim's own
     subjects = sorted(m["Subject"] for m in mails(tmp_path))
-    assert len(subjects) == 2 and all("mails in an hour" in s for s in subjects)
+    assert len(subjects) == 3 and all("mails in an hour" in s for s in subjects)
     assert "cwd=/home/alice/public_html/wp" in "".join(body(m) for m in mails(tmp_path))
     # more lines of the same script within the hour: not said again; the lines are read once
     with open(php, "a") as f:
