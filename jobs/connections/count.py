@@ -25,20 +25,33 @@ def wanted_states(cfg) -> set[str]:
 
 
 def from_sockets(cfg, net: str = "/proc/net") -> Counter:
-    """Remote address -> TCP connections to a counted local port in a counted state."""
+    """Remote address -> TCP connections to this host: to a counted port (CT_PORTS), or, with
+    none given, to a port this host listens on (this host's own connections out, to a
+    database or a mail relay, are not counted against the far end), in a counted state."""
     ports = netstat.PortSet(cfg.ports) if cfg.ports else None
     states = wanted_states(cfg)
-    out: Counter = Counter()
+    listening: set[int] = set()
+    found = []
     for name, proto, family in netstat.TABLES[:2]:
-        for s in netstat.table(name, proto, family, states, net):
-            if ports is not None and not ports.has("tcp", s.port):
-                continue
+        for s in netstat.table(name, proto, family, states | {netstat.LISTEN}, net):
+            if s.state == netstat.LISTEN:
+                listening.add(s.port)
+            if s.state in states:
+                found.append(s)
+    out: Counter = Counter()
+    for s in found:
+        if ports.has("tcp", s.port) if ports is not None else s.port in listening:
             out[s.remote] += 1
     return out
 
 
-def from_conntrack(cfg, path: str = CONNTRACK) -> Counter:
-    """Source address -> tracked TCP connections (the original direction's src and dport)."""
+def from_conntrack(cfg, path: str = CONNTRACK, own: frozenset | None = None) -> Counter:
+    """Source address -> tracked TCP connections (the original direction's src and dport),
+    leaving out those this host opened (own: its addresses)."""
+    if own is None:
+        from nightwarden.lib.netaddr import own_addresses
+
+        own = frozenset(str(a) for a in own_addresses())
     try:
         with open(path, "rb") as f:
             data = f.read(CONNTRACK_MAX)
@@ -62,7 +75,11 @@ def from_conntrack(cfg, path: str = CONNTRACK) -> Counter:
                     break
             elif key == b"dport" and dport is None:
                 dport = int(value)
-        if src is None or (ports is not None and (dport is None or not ports.has("tcp", dport))):
+        if (
+            src is None
+            or src in own
+            or (ports is not None and (dport is None or not ports.has("tcp", dport)))
+        ):
             continue
         out[src] += 1
     return out

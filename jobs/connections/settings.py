@@ -15,7 +15,8 @@ STATES = (
 class ConnectionSettings(Section):
     limit: Count = 0  # CT_LIMIT: more connections than this from one address block it (0 = off)
     interval: Count = 30  # CT_INTERVAL: seconds between two counts in the listener
-    # CT_PORTS: only connections to these local ports ("80", "443/tcp", "8000-8100"); [] = all
+    # CT_PORTS: only connections to these local ports ("80", "443/tcp", "8000-8100"); [] = to any
+    # port this host listens on (its own connections out are never counted)
     ports: list[str] = default_list()
     states: list[Literal[STATES]] = default_list()  # CT_STATES: [] = every state
     skip_time_wait: bool = False  # CT_SKIP_TIME_WAIT

@@ -96,6 +96,10 @@ def test_the_socket_and_conntrack_tables_by_state_and_port(tmp_path):
     tcp = tmp_path / "tcp"
     tcp.write_text(
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   9: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 10 1\n"
+        # this host's own connections out, to a database: not the database's count
+        "   8: 0100007F:9C50 0A00000A:1538 01 00000000:00000000 00:00000000 00000000 0 0 14 1\n"
+        "   7: 0100007F:9C51 0A00000A:1538 01 00000000:00000000 00:00000000 00000000 0 0 15 1\n"
         "   0: 0100007F:0050 0500A8C0:9C40 01 00000000:00000000 00:00000000 00000000 0 0 11 1\n"
         "   1: 0100007F:0050 0500A8C0:9C41 06 00000000:00000000 00:00000000 00000000 0 0 0 1\n"
         "   2: 0100007F:0016 0500A8C0:9C42 01 00000000:00000000 00:00000000 00000000 0 0 12 1\n"
@@ -109,6 +113,9 @@ def test_the_socket_and_conntrack_tables_by_state_and_port(tmp_path):
         conntrack = True
 
     assert count.from_sockets(Cfg, str(tmp_path)) == {"192.168.0.5": 2, "192.168.0.6": 1}
+    Cfg.ports = []  # no ports given: connections to a port this host listens on (80)
+    assert count.from_sockets(Cfg, str(tmp_path)) == {"192.168.0.5": 2, "192.168.0.6": 1}
+    Cfg.ports = ["80"]
     Cfg.skip_time_wait = True
     assert count.from_sockets(Cfg, str(tmp_path)) == {"192.168.0.5": 1, "192.168.0.6": 1}
     Cfg.states = ["SYN_RECV"]
@@ -124,5 +131,6 @@ def test_the_socket_and_conntrack_tables_by_state_and_port(tmp_path):
         "ipv4     2 tcp      6 100 ESTABLISHED src=198.51.100.8 dst=192.0.2.1 sport=40001 dport=22 use=1\n"
     )
     Cfg.states, Cfg.skip_time_wait = [], False
-    assert count.from_conntrack(Cfg, str(ct)) == {"198.51.100.7": 1, "2001:db8::7": 1}
-    assert count.from_conntrack(Cfg, str(tmp_path / "missing")) == {}
+    assert count.from_conntrack(Cfg, str(ct), frozenset()) == {"198.51.100.7": 1, "2001:db8::7": 1}
+    assert count.from_conntrack(Cfg, str(ct), frozenset({"198.51.100.7"})) == {"2001:db8::7": 1}
+    assert count.from_conntrack(Cfg, str(tmp_path / "missing"), frozenset()) == {}
