@@ -168,7 +168,15 @@ def accounts(config) -> list[Finding]:
                 if len(parts) >= 7:
                     users.append(parts)
     except OSError as e:
-        return [Finding("accounts.unread", "medium", "the account list could not be read", str(e), "-")]
+        return [
+            Finding(
+                "accounts.unread",
+                "medium",
+                "the account list could not be read",
+                f"{passwd}: {e.strerror}",
+                "-",
+            )
+        ]
     for name, pw, uid, *_ in users:
         if uid == "0" and name != "root":
             out.append(
