@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from nightwarden.lib import proc
+from nightwarden.lib.errors import UnavailableError
 
 SEVERITY_BITS = {"low": 1, "medium": 2, "high": 4}
 WEAK_CIPHERS = ("3des", "blowfish", "cast128", "arcfour", "rc4", "-cbc")
@@ -45,17 +47,14 @@ def sshd_settings(cfg, spec: str | None = None) -> tuple[dict[str, str], str]:
     argv = list(cfg.sshd) + (["-f", cfg.sshd_config] if cfg.sshd_config else [])
     if spec:
         argv += ["-C", spec]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
-        return {}, f"{argv[0]} not found (no OpenSSH server here?)"
-    except subprocess.TimeoutExpired:
-        return {}, f"{argv[0]} did not answer in 30 s"
+    try:  # through the one seam for external commands (lib/proc)
+        done = proc.run([proc.need(argv[0]), *argv[1:]], timeout=30)
+    except UnavailableError as e:
+        return {}, f"{e.message} (no OpenSSH server here?)"
     if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {}, f"{' '.join(argv)} exited {done.returncode}: {lines[-1] if lines else ''}"
+        return {}, f"{' '.join(argv)} exited {done.returncode}: {done.error_line}"
     out: dict[str, str] = {}
-    for line in done.stdout.splitlines():
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
         key, _, value = line.partition(" ")
         if key:
             out[key.lower()] = value if key.lower() not in out else out[key.lower()] + "," + value

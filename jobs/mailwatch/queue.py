@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
+from nightwarden.lib import proc
 from nightwarden.lib.errors import UnavailableError
 
 MAX_OUTPUT = 256 << 20
@@ -28,23 +27,21 @@ class Queue:
 def which_mta(cfg) -> str:
     if cfg.mta != "auto":
         return cfg.mta
-    if shutil.which(cfg.postqueue[0], path="/usr/sbin:/usr/bin:/sbin:/bin"):
+    if proc.which(cfg.postqueue[0]):
         return "postfix"
-    if shutil.which(cfg.exim[0], path="/usr/sbin:/usr/bin:/sbin:/bin"):
+    if proc.which(cfg.exim[0]):
         return "exim"
     return "none"
 
 
 def _run(argv: list[str]) -> bytes:
+    """The queue listing, through the one seam for external commands (lib/proc)."""
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=120, check=False)
-    except FileNotFoundError:
-        raise UnavailableError(f"mail queue: {argv[0]} not found") from None
-    except subprocess.TimeoutExpired:
-        raise UnavailableError(f"mail queue: {argv[0]} did not finish in 120 s") from None
+        done = proc.run([proc.need(argv[0]), *argv[1:]], timeout=120)
+    except UnavailableError as e:
+        raise UnavailableError(f"mail queue: {e.message}") from None
     if done.returncode != 0:
-        err = done.stderr.decode(errors="replace").strip().splitlines()
-        raise UnavailableError(f"mail queue: {argv[0]} exited {done.returncode}: {err[-1] if err else ''}")
+        raise UnavailableError(f"mail queue: {argv[0]} exited {done.returncode}: {done.error_line}")
     return done.stdout[:MAX_OUTPUT]
 
 
