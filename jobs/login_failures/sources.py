@@ -458,6 +458,18 @@ def cursor_after(path: Path, plan: Plan) -> dict:
     return cursor
 
 
+def cursor_at_end(path: Path) -> dict:
+    """A cursor at the log's end, for a reader that starts now: what the file held before is
+    left unread (a last line without its newline too)."""
+    made = plan(path, None)
+    try:
+        here = made.parts[-1]
+        here.end = os.fstat(here.fd).st_size
+        return cursor_after(path, made)
+    finally:
+        made.close()
+
+
 # -- the journal ---------------------------------------------------------------------------
 
 

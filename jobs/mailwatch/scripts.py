@@ -61,15 +61,14 @@ def read_new(state, paths: list[Path]) -> tuple[Counter, dict, dict, list[str]]:
         key = f"mailwatch:{path}"
         try:
             cursor = state.get_cursor(key)
+            if cursor is None:  # the first look: what the log held before is history, not this hour
+                cursors[key] = sources.cursor_at_end(path)
+                continue
             plan = sources.plan(path, cursor)
             try:
-                if cursor is None:  # the first look: what the log held before is history, not this hour
-                    here = plan.parts[-1]
-                    here.end = os.fstat(here.fd).st_size
-                else:
-                    for part in plan.parts:
-                        for text, _ in sources.read_part(part):
-                            scan(text, found, samples)
+                for part in plan.parts:
+                    for text, _ in sources.read_part(part):
+                        scan(text, found, samples)
             finally:
                 plan.close()
             cursors[key] = sources.cursor_after(path, plan)
