@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 TABLES = (("tcp", "tcp", 4), ("tcp6", "tcp", 6), ("udp", "udp", 4), ("udp6", "udp", 6))
 MAX_TABLE = 256 << 20  # bytes read of one table (about 1.7 million sockets)
-LISTEN, ESTABLISHED, SYN_SENT, UDP_UNCONNECTED = "0A", "01", "02", "07"
+# the kernel's TCP states as /proc/net/tcp writes them (include/net/tcp_states.h)
+TCP_STATES = {
+    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+    "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+}  # fmt: skip
+LISTEN, ESTABLISHED, SYN_SENT, UDP_UNCONNECTED = (
+    "0A",
+    "01",
+    "02",
+    "07",
+)  # 07 (CLOSE): a UDP socket unconnected
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,17 @@ from collections import Counter
 
 from nightwarden.lib import netstat
 
-STATE_CODES = {
-    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
-    "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0B": "CLOSING",
-}  # fmt: skip
+from .settings import STATES
+
 CONNTRACK = "/proc/net/nf_conntrack"
 CONNTRACK_MAX = 512 << 20
 
 
 def wanted_states(cfg) -> set[str]:
-    names = set(cfg.states) or set(STATE_CODES.values())
+    names = set(cfg.states) or set(STATES)
     if cfg.skip_time_wait:
         names.discard("TIME_WAIT")
-    return {code for code, name in STATE_CODES.items() if name in names}
+    return {code for code, name in netstat.TCP_STATES.items() if name in names}
 
 
 def from_sockets(cfg, net: str = "/proc/net") -> Counter:
@@ -58,7 +56,7 @@ def from_conntrack(cfg, path: str = CONNTRACK, own: frozenset | None = None) -> 
     except OSError:  # not loaded
         return Counter()
     ports = netstat.PortSet(cfg.ports) if cfg.ports else None
-    names = {STATE_CODES[c] for c in wanted_states(cfg)}
+    names = {netstat.TCP_STATES[c] for c in wanted_states(cfg)}
     out: Counter = Counter()
     for line in data.split(b"\n"):
         f = line.split()

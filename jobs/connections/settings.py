@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from nightwarden.lib.netstat import TCP_STATES
 from nightwarden.lib.settings import Count, Section, Ttl, default_list
 
-STATES = (
-    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
-    "CLOSE_WAIT", "LAST_ACK", "CLOSING",
-)  # fmt: skip
+STATES = tuple(name for name in TCP_STATES.values() if name != "LISTEN")  # a connection's states
 
 
 class ConnectionSettings(Section):
