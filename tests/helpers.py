@@ -76,6 +76,20 @@ def following_config(tmp_path: Path, logins: str = "", backend: str = "nftables"
     return cfg, log
 
 
+def stamp(t: float) -> str:
+    """A syslog (RFC 3164) time stamp, as a daemon writes it into its log."""
+    import time
+
+    lt = time.localtime(t)
+    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+
+
+def append(path: Path, text: str) -> None:
+    """Add lines to a log the way a daemon does (append, never rewrite)."""
+    with open(path, "a") as f:
+        f.write(text)
+
+
 def journal_stub(tmp_path: Path, entries: list[dict]) -> Path:
     """A journalctl stand-in that prints these entries as `journalctl -o json` does (no
     journald runs on the test machines)."""

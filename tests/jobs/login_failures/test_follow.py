@@ -13,16 +13,11 @@ import time
 
 import pytest
 
-from helpers import ListenerProcess, listener_config, need, nft_set, run_cli, wait_for
+from helpers import ListenerProcess, append, listener_config, need, nft_set, run_cli, stamp, wait_for
 from nightwarden.lib.state import State
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.peer]
 LIMIT = 5
-
-
-def stamp(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
 
 
 def failures(address: str, count: int, pid: int = 3000) -> str:
@@ -32,11 +27,6 @@ def failures(address: str, count: int, pid: int = 3000) -> str:
         f"{t} web1 sshd[{pid + i}]: Failed password for root from {address} port {40000 + i} ssh2\n"
         for i in range(count)
     )
-
-
-def append(path, text: str) -> None:
-    with open(path, "a") as f:
-        f.write(text)
 
 
 @pytest.fixture

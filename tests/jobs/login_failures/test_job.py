@@ -10,12 +10,7 @@ import time
 
 import pytest
 
-from helpers import Server, connects, journal_stub, need, run_cli, write_config
-
-
-def stamp(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+from helpers import Server, connects, journal_stub, need, run_cli, stamp, write_config
 
 
 def brute_force(path, address: str, attempts: int, start: float, pid: int = 2000) -> None:

@@ -10,12 +10,16 @@ import time
 
 import pytest
 
-from helpers import ListenerProcess, following_config, journal_stub, need, run_cli, wait_for, write_config
-
-
-def stamp(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+from helpers import (
+    ListenerProcess,
+    following_config,
+    journal_stub,
+    need,
+    run_cli,
+    stamp,
+    wait_for,
+    write_config,
+)
 
 
 def logins(t: float) -> str:

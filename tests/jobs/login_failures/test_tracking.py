@@ -11,12 +11,17 @@ import time
 
 import pytest
 
-from helpers import ListenerProcess, following_config, need, nft_set, run_cli, wait_for, write_config
-
-
-def stamp(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%b ", lt) + f"{lt.tm_mday:2d} " + time.strftime("%H:%M:%S", lt)
+from helpers import (
+    ListenerProcess,
+    append,
+    following_config,
+    need,
+    nft_set,
+    run_cli,
+    stamp,
+    wait_for,
+    write_config,
+)
 
 
 def config(tmp_path, log, extra: str):
@@ -43,11 +48,6 @@ def started(tmp_path, log, extra: str):
     cfg = config(tmp_path, log, extra)
     run_cli("--config", str(cfg), "login-failures")
     return cfg
-
-
-def append(path, text: str) -> None:
-    with open(path, "a") as f:
-        f.write(text)
 
 
 def blocks(cfg) -> dict[str, dict]:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import run_cli, write_config
+from helpers import append, run_cli, write_config
 
 
 def stub(tmp_path, name: str, output: str):
@@ -39,11 +39,6 @@ transport = "mbox"
 mbox = "{tmp_path}/mbox"
 """,
     )
-
-
-def append(path, text: str) -> None:
-    with open(path, "a") as f:
-        f.write(text)
 
 
 def mails(tmp_path) -> list:

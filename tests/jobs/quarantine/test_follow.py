@@ -20,8 +20,8 @@ NOBODY = 65534
 ELF = Path("/bin/true").read_bytes()
 
 
-@pytest.fixture
-def following(tmp_path, netns):
+def watch_config(tmp_path) -> tuple[Path, Path]:
+    """(the watched directory, anyone may write it; a listener config following only it)."""
     watched = tmp_path / "watch"
     watched.mkdir()
     watched.chmod(0o1777)
@@ -36,6 +36,12 @@ follow = true
 """,
         backend="dryrun",
     )
+    return watched, cfg
+
+
+@pytest.fixture
+def following(tmp_path, netns):
+    watched, cfg = watch_config(tmp_path)
     run = ListenerProcess(cfg, tmp_path).start("--no-mail")
     yield watched, cfg
     if run.proc.poll() is None:
@@ -95,20 +101,7 @@ def test_what_arrives_during_the_scheduled_sweep_waits_for_its_lock(following, t
 
 
 def test_a_dry_run_listener_finds_and_says_but_touches_nothing(tmp_path, netns):
-    watched = tmp_path / "watch"
-    watched.mkdir()
-    watched.chmod(0o1777)
-    cfg = listener_config(
-        tmp_path,
-        f"""[logins]
-follow = "cron"
-
-[quarantine]
-dirs = ["{watched}"]
-follow = true
-""",
-        backend="dryrun",
-    )
+    watched, cfg = watch_config(tmp_path)
     run = ListenerProcess(cfg, tmp_path).start("--dry-run", "--no-mail")
     try:
         drop(watched / "upload.php", b"<?php system($_GET['c']); ?>\n")
