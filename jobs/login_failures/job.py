@@ -70,7 +70,8 @@ def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Res
     from . import reading
 
     cfg = ctx.config.logins
-    scans = [reading.scan_new(src, ctx.state.get_cursor(src.key), ctx.config) for src in sources]
+    cursors = {src.key: ctx.state.get_cursor(src.key) for src in sources}
+    scans = [reading.scan_new(src, cursors[src.key], ctx.config) for src in sources]
     _log_problems(ctx, scans)
     rows = [r for s in scans if not s.error for r in _minutes(s.tally.series(), since)]
     due = _over_limits(ctx, rows, windows, since, now)
@@ -84,7 +85,7 @@ def _run(ctx, sources, followed, windows: dict, since: float, now: float) -> Res
         r
         for s in scans
         if not s.error
-        for r in tracking.rows_of(s.tally, now, history=ctx.state.get_cursor(s.source.key) is None)
+        for r in tracking.rows_of(s.tally, now, history=cursors[s.source.key] is None)
     ]
     if not ctx.dry_run:
         _record(ctx, scans, rows, since, found, accounts)
