@@ -279,10 +279,12 @@ class Config:
         return Path(configured) if configured else self.config_dir / f"nightwarden.{kind}"
 
     def list_files(self, kind: str) -> list[Path]:
-        files = [self.list_file(kind)]
-        if self.sandbox is None:
-            files += [Path(p) for p in getattr(self.lists, f"extra_{kind}_files")]
-        return files
+        return self.own_and_extra(self.list_file(kind), getattr(self.lists, f"extra_{kind}_files"))
+
+    def own_and_extra(self, own: Path, extra: list[str]) -> list[Path]:
+        """Our own file of a list, then the extra ones (csf's, PortSentry's), which a sandbox
+        leaves out: it reads nothing of the host's."""
+        return [own] + ([Path(p) for p in extra] if self.sandbox is None else [])
 
     def firewall_backend(self) -> str:
         """A sandbox uses the dry-run firewall; only inside a network namespace that has

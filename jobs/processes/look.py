@@ -36,11 +36,10 @@ class Look:
 
 
 def ignore_files(config) -> list[Path]:
+    """Our own csf.pignore-format file, then the extra ones (not under a sandbox)."""
     cfg = config.processes
-    files = [config.configured_path(cfg.ignore_file, config.config_dir / "nightwarden.pignore")]
-    if config.sandbox is None:
-        files += [Path(p) for p in cfg.extra_ignore_files]
-    return files
+    own = config.configured_path(cfg.ignore_file, config.config_dir / "nightwarden.pignore")
+    return config.own_and_extra(own, cfg.extra_ignore_files)
 
 
 def writable_dirs(config) -> list[str]:

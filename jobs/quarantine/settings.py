@@ -72,7 +72,5 @@ def watched_dirs(config) -> list[Path]:
 def ignore_files(config) -> list[Path]:
     """Our own csf.fignore-format file, then the extra ones (not under a sandbox)."""
     q = config.quarantine
-    files = [config.configured_path(q.ignore_file, config.config_dir / "nightwarden.fignore")]
-    if config.sandbox is None:
-        files += [Path(p) for p in q.extra_ignore_files]
-    return files
+    own = config.configured_path(q.ignore_file, config.config_dir / "nightwarden.fignore")
+    return config.own_and_extra(own, q.extra_ignore_files)
