@@ -61,6 +61,16 @@ def listener_config(tmp_path: Path, extra: str = "", backend: str = "nftables") 
     )
 
 
+def log_config(tmp_path: Path, log: Path, logins: str = "") -> Path:
+    """A config whose login-failure job reads one rfc3164 log and no journal, with `logins`
+    added to [logins], the dry-run firewall and mail into tmp_path/mbox."""
+    return write_config(
+        tmp_path,
+        f'backend = "dryrun"\n[logins]\nsources = [{{path = "{log}", format = "rfc3164"}}]\n'
+        f'journal = "no"\n{logins}\n[mail]\ntransport = "mbox"\nmbox = "{tmp_path}/mbox"\n',
+    )
+
+
 def following_config(tmp_path: Path, logins: str = "", backend: str = "nftables") -> tuple[Path, Path]:
     """(config, log): a listener that follows one empty rfc3164 log under tmp_path/logs, with
     `logins` added to its [logins] section and mail into tmp_path/mbox."""

@@ -14,6 +14,7 @@ from helpers import (
     ListenerProcess,
     following_config,
     journal_stub,
+    log_config,
     need,
     run_cli,
     stamp,
@@ -43,18 +44,7 @@ def bodies(mbox) -> dict[str, str]:
 
 
 def config(tmp_path, log, extra: str = ""):
-    return write_config(
-        tmp_path,
-        f"""backend = "dryrun"
-[logins]
-sources = [{{path = "{log}", format = "rfc3164"}}]
-journal = "no"
-{extra}
-[mail]
-transport = "mbox"
-mbox = "{tmp_path}/mbox"
-""",
-    )
+    return log_config(tmp_path, log, extra)
 
 
 def test_a_mail_per_ssh_login_su_to_root_and_root_console_login_once(tmp_path):

@@ -15,31 +15,19 @@ from helpers import (
     ListenerProcess,
     append,
     following_config,
+    log_config,
     need,
     nft_set,
     run_cli,
     stamp,
     wait_for,
-    write_config,
 )
 
 
 def config(tmp_path, log, extra: str):
     (tmp_path / "etc").mkdir(exist_ok=True)
     (tmp_path / "etc" / "allow").write_text("192.0.2.99 # the office\n")
-    return write_config(
-        tmp_path,
-        f"""backend = "dryrun"
-[logins]
-sources = [{{path = "{log}", format = "rfc3164"}}]
-journal = "no"
-ssh_alert = false
-{extra}
-[mail]
-transport = "mbox"
-mbox = "{tmp_path}/mbox"
-""",
-    )
+    return log_config(tmp_path, log, "ssh_alert = false\n" + extra)
 
 
 def started(tmp_path, log, extra: str):
