@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 # Debian packages the tests use: real firewalls, real peers.
-TEST_DEBS := nftables libnftables1 iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide cron systemd openssh-server
-TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide crontab systemd-analyze sshd
+TEST_DEBS := nftables libnftables1 iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide cron systemd openssh-server nats-server
+TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide crontab systemd-analyze sshd nats-server
 
 .PHONY: demo test test-quick lint bench debs bench-debs clean
 

@@ -168,6 +168,16 @@ JOBS: dict[str, JobInfo] = {
             "nightwarden.jobs.report.settings:ReportSettings",
         ),
         JobInfo(
+            "fleet-report",
+            "nightwarden.jobs.fleet.report",
+            "the fleet's morning digest, read from the broker (on the authority's host; `fleet report`)",
+            "off",
+            False,
+            "fleet",
+            "nightwarden.jobs.fleet.settings:FleetSettings",
+            commands=("nightwarden.jobs.fleet.commands",),
+        ),
+        JobInfo(
             "listen",
             "nightwarden.jobs.listener.job",
             "the resident port-scan listener (PortSentry's job), in the foreground",

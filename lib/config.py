@@ -279,7 +279,10 @@ class Config:
         return Path(configured) if configured else self.config_dir / f"nightwarden.{kind}"
 
     def list_files(self, kind: str) -> list[Path]:
-        return self.own_and_extra(self.list_file(kind), getattr(self.lists, f"extra_{kind}_files"))
+        files = self.own_and_extra(self.list_file(kind), getattr(self.lists, f"extra_{kind}_files"))
+        if kind == "allow":  # the fleet's allows (operator-signed decisions), when there are any
+            files.append(self.state_dir / "fleet.allow")
+        return files
 
     def own_and_extra(self, own: Path, extra: list[str]) -> list[Path]:
         """Our own file of a list, then the extra ones (csf's, PortSentry's), which a sandbox

@@ -111,6 +111,10 @@ class Followers:
 
             mails = (lambda items: self.submit(Mails(tuple(items)))) if self.mail else (lambda items: None)
             self.threads.append(ConnectionWatcher(config, self.make_blocks, mails, self.dry_run))
+        if config.fleet.servers:
+            from nightwarden.jobs.fleet.link import FleetLink
+
+            self.threads.append(FleetLink(config, self.make_blocks, self.dry_run))
         if config.quarantine.follow:
             from nightwarden.jobs.quarantine.follow import QuarantineFollower
 
@@ -152,6 +156,7 @@ def status(config, state) -> dict:
         for name, on in (
             ("the log sources", config.logins.follow == "listener"),
             ("the quarantine's directories", config.quarantine.follow),
+            ("the fleet's decisions", bool(config.fleet.servers)),
         )
         if on
     ]
