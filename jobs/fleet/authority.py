@@ -48,7 +48,9 @@ class Authority:
         # authorities count the same), and those queued or written but not yet seen there
         self.charges: dict[str, deque] = {}
         self.provisional: dict[str, int] = {}
-        self.queue: list[tuple[Decision, asyncio.Future | None]] = []
+        # (decision, the revision it replaces as the authority saw it when deciding — None: the
+        # latest, for an operator's command — and the operator's answer)
+        self.queue: list[tuple[Decision, int | None, asyncio.Future | None]] = []
         self.nonces: dict[str, float] = {}
         self.stats = {
             "evidence": 0,
@@ -153,7 +155,7 @@ class Authority:
             ],
         )
         self.inflight[key] = d.seq
-        self.queue.append((d, None))
+        self.queue.append((d, cur[1] if cur else 0, None))
         self.wake.set()
 
     def _room(self, host: str, now: float) -> bool:
@@ -214,13 +216,13 @@ class Authority:
         batch, self.queue = self.queue, []
         if not batch:
             return 0
-        envelopes = signing.sign_batch(self.key, [d.payload() for d, _ in batch])
+        envelopes = signing.sign_batch(self.key, [d.payload() for d, _, _ in batch])
         results = await asyncio.gather(
-            *(self._write(d, env) for (d, _), env in zip(batch, envelopes, strict=True)),
+            *(self._write(d, rev, env) for (d, rev, _), env in zip(batch, envelopes, strict=True)),
             return_exceptions=True,
         )
         written = 0
-        for (d, answer), result in zip(batch, results, strict=True):
+        for (d, _rev, answer), result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 self.inflight.pop(d.key, None)
                 for e in d.evidence:  # not written: its hosts owe nothing
@@ -242,9 +244,13 @@ class Authority:
                 answer.set_result(result)
         return written
 
-    async def _write(self, d: Decision, envelope: bytes) -> int:
-        cur = self.current.get(d.key)
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(cur[1] if cur else 0)}
+    async def _write(self, d: Decision, replaces: int | None, envelope: bytes) -> int:
+        """Compare-and-set: written only if the key is still at the revision the decision
+        was made on (two authorities deciding the same address: one of them writes it)."""
+        if replaces is None:
+            cur = self.current.get(d.key)
+            replaces = cur[1] if cur else 0
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(replaces)}
         ack = await self.js.publish(f"$KV.{dec.BUCKET}.{d.key}", envelope, headers=headers)
         return ack.seq
 
@@ -328,7 +334,7 @@ class Authority:
         self.stats["commands"] += 1
         answer = asyncio.get_running_loop().create_future()
         self.inflight[key] = d.seq
-        self.queue.append((d, answer))
+        self.queue.append((d, None, answer))
         self.wake.set()
         seq = await asyncio.wait_for(answer, 10)
         log.warning(
