@@ -18,7 +18,7 @@ def parse_network(text: str, where: str = "") -> Network:
     text = text.strip()
     prefix = f"{where}: " if where else ""
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        return _parse(text)
     except ValueError as e:
         reason = str(e)
         if "has host bits set" in reason:
@@ -27,6 +27,13 @@ def parse_network(text: str, where: str = "") -> Network:
                 f"(did you mean {ipaddress.ip_network(text, strict=False)}?)"
             ) from None
         raise DataError(f"{prefix}{text!r} is not a valid IP address or CIDR") from None
+
+
+@lru_cache(maxsize=16384)
+def _parse(text: str) -> Network:
+    """The parse itself, remembered: the same addresses come back many times (a batch of
+    decisions names each one three times; a flood, thousands)."""
+    net = ipaddress.ip_network(text, strict=True)
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
         mapped = net.network_address.ipv4_mapped
         if net.prefixlen == 128:

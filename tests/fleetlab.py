@@ -78,8 +78,11 @@ class Notified:
 
 
 class FleetLab:
-    def __init__(self, base: Path, hosts: int = 3, authority: str = "", host_extra: str = ""):
+    def __init__(
+        self, base: Path, hosts: int = 3, authority: str = "", host_extra: str = "", simulated: int = 0
+    ):
         self.base = base
+        self.simulated = [f"sim{i}" for i in range(1, simulated + 1)]  # users only: no namespace
         self.tag = f"nw{os.getpid() % 100000}"
         self.broker_ns = f"{self.tag}b"
         self.hosts = [f"web{i}" for i in range(1, hosts + 1)]
@@ -178,6 +181,7 @@ class FleetLab:
                 str(self.fleet),
                 "--hosts",
                 *self.hosts,
+                *self.simulated,
                 "--server",
                 f"nats://{SUBNET}.1:4222",
                 "--listen",

@@ -281,6 +281,33 @@ class Authority:
                     self.current.pop(key, None)
             self.count_in_force()
 
+    async def snapshotter(self, bucket) -> None:
+        """A snapshot of what is in force for hosts back after long: every snapshot_every
+        seconds while the bucket changes, after snapshot_changes changes sooner (not more
+        often than every 30 s)."""
+        from . import snapshot
+
+        every, changes = self.cfg.snapshot_every, self.cfg.snapshot_changes
+        if not every:
+            return
+        last_seq, last_time, previous = 0, time.monotonic(), None
+        while True:
+            await asyncio.sleep(min(5, every))
+            changed, since = bucket.sseq - last_seq, time.monotonic() - last_time
+            if changed <= 0 or not (since >= every or (changed >= changes and since >= min(30, every))):
+                continue
+            now, seq = time.time(), bucket.sseq
+            payloads = [
+                d.payload() for d, _ in self.current.values() if d.action != "block" or d.in_force(now)
+            ]
+            try:
+                head = await snapshot.publish(self.js, self.key, payloads, seq, previous)
+            except Exception as e:
+                log.warning("fleet authority: snapshot not published: %s", e)
+                continue
+            previous, last_seq, last_time = head["id"], seq, time.monotonic()
+            log.info("fleet authority: snapshot %s: %d decisions as of %d", head["id"], len(payloads), seq)
+
     # -- operators ---------------------------------------------------------------------------
     async def on_command(self, msg) -> None:
         try:
@@ -378,7 +405,11 @@ async def serve(config, name: str, stop: asyncio.Event, ready=None) -> Authority
             nc, auth.on_evidence, stream=EVIDENCE, prefix="nw.evt.", start_time=time.time() - cfg.window
         )
         feeds.append(evidence)
-        tasks = [asyncio.create_task(auth.writer()), asyncio.create_task(auth.sweeper())]
+        tasks = [
+            asyncio.create_task(auth.writer()),
+            asyncio.create_task(auth.sweeper()),
+            asyncio.create_task(auth.snapshotter(bucket)),
+        ]
         await evidence.start()
         await nc.subscribe(f"{COMMANDS}.>", queue=QUEUE, cb=auth.on_command)
         log.warning(

@@ -15,6 +15,7 @@ from .decisions import BUCKET
 EVIDENCE = "NW_EVIDENCE"  # what hosts saw: nw.evt.<host>.e.<kind>
 HOSTS = "NW_HOSTS"  # their status and daily summaries: nw.evt.<host>.status|summary
 KV_STREAM = f"KV_{BUCKET}"
+SNAPSHOT = "NW_SNAPSHOT"  # the bucket's snapshots, for hosts back after long: nw.snap.head, nw.snap.<id>.<n>
 COMMANDS = "nw.cmd"  # operators' signed commands, answered by one authority (queue group)
 QUEUE = "nw-authority"
 
@@ -30,15 +31,19 @@ def host_subject(host: str, what: str) -> str:
 def host_permissions(host: str) -> dict:
     """What a host's user may do: publish on its own subjects, read the decision bucket (a
     consumer of its stream, flow control), receive on its own inbox. Nothing else."""
-    kv = KV_STREAM
+    read = [
+        f"$JS.API.{api}.{stream}{more}"
+        for stream in (KV_STREAM, SNAPSHOT)
+        for api, more in (("STREAM.INFO", ""), ("CONSUMER.CREATE", ""), ("CONSUMER.CREATE", ".>"))
+    ]
     return {
         "publish": {
             "allow": [
                 f"nw.evt.{host}.>",
-                f"$JS.API.STREAM.INFO.{kv}",
-                f"$JS.API.CONSUMER.CREATE.{kv}",
-                f"$JS.API.CONSUMER.CREATE.{kv}.>",
-                f"$JS.FC.{kv}.>",
+                *read,
+                f"$JS.API.STREAM.MSG.GET.{SNAPSHOT}",
+                f"$JS.FC.{KV_STREAM}.>",
+                f"$JS.FC.{SNAPSHOT}.>",
             ]
         },
         "subscribe": {"allow": [f"_INBOX_{host}.>"]},
@@ -181,6 +186,16 @@ async def ensure_streams(js) -> None:
             subjects=["nw.evt.*.status", "nw.evt.*.summary"],
             max_age=40 * 86400,
             max_msgs_per_subject=60,
+            max_msg_size=65536,
+            discard=DiscardPolicy.OLD,
+            storage=StorageType.FILE,
+        ),
+        StreamConfig(
+            name=SNAPSHOT,
+            subjects=["nw.snap.>"],
+            max_age=86400,
+            max_bytes=2 * 1024**3,
+            max_msgs_per_subject=2,
             max_msg_size=65536,
             discard=DiscardPolicy.OLD,
             storage=StorageType.FILE,

@@ -14,6 +14,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from nightwarden.lib.netaddr import Network, display, parse_network
 
@@ -65,8 +66,12 @@ class Decision:
             raise Refused(f"signed for key {key!r}, not {d.key!r}")
         return d
 
-    def network(self) -> Network:
+    @cached_property
+    def net(self) -> Network:
         return parse_network(self.target)
+
+    def network(self) -> Network:
+        return self.net
 
     def needs_operator(self) -> bool:
         if self.action != "block" or self.expires is None:

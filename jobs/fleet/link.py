@@ -6,7 +6,6 @@ nothing but delay: evidence waits in the state database, decisions in the bucket
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import threading
 import time
@@ -19,7 +18,8 @@ from nightwarden.lib.threads import background
 from . import evidence
 from .broker import KV_STREAM, connect, evidence_subject, host_subject
 from .decisions import Decision, Refused, check
-from .signing import BadSignature, Verifier, public_key
+from .signing import BadSignature, Verifier, public_key, unpack
+from .store import KV_SEQ
 
 log = get("fleet")
 QUIET = ("expired", "not newer")  # refusals that are no one's attack: said at debug level only
@@ -45,49 +45,62 @@ class Applier:
         self.mgr = make_blocks(config)
         self.store = FleetStore(self.mgr.state)
         self.known = self.store.known()
+        self.kv_seq = int(self.mgr.state.get_meta(KV_SEQ, "0") or 0)
         self.applied = 0
         self.refused = 0
         self.last_applied: float | None = self.store.last()
         self._said: dict[str, float] = {}
 
     def process(self, items) -> int:
-        """items: (key, value, stream sequence, deleted, time). Returns how many were new here."""
-        from .apply import apply
-
-        now = time.time()
-        latest: dict[str, tuple[Decision, bytes]] = {}
+        """items: (key, value, stream sequence, deleted, time) from the bucket. Returns how
+        many decisions were new here."""
+        decisions = []
         for key, value, _sseq, deleted, _stamp in items:
             if deleted:  # a value's end is in its signed expiry, never in a deletion
                 continue
-            digest = hashlib.sha256(value).digest()[:16]
-            known = self.known.get(key)
-            if known is not None and known[1] == digest:
-                continue
             try:
-                d = Decision.from_payload(self.verifier.open(value))
+                d = Decision.from_payload(unpack(value)[0])
+                if self.known.get(key) == d.seq:
+                    continue  # taken already (a copy of it can change nothing either)
+                self.verifier.open(value)
                 if d.key != key:
                     raise Refused(f"signed for key {d.key!r}, stored under {key!r}")
-                before = latest.get(key)
-                check(
-                    d, now, max(known[0] if known else -1, before[0].seq if before else -1), self.operator_key
-                )
             except (BadSignature, Refused) as e:
                 self._refuse(key, str(e))
                 continue
-            latest[key] = (d, digest)
-        if not latest:
-            return 0
-        mine = [d for d, _ in latest.values() if d.applies_to(self.host, self.groups)]
+            decisions.append(d)
+        if items:
+            self.kv_seq = max(self.kv_seq, max(i[2] for i in items))
+        return self.take(decisions)
+
+    def take(self, decisions: list[Decision]) -> int:
+        """Checked decisions (their signature, or their snapshot's, verified) applied: the
+        newest of each key, if newer than what was taken before."""
+        from .apply import apply
+
+        now = time.time()
+        latest: dict[str, Decision] = {}
+        for d in decisions:
+            key = d.key
+            before = latest.get(key)
+            last = max(self.known.get(key, -1), before.seq if before else -1)
+            try:
+                check(d, now, last if last >= 0 else None, self.operator_key)
+            except Refused as e:
+                self._refuse(key, str(e))
+                continue
+            latest[key] = d
         if self.dry_run:
+            mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
             for d in mine:
                 log.info("dry run: would %s %s (%s)", d.action, d.target, d.by)
             return len(mine)
+        mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
         outcome = apply(self.mgr, mine, now) if mine else None
         rows = [
             (
                 key,
                 d.seq,
-                digest,
                 d.action,
                 d.target,
                 d.expires,
@@ -97,15 +110,31 @@ class Applier:
                 if outcome and d.applies_to(self.host, self.groups)
                 else "not for this host",
             )
-            for key, (d, digest) in latest.items()
+            for key, d in latest.items()
         ]
         with self.mgr.state:
             self.store.record(rows)
-        for key, (d, digest) in latest.items():
-            self.known[key] = (d.seq, digest)
+            self.mgr.state.set_meta(KV_SEQ, str(self.kv_seq))
+        for key, d in latest.items():
+            self.known[key] = d.seq
         self.applied += len(mine)
-        self.last_applied = now
+        if latest:
+            self.last_applied = now
         return len(mine)
+
+    def snapshot(self, head: dict, payloads: list[bytes]) -> int:
+        """A verified snapshot's decisions taken; the bucket is followed from its sequence."""
+        decisions = []
+        for p in payloads:
+            try:
+                decisions.append(Decision.from_payload(p))
+            except Refused as e:
+                self._refuse("snapshot", str(e))
+        taken = self.take(decisions)
+        self.kv_seq = max(self.kv_seq, int(head["kv_seq"]))
+        with self.mgr.state:
+            self.mgr.state.set_meta(KV_SEQ, str(self.kv_seq))
+        return taken
 
     def _refuse(self, key: str, why: str) -> None:
         if why.startswith(QUIET):
@@ -227,7 +256,8 @@ class FleetLink(threading.Thread):
                 inbox.extend(items)
                 wake.set()
 
-            self.feed = Feed(nc, take)
+            self.session_start = time.monotonic()
+            self.feed = Feed(nc, take, start_seq=await self._catch_up(nc))
             await self.feed.start()
             tasks.append(asyncio.create_task(self._apply_loop(inbox, wake)))
         if self.config.fleet.publish:
@@ -240,6 +270,32 @@ class FleetLink(threading.Thread):
                 t.cancel()
             if self.feed is not None:
                 await self.feed.stop()
+
+    async def _catch_up(self, nc) -> int:
+        """Where to follow the bucket from: the last sequence taken here, or a snapshot's when
+        that is far behind (a host back after long), or the start (every key's last value)."""
+        from . import snapshot
+
+        start = self.applier.kv_seq
+        try:
+            last = (await nc.jetstream().stream_info(KV_STREAM)).state.last_seq
+        except Exception:
+            return start
+        if start > last:
+            start = 0  # the bucket was made anew: its sequences mean other things now
+        gap = self.config.fleet.snapshot_changes
+        if gap and last - start > gap:
+            try:
+                got = await snapshot.fetch(nc, self.applier.verifier.key)
+                if got is not None and got[0]["kv_seq"] > start:
+                    taken = await self._call(self.applier.snapshot, *got)
+                    log.info("fleet: snapshot of %d decision(s) taken (%d here)", got[0]["count"], taken)
+                    start = self.applier.kv_seq
+            except BadSignature as e:
+                log.warning("fleet: the snapshot was not used: %s", e)
+            except Exception as e:
+                log.info("fleet: no snapshot (%s); reading the bucket", e or type(e).__name__)
+        return start
 
     async def _apply_loop(self, inbox: list, wake: asyncio.Event) -> None:
         while True:
@@ -254,8 +310,13 @@ class FleetLink(threading.Thread):
                 log.error("fleet: applying %d decision(s): %s", len(items), e)
             except Exception:
                 log.exception("fleet: applying %d decision(s) failed", len(items))
-            if self.feed.current.is_set() and not inbox:
+            if self.feed.current.is_set() and not inbox and not self.current.is_set():
                 self.current.set()
+                log.warning(
+                    "fleet: in step with the bucket: %d decision(s) applied here in %.2f s",
+                    self.applier.applied,
+                    time.monotonic() - self.session_start,
+                )
 
     async def _publish_loop(self, nc) -> None:
         js = nc.jetstream()

@@ -31,6 +31,10 @@ class FleetSettings(Section):
     max_entries: Count = 100000  # fleet decisions in force at most
     batch_delay: float = 0.01  # seconds the authority gathers decisions into one signed batch
     report_hours: Count = 24  # the fleet report's period; a host silent this long is named
+    # snapshots of the bucket for hosts back after long: one every this many seconds while it
+    # changes, sooner after snapshot_changes changes (0 = none); a host this far behind uses one
+    snapshot_every: Count = 300
+    snapshot_changes: Count = 1000
 
     def __post_init__(self):
         for url in self.servers:

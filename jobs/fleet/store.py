@@ -1,5 +1,5 @@
-"""The fleet's tables on a host: the decisions applied here (key, sequence, digest of the
-signed value), so a decision is applied once and an older one is never taken back in."""
+"""The fleet's tables on a host: the decisions applied here (key and sequence), so a
+decision is applied once and an older one is never taken back in."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ MIGRATIONS = [
     CREATE TABLE fleet_applied (
         key TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
-        digest BLOB NOT NULL,
         action TEXT NOT NULL,
         target TEXT NOT NULL,
         expires REAL,
@@ -21,6 +20,7 @@ MIGRATIONS = [
 EXPORTED_EVENT = "fleet.exported_event"  # the last event id published as evidence
 EXPORTED_BLOCK = "fleet.exported_block"  # the last block id published
 SUMMARY_AT = "fleet.summary_at"  # when the last daily summary was published
+KV_SEQ = "fleet.kv_seq"  # the last bucket sequence taken: a restart follows on from it
 
 
 class FleetStore:
@@ -28,19 +28,16 @@ class FleetStore:
         self.state = state
         state.migrate("fleet", MIGRATIONS)
 
-    def known(self) -> dict[str, tuple[int, bytes]]:
-        """key -> (sequence, digest) of every decision seen here."""
-        return {
-            k: (s, bytes(d))
-            for k, s, d in self.state.db.execute("SELECT key, seq, digest FROM fleet_applied")
-        }
+    def known(self) -> dict[str, int]:
+        """key -> the sequence of the last decision taken for it here."""
+        return dict(self.state.db.execute("SELECT key, seq FROM fleet_applied").fetchall())
 
     def record(self, rows) -> None:
-        """rows: (key, seq, digest, action, target, expires, applied, by, outcome)."""
+        """rows: (key, seq, action, target, expires, applied, by, outcome)."""
         self.state.db.executemany(
-            "INSERT INTO fleet_applied(key, seq, digest, action, target, expires, applied, by, outcome)"
-            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET seq=excluded.seq,"
-            " digest=excluded.digest, action=excluded.action, target=excluded.target,"
+            "INSERT INTO fleet_applied(key, seq, action, target, expires, applied, by, outcome)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET seq=excluded.seq,"
+            " action=excluded.action, target=excluded.target,"
             " expires=excluded.expires, applied=excluded.applied, by=excluded.by, outcome=excluded.outcome",
             rows,
         )

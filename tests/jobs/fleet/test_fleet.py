@@ -22,7 +22,11 @@ def lab(tmp_path_factory):
         pytest.skip("the fleet's hosts are network namespaces: root only")
     need("nats-server", "nft", "ip")
     pytest.importorskip("nats")
-    lab = FleetLab(tmp_path_factory.mktemp("fleet"), authority="host_cap = 20\nwindow = 600\n")
+    lab = FleetLab(
+        tmp_path_factory.mktemp("fleet"),
+        authority="host_cap = 400\nwindow = 600\nsnapshot_every = 2\nsnapshot_changes = 100\n",
+        host_extra="snapshot_changes = 100\n",
+    )
     try:
         yield lab.start()
     finally:
@@ -122,7 +126,7 @@ asyncio.run(main())
 
 
 def test_a_compromised_host_can_only_lie_about_what_it_saw(lab):
-    done = lab.python_in("web3", ATTACK, str(lab.configs["web3"].parent / "fleet" / "web3.creds"), "300")
+    done = lab.python_in("web3", ATTACK, str(lab.configs["web3"].parent / "fleet" / "web3.creds"), "600")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert all(v != "done" for k, v in result["out"].items() if k != "read other inboxes"), result
@@ -141,7 +145,7 @@ def test_a_compromised_host_can_only_lie_about_what_it_saw(lab):
     targets = {d.get("target") for d in made}
     assert "127.0.0.201" not in targets and "127.0.0.202" not in targets
     flood = [d for d in made if d.get("target", "").startswith("127.3.")]
-    assert 0 < len(flood) <= 20, len(flood)  # host_cap: 20 decisions an hour from one host's evidence
+    assert len(flood) == 400, len(flood)  # host_cap: 400 decisions an hour from one host's evidence
     assert all(d["evidence"][0]["host"] == "web3" for d in flood)
     for h in lab.hosts:
         assert "127.0.0.201" not in lab.kernel(h) and "127.0.0.202" not in lab.kernel(h)
@@ -278,3 +282,35 @@ def test_an_expired_decision_is_removed_everywhere(lab):
     assert wait_until(lambda: all("127.0.0.140" in lab.kernel(h) for h in lab.hosts), 5)
     assert wait_until(lambda: not any("127.0.0.140" in lab.kernel(h) for h in lab.hosts), 8)
     assert wait_until(lambda: "127.0.0.140" not in {d.get("target") for d in lab.decisions()}, 5)
+
+
+PUBLISH = r"""
+import asyncio, json, sys, tomllib
+import nats
+async def main():
+    creds = tomllib.loads(open(sys.argv[1]).read())
+    user = creds["user"]
+    nc = await nats.connect("nats://10.77.0.1:4222", user=user, password=creds["password"],
+                            inbox_prefix=f"_INBOX_{user}")
+    js = nc.jetstream()
+    body = lambda i: json.dumps({"address": f"127.5.{i // 250}.{i % 250 + 1}", "trusted": True}).encode()
+    await asyncio.gather(*(js.publish(f"nw.evt.{user}.e.scan", body(i)) for i in range(int(sys.argv[2]))))
+    await nc.close()
+asyncio.run(main())
+"""
+
+
+def test_a_host_far_behind_takes_a_signed_snapshot_then_follows_the_bucket(lab):
+    lab.listeners["web3"].stop()
+    done = lab.python_in("web2", PUBLISH, str(lab.configs["web2"].parent / "fleet" / "web2.creds"), "300")
+    assert done.returncode == 0, done.stderr
+    wanted = {f"127.5.{i // 250}.{i % 250 + 1}" for i in range(300)}
+    assert wait_until(lambda: wanted <= lab.kernel("web1"), 10)
+    authority_log = lab.base / "authority" / "log" / "nightwarden.log"
+    assert wait_until(lambda: "snapshot" in authority_log.read_text(), 10)
+    lab.start_host("web3")
+    assert wait_until(lambda: wanted <= lab.kernel("web3"), 10)
+    web3 = (lab.base / "web3" / "log" / "nightwarden.log").read_text()
+    assert "snapshot of" in web3.split("fleet: connected")[-1]
+    lab.cli("operator", "fleet", "block", "127.0.0.150", "--ttl", "1h")  # and it follows on from there
+    assert wait_until(lambda: "127.0.0.150" in lab.kernel("web3"), 5)
