@@ -357,7 +357,7 @@ def main() -> int:
         t0 = time.perf_counter()
         wait_until(lambda: authority_log.read_text().count("snapshot ") > snapshots, 120, 0.5)
         print(
-            f"  the authority's snapshot of the bucket published {time.perf_counter() - t0:.0f} s after its start"
+            f"  the authority's snapshot published {time.perf_counter() - t0:.0f} s after its start"
         )
         log = lab.base / "web3" / "log" / "nightwarden.log"
         before = log.read_text().count("in step with the bucket")
