@@ -7,7 +7,7 @@ DEMO   ?= demo
 TEST_DEBS := nftables libnftables1 iptables ipset iproute2 libxtables12 libip4tc2 libip6tc2 gcc nmap logrotate tar util-linux msmtp acl libcap2-bin e2fsprogs aide cron systemd openssh-server nats-server
 TEST_CMDS := nft iptables ipset ip gcc nmap logrotate tar unshare msmtp setfacl setcap chattr aide crontab systemd-analyze sshd nats-server
 
-.PHONY: demo test test-quick lint bench debs bench-debs clean
+.PHONY: demo demo-fleet test test-quick lint bench debs bench-debs clean
 
 $(BIN)/nightwarden: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ test: debs $(BIN)/nightwarden lint
 	  $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
 
+# Three hosts in network namespaces sharing a block through the fleet: a broker (nats-server)
+# and an authority in a fourth namespace. Root only (namespaces, nftables); all gone at the end.
+demo-fleet: debs $(BIN)/nightwarden
+	$(BIN)/python bench/demo_fleet.py
+
 # The tests that need neither root nor a peer tool nor much time (markers in pyproject.toml).
 test-quick: $(BIN)/nightwarden lint
 	$(BIN)/python -m pytest -q -m "not root and not netns and not peer and not slow" $(PYTEST_ARGS)
@@ -118,6 +123,7 @@ bench: debs bench-debs $(BIN)/nightwarden
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/lists.py
 	$(BIN)/python bench/processes.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache

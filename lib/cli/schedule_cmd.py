@@ -143,7 +143,7 @@ def install_files(ctx) -> int:
         print(line)
     left = [line for line in said if line.startswith("left alone ")]
     if root == Path("/") and not ctx.dry_run and not left:
-        for line in install.next_steps(ctx.args.timers):
+        for line in install.next_steps(ctx.args.timers, bool(ctx.config.fleet.signing_key)):
             print(line)
     return EXIT_CANTCREAT if left else EXIT_OK
 

@@ -163,6 +163,14 @@ def render_timers(config) -> dict[str, str]:
 SWEEP_CAPS = "CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_CHOWN"
 
 
+def render_authority_unit(config) -> str:
+    """The fleet authority's unit (installed where fleet.signing_key is set)."""
+    template = (Path(__file__).parent / "systemd" / "nightwarden-fleet-authority.service").read_text()
+    argv = " ".join(_sh(a) for a in [command(config), *config_args(config), "-q", "fleet", "authority"])
+    lines = template.splitlines()
+    return "\n".join(f"ExecStart={argv}" if line.startswith("ExecStart=") else line for line in lines) + "\n"
+
+
 def render_listener_unit(config) -> str:
     template = (Path(__file__).parent / "systemd" / "nightwarden-listener.service").read_text()
     argv = command_line(config, "listen")

@@ -32,6 +32,8 @@ def files(config, timers: bool) -> list[Item]:
         Item(Path("/etc/logrotate.d/nightwarden"), schedule.render_logrotate(config).encode()),
         Item(UNIT_DIR / "nightwarden-listener.service", schedule.render_listener_unit(config).encode()),
     ]
+    if config.fleet.signing_key:  # this host runs the fleet's authority
+        out.append(Item(UNIT_DIR / AUTHORITY_UNIT, schedule.render_authority_unit(config).encode()))
     if timers:
         out += [Item(UNIT_DIR / name, text.encode()) for name, text in schedule.render_timers(config).items()]
     else:
@@ -158,8 +160,13 @@ def warnings(config, root: Path) -> list[str]:
     return out
 
 
-def next_steps(timers: bool) -> list[str]:
+AUTHORITY_UNIT = "nightwarden-fleet-authority.service"
+
+
+def next_steps(timers: bool, authority: bool = False) -> list[str]:
     steps = ["next: systemctl enable --now nightwarden-listener.service  (the resident listener)"]
+    if authority:
+        steps.append(f"next: systemctl enable --now {AUTHORITY_UNIT}  (the fleet's authority)")
     if timers:
         steps.append("next: systemctl enable --now 'nightwarden-*.timer'  (the schedule)")
     else:

@@ -391,3 +391,27 @@ def test_install_warns_of_a_program_the_unit_would_hide(tmp_path):
     assert "is under /home, which the listener's unit hides (ProtectHome=yes)" in done.stderr
     assert "uninstall" in run_cli("uninstall", "--help", check=0).stdout
     assert "remove" in run_cli("--help", check=0).stdout.split("uninstall", 1)[1].splitlines()[0]
+
+
+def test_install_puts_the_fleet_authoritys_unit_only_where_it_signs(tmp_path):
+    need("systemd-analyze")
+    plain = write_config(tmp_path / "plain")
+    run_cli("--config", str(plain), "install", "--root", str(tmp_path / "r1"), check=0)
+    assert not (tmp_path / "r1/etc/systemd/system/nightwarden-fleet-authority.service").exists()
+    signing = write_config(tmp_path / "auth", '\n[fleet]\nsigning_key = "/etc/nightwarden/fleet/fleet.key"\n')
+    run_cli("--config", str(signing), "install", "--root", str(tmp_path / "r2"), check=0)
+    unit = tmp_path / "r2/etc/systemd/system/nightwarden-fleet-authority.service"
+    text = unit.read_text()
+    assert f"--config {signing} -q fleet authority" in text and "Type=notify" in text
+    from nightwarden.lib.schedule import install
+
+    assert "systemctl enable --now nightwarden-fleet-authority.service" in "\n".join(
+        install.next_steps(False, True)
+    )
+    assert "fleet-authority" not in "\n".join(install.next_steps(False, False))
+    check = tmp_path / "nightwarden-fleet-authority.service"
+    check.write_text(
+        "\n".join("ExecStart=/bin/true" if ln.startswith("ExecStart=") else ln for ln in text.splitlines())
+    )
+    verify = subprocess.run(["systemd-analyze", "verify", str(check)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "nightwarden-fleet-authority" not in verify.stderr, verify.stderr
