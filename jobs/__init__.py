@@ -176,6 +176,7 @@ JOBS: dict[str, JobInfo] = {
             "fleet",
             "nightwarden.jobs.fleet.settings:FleetSettings",
             commands=("nightwarden.jobs.fleet.commands",),
+            status="nightwarden.jobs.fleet.store:status",
         ),
         JobInfo(
             "listen",

@@ -4,13 +4,14 @@ or that it protects, is not blocked whatever the fleet says; its deny list is no
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
 from nightwarden.lib.firewall.base import Entry
 from nightwarden.lib.lists import append_entry, remove_entry
 from nightwarden.lib.logsetup import get
-from nightwarden.lib.netaddr import display
+from nightwarden.lib.netaddr import parse_network
 
 from .decisions import Decision
 
@@ -38,13 +39,14 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
     off = mgr.off()
     with mgr.locked(), mgr.state:
         lists = mgr.lists
+        refusal = Refusal(mgr)
         active = {r.address: r for r in mgr.state.active_blocks(now)}
         rows, entries, lift, allow_file_changed = [], [], [], False
         for d in decisions:
             net = d.network()
-            target = display(net)
+            target = d.target  # as display() writes it (decisions.check made sure)
             if d.action == "block":
-                why = mgr.refusal(net)
+                why = refusal(net)
                 if why:
                     out.refused.append((target, why))
                     out.outcomes[d.key] = f"refused: {why}"
@@ -60,7 +62,9 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
                 permanent = d.expires is None
                 rows.append((target, net.version, permanent, d.reason[:200], d.expires, current))
                 ttl = None if permanent else max(1, int(d.expires - now))
-                entries.append(Entry(net, "perm" if permanent else "temp", None if permanent else ttl))
+                entries.append(
+                    (Entry(net, "perm" if permanent else "temp", None if permanent else ttl), current is None)
+                )
                 out.blocked.append(target)
                 out.outcomes[d.key] = "blocked"
                 continue
@@ -81,16 +85,18 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
                 out.lifted.append(target)
             lift += [Entry(net, "temp"), Entry(net, "perm")]
             out.outcomes[d.key] = "allowed" if d.action == "allow" else "unblocked"
-        _write_blocks(mgr.state, rows, now)
-        if not off and not mgr.state.dry_run:
-            if lift:
-                mgr.backend.unblock(lift)
+        if off or mgr.state.dry_run:
+            _write_blocks(mgr.state, rows, now)
+        else:
             for target in out.allowed:
-                from nightwarden.lib.netaddr import parse_network
-
-                entries.append(Entry(parse_network(target), "allow"))
-            if entries:
-                mgr.backend.block(entries)
+                entries.append((Entry(parse_network(target), "allow"), False))
+            # the kernel's transaction (libnftables or a child process: no GIL held) while the
+            # rows are written; both done before the lock and the state transaction end
+            kernel = Background(_kernel, mgr.backend, lift, entries)
+            try:
+                _write_blocks(mgr.state, rows, now)
+            finally:
+                kernel.result()
     if allow_file_changed:
         mgr._lists = None
     if out.blocked or out.lifted or out.allowed:
@@ -102,6 +108,67 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
             len(out.refused),
         )
     return out
+
+
+def _kernel(backend, lift: list, entries: list) -> None:
+    if lift:
+        backend.unblock(lift)
+    fresh = [e for e, new in entries if new]
+    if fresh:
+        backend.block(fresh, fresh=True)
+    if len(fresh) < len(entries):
+        backend.block([e for e, new in entries if not new])
+
+
+class Background(threading.Thread):
+    """A call in a thread of its own; result() waits and raises what it raised."""
+
+    def __init__(self, fn, *args):
+        super().__init__(name="fleet-kernel", daemon=True)
+        self.fn, self.args, self.error = fn, args, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args)
+        except BaseException as e:  # handed to the caller
+            self.error = e
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+class Refusal:
+    """BlockManager.refusal, answered without ipaddress's slow paths for the common case (an
+    IPv4 address and empty allow and ignore lists): the same reasons, in the same order."""
+
+    def __init__(self, mgr):
+        from nightwarden.lib.netaddr import own_addresses
+
+        self.mgr = mgr
+        mgr.lists.require_readable()
+        fw = mgr.config.firewall
+        self.loopback = fw.protect_loopback
+        self.own = (
+            {a.packed: a for a in own_addresses() if a.version == 4 and not a.is_loopback}
+            if fw.protect_own_addresses
+            else {}
+        )
+        self.simple = not mgr.lists.allow.entries and not mgr.lists.ignore.entries
+
+    def __call__(self, net) -> str | None:
+        if not (self.simple and net.version == 4 and net.prefixlen == 32):
+            return self.mgr.refusal(net)
+        packed = net.network_address.packed
+        if self.loopback and packed[0] == 127:
+            return "it is a loopback address"
+        if 224 <= packed[0] <= 239:
+            return "it is a multicast address"
+        if packed in self.own:
+            return f"it covers {self.own[packed]}, an address of this host"
+        return None
 
 
 def _write_blocks(state, rows, now: float) -> None:

@@ -29,6 +29,7 @@ from .decisions import Decision, Refused
 
 log = get("fleet")
 MAX_ADDRESSES = 1_000_000  # addresses remembered with their evidence (least recent go first)
+WRITE_BATCH = 2000  # decisions signed together and written at once, at most
 COMMAND_AGE = 300  # an operator's command older than this is refused (a replay)
 
 
@@ -52,6 +53,7 @@ class Authority:
         # latest, for an operator's command — and the operator's answer)
         self.queue: list[tuple[Decision, int | None, asyncio.Future | None]] = []
         self.nonces: dict[str, float] = {}
+        self.retries: dict[str, int] = {}
         self.stats = {
             "evidence": 0,
             "decisions": 0,
@@ -213,7 +215,11 @@ class Authority:
 
     async def flush(self) -> int:
         """Sign what is queued as one batch and write each decision with compare-and-set."""
-        batch, self.queue = self.queue, []
+        from nats.errors import TimeoutError as NatsTimeout
+
+        batch, self.queue = self.queue[:WRITE_BATCH], self.queue[WRITE_BATCH:]
+        if self.queue:
+            self.wake.set()  # the rest in the next batch: a bounded number of writes in flight
         if not batch:
             return 0
         envelopes = signing.sign_batch(self.key, [d.payload() for d, _, _ in batch])
@@ -223,6 +229,14 @@ class Authority:
         )
         written = 0
         for (d, _rev, answer), result in zip(batch, results, strict=True):
+            if isinstance(result, TimeoutError | NatsTimeout) and self.retries.get(d.key, 0) < 3:
+                # unanswered: written or not, the same compare-and-set again tells (a conflict
+                # then means it was, or another authority's was)
+                self.retries[d.key] = self.retries.get(d.key, 0) + 1
+                self.queue.append((d, _rev if _rev is not None else None, answer))
+                self.wake.set()
+                continue
+            self.retries.pop(d.key, None)
             if isinstance(result, BaseException):
                 self.inflight.pop(d.key, None)
                 for e in d.evidence:  # not written: its hosts owe nothing

@@ -10,11 +10,14 @@ key, which travels inside the decision and which every host checks too."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import socket
 import time
-from dataclasses import asdict, dataclass, field
 from functools import cached_property
+
+import msgspec
 
 from nightwarden.lib.netaddr import Network, display, parse_network
 
@@ -31,8 +34,10 @@ class Refused(Exception):
     """A decision a host must ignore, and why."""
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, omit_defaults=True, dict=True):
+    """Decoded by msgspec straight from the signed payload: a field of the wrong type is a
+    malformed decision, and 100,000 of them decode in a fraction of a second."""
+
     action: str
     target: str  # an address or network, as display() writes it
     scope: str = "fleet"
@@ -42,33 +47,30 @@ class Decision:
     seq: int = 0  # grows with every decision on one key
     by: str = ""  # "authority:NAME" or "operator"
     reason: str = ""
-    evidence: list = field(default_factory=list)  # [{"host", "kind", "count", "trusted"}]
+    evidence: list[dict] = msgspec.field(default_factory=list)  # [{"host", "kind", "trusted", "time"}]
     operator: dict | None = None  # {"cmd": base64, "sig": base64} when an operator said so
+    signed_key: str = msgspec.field(default="", name="key")  # the key it was signed for
 
-    @property
+    @cached_property
     def key(self) -> str:
         return key_for(self.scope, self.to, self.target)
 
     def payload(self) -> bytes:
-        data = {k: v for k, v in asdict(self).items() if v not in (None, "", [], {})}
-        data["key"] = self.key
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return _encode(msgspec.structs.replace(self, signed_key=self.key))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Decision:
         try:
-            data = json.loads(payload)
-            key = data.pop("key")
-            d = cls(**data)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            d = _decoder.decode(payload)
+        except msgspec.DecodeError as e:
             raise Refused(f"a malformed decision ({e})") from None
-        if not isinstance(key, str) or key != d.key:
-            raise Refused(f"signed for key {key!r}, not {d.key!r}")
+        if d.signed_key != d.key:
+            raise Refused(f"signed for key {d.signed_key!r}, not {d.key!r}")
         return d
 
     @cached_property
     def net(self) -> Network:
-        return parse_network(self.target)
+        return fast_network(self.target)
 
     def network(self) -> Network:
         return self.net
@@ -88,6 +90,30 @@ class Decision:
 
     def in_force(self, now: float | None = None) -> bool:
         return self.action != "unblock" and (self.expires is None or self.expires > (now or time.time()))
+
+
+_decoder = msgspec.json.Decoder(Decision)
+_encode = msgspec.json.Encoder().encode
+
+
+def _plain_ipv4(text: str) -> bytes | None:
+    """The address's bytes if `text` is an IPv4 address written as display() writes it."""
+    if "/" in text or ":" in text:
+        return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except (OSError, TypeError):
+        return None
+    return packed if socket.inet_ntop(socket.AF_INET, packed) == text else None
+
+
+def fast_network(text: str) -> Network:
+    """parse_network, quicker for the common case of an IPv4 address written as it should be
+    (a host back after long parses 100,000 of them)."""
+    packed = _plain_ipv4(text)
+    if packed is not None:
+        return ipaddress.IPv4Network((int.from_bytes(packed, "big"), 32))
+    return parse_network(text)
 
 
 def encode_key(target: str) -> str:
@@ -112,7 +138,7 @@ def check(d: Decision, now: float, last_seq: int | None, operator_key) -> None:
         net = d.network()
     except Exception:
         raise Refused(f"not an address: {d.target!r}") from None
-    if display(net) != d.target:
+    if not _plain_ipv4(d.target) and display(net) != d.target:
         raise Refused(f"{d.target!r} is not written as {display(net)!r}")
     if not isinstance(d.seq, int) or (last_seq is not None and d.seq <= last_seq):
         raise Refused(f"sequence {d.seq} is not newer than {last_seq} (a replay)")

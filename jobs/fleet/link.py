@@ -84,6 +84,8 @@ class Applier:
             key = d.key
             before = latest.get(key)
             last = max(self.known.get(key, -1), before.seq if before else -1)
+            if d.seq == last:
+                continue  # taken already (a snapshot repeats what the bucket brought)
             try:
                 check(d, now, last if last >= 0 else None, self.operator_key)
             except Refused as e:
@@ -299,17 +301,21 @@ class FleetLink(threading.Thread):
 
     async def _apply_loop(self, inbox: list, wake: asyncio.Event) -> None:
         while True:
-            await wake.wait()
+            try:
+                await asyncio.wait_for(wake.wait(), 0.5)
+            except TimeoutError:
+                pass
             await asyncio.sleep(0.002)  # what arrives together is applied together
             wake.clear()
             items = inbox[:]
             del inbox[:]
-            try:
-                await self._call(self.applier.process, items)
-            except NightwardenError as e:
-                log.error("fleet: applying %d decision(s): %s", len(items), e)
-            except Exception:
-                log.exception("fleet: applying %d decision(s) failed", len(items))
+            if items:
+                try:
+                    await self._call(self.applier.process, items)
+                except NightwardenError as e:
+                    log.error("fleet: applying %d decision(s): %s", len(items), e)
+                except Exception:
+                    log.exception("fleet: applying %d decision(s) failed", len(items))
             if self.feed.current.is_set() and not inbox and not self.current.is_set():
                 self.current.set()
                 log.warning(

@@ -57,3 +57,37 @@ class FleetStore:
         return self.state.db.execute(
             "SELECT * FROM fleet_applied ORDER BY applied DESC LIMIT ?", (limit,)
         ).fetchall()
+
+
+def status(config, state) -> dict:
+    """For `nightwarden status`: the fleet as this host sees it (its own database only)."""
+    import time
+
+    cfg = config.fleet
+    if not cfg.servers:
+        return {"fleet": "none (fleet.servers; `nightwarden fleet join`)"}
+    out = {"broker": ", ".join(cfg.servers), "credentials": cfg.credentials or "none"}
+    if cfg.signing_key:
+        out["authority"] = f"signs with {cfg.signing_key}"
+    try:
+        store = FleetStore(state)
+        counts = store.counts(time.time())
+        last = store.last()
+        from .evidence import KINDS
+
+        marks = ",".join("?" * len(KINDS))
+        waiting = state.db.execute(
+            f"SELECT COUNT(*) FROM events WHERE id > ? AND kind IN ({marks})",
+            (int(state.get_meta(EXPORTED_EVENT, "0") or 0), *KINDS),
+        ).fetchone()[0]
+    except Exception as e:  # a read-only look at a database that has no fleet tables yet
+        return {**out, "decisions": f"unknown ({e})"}
+    out["decisions"] = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "none taken yet"
+    out["last decision"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never"
+    if cfg.publish:
+        out["evidence waiting"] = str(waiting)
+        if waiting > 1000:
+            out["problem"] = (
+                f"{waiting} events wait to be published: is the listener connected to the broker?"
+            )
+    return out

@@ -67,8 +67,10 @@ class Backend:
     def is_ready(self) -> bool:
         raise NotImplementedError
 
-    def block(self, entries: Sequence[Entry]) -> None:
-        """Add entries in one transaction. Adding an existing entry refreshes its timeout."""
+    def block(self, entries: Sequence[Entry], fresh: bool = False) -> None:
+        """Add entries in one transaction. Adding an existing entry refreshes its timeout.
+        fresh: the caller knows none of them is in the kernel yet (a backend may skip the
+        refresh)."""
         raise NotImplementedError
 
     def fast_block(self, hosts: Sequence[Network], ttl: int | None) -> None:

@@ -56,7 +56,7 @@ class DryRunBackend(Backend):
     def is_ready(self) -> bool:
         return self._ready
 
-    def block(self, entries: Sequence[Entry]) -> None:
+    def block(self, entries: Sequence[Entry], fresh: bool = False) -> None:
         entries = self.wanted(entries)
         self._entries = self._live()
         for e in entries:

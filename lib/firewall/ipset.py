@@ -109,7 +109,7 @@ class IpsetBackend(Backend):
     def is_ready(self) -> bool:
         return all(self._xt(v, "-C", *self._jump(), check=False).returncode == 0 for v in self.families())
 
-    def block(self, entries: Sequence[Entry]) -> None:
+    def block(self, entries: Sequence[Entry], fresh: bool = False) -> None:
         lines = []
         for e in self.wanted(entries):
             timeout = f" timeout {e.ttl or 0}" if e.kind == "temp" else ""

@@ -167,7 +167,7 @@ class IptcBackend(Backend):
                 found[kind] = {self._src(r) for r in self._chain(table, name).rules}
         return found
 
-    def block(self, entries: Sequence[Entry]) -> None:
+    def block(self, entries: Sequence[Entry], fresh: bool = False) -> None:
         wanted = self.wanted(entries)
 
         def work(version, table):

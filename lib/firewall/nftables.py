@@ -13,7 +13,7 @@ from .. import proc
 from ..errors import FirewallError, UnavailableError
 from ..netaddr import Network, display
 from . import libnft, nfnetlink
-from .base import KINDS, Backend, Entry, Filter, KernelEntry, host_or_net, parse_kernel_network, port_spec
+from .base import KINDS, Backend, Entry, Filter, KernelEntry, parse_kernel_network, port_spec
 
 
 class NftablesBackend(Backend):
@@ -108,13 +108,18 @@ class NftablesBackend(Backend):
     def _group(self, entries: Sequence[Entry]) -> dict[str, list[Entry]]:
         groups: dict[str, list[Entry]] = {}
         for e in self.wanted(entries):
-            name = self._set_name(e.kind, e.network.version, bool(host_or_net(e.network)))
+            net = e.network
+            name = f"{e.kind}{'' if net.prefixlen == net.max_prefixlen else 'net'}{net.version}"
             groups.setdefault(name, []).append(e)
         return groups
 
-    def block(self, entries: Sequence[Entry]) -> None:
+    def block(self, entries: Sequence[Entry], fresh: bool = False) -> None:
         lines = []
         for name, group in self._group(entries).items():
+            if fresh:  # new entries: one add, no refresh dance
+                texts = (display(e.network) + (f" timeout {e.ttl}s" if e.ttl else "") for e in group)
+                lines.append(f"add element {self.table} {name} {{ {', '.join(texts)} }}")
+                continue
             plain = ", ".join(display(e.network) for e in group)
             if name.startswith("temp"):
                 # add, delete, add: refreshes the timeout of an entry that is already there,

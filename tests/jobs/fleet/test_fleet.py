@@ -314,3 +314,20 @@ def test_a_host_far_behind_takes_a_signed_snapshot_then_follows_the_bucket(lab):
     assert "snapshot of" in web3.split("fleet: connected")[-1]
     lab.cli("operator", "fleet", "block", "127.0.0.150", "--ttl", "1h")  # and it follows on from there
     assert wait_until(lambda: "127.0.0.150" in lab.kernel("web3"), 5)
+
+
+def test_the_fleet_report_names_hosts_shared_sources_and_decisions(lab):
+    lab.cli("operator", "fleet", "report", "--no-mail")
+    report = sorted((lab.base / "operator" / "reports").glob("fleet-report-*.json"))[-1]
+    by = {s["title"]: s for s in json.loads(report.read_text())["sections"]}
+    assert sorted(r[0] for r in by["Hosts"]["rows"]) == lab.hosts
+    shared = {r[0]: r for r in by["Sources seen on several hosts"]["rows"]}
+    assert shared["127.4.0.1"][1] == "web1, web2"
+    made = by["Decisions made and lifted"]["rows"]
+    assert any(r[1] == "unblock" and r[2] == "127.0.0.90" and r[4] == "operator" for r in made)
+    assert any(r[1] == "block" and r[2] == "127.0.0.77" and r[4] == "authority:a1" for r in made)
+    assert any(r[1] == "removed (expired)" and r[2] == "f.127.0.0.140" for r in made)
+    assert report.with_suffix(".txt").read_text().startswith("Needs attention")
+    assert "<table" in report.with_suffix(".html").read_text()
+    status = lab.cli("web2", "status").stdout
+    assert "broker: nats://10.77.0.1:4222" in status and "evidence waiting: 0" in status
