@@ -32,8 +32,9 @@ def fleet_allow_file(config):
     return config.state_dir / "fleet.allow"
 
 
-def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
-    """Apply verified decisions (at most one per key, in the order given)."""
+def apply(mgr, decisions: list[Decision], now: float | None = None, also=None) -> Outcome:
+    """Apply verified decisions (at most one per key, in the order given). also(outcome), if
+    given, runs in the same state transaction (while the kernel takes the entries)."""
     now = time.time() if now is None else now
     out = Outcome()
     off = mgr.off()
@@ -87,6 +88,8 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
             out.outcomes[d.key] = "allowed" if d.action == "allow" else "unblocked"
         if off or mgr.state.dry_run:
             _write_blocks(mgr.state, rows, now)
+            if also is not None:
+                also(out)
         else:
             for target in out.allowed:
                 entries.append((Entry(parse_network(target), "allow"), False))
@@ -95,6 +98,8 @@ def apply(mgr, decisions: list[Decision], now: float | None = None) -> Outcome:
             kernel = Background(_kernel, mgr.backend, lift, entries)
             try:
                 _write_blocks(mgr.state, rows, now)
+                if also is not None:
+                    also(out)
             finally:
                 kernel.result()
     if allow_file_changed:

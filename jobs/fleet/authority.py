@@ -236,7 +236,10 @@ class Authority:
                 self.queue.append((d, _rev if _rev is not None else None, answer))
                 self.wake.set()
                 continue
-            self.retries.pop(d.key, None)
+            retried = self.retries.pop(d.key, None)
+            seen = self.current.get(d.key)
+            if isinstance(result, BaseException) and retried and seen is not None and seen[0].seq == d.seq:
+                result = seen[1]  # the unanswered write had landed: the bucket shows it
             if isinstance(result, BaseException):
                 self.inflight.pop(d.key, None)
                 for e in d.evidence:  # not written: its hosts owe nothing

@@ -130,6 +130,20 @@ def key_for(scope: str, to: str, target: str) -> str:
 def check(d: Decision, now: float, last_seq: int | None, operator_key) -> None:
     """Raise Refused unless the decision is well-formed, new, in time and, where it must be,
     an operator's (the envelope's signature is checked before, by signing.Verifier)."""
+    if last_seq is not None and d.seq <= last_seq:
+        raise Refused(f"sequence {d.seq} is not newer than {last_seq} (a replay)")
+    if (
+        d.action == "block"
+        and d.expires is not None
+        and d.operator is None
+        and d.by != "operator"
+        and (d.scope == "fleet") == (d.to == "")
+        and d.scope in SCOPES
+        and _plain_ipv4(d.target) is not None
+    ):  # the common case, an evidence block of an IPv4 address: nothing more to parse
+        if d.expires <= now:
+            raise Refused("expired")
+        return
     if d.action not in ACTIONS or d.scope not in SCOPES:
         raise Refused(f"unknown action or scope ({d.action!r}, {d.scope!r})")
     if (d.scope == "fleet") != (d.to == ""):

@@ -98,25 +98,31 @@ class Applier:
                 log.info("dry run: would %s %s (%s)", d.action, d.target, d.by)
             return len(mine)
         mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
-        outcome = apply(self.mgr, mine, now) if mine else None
-        rows = [
-            (
-                key,
-                d.seq,
-                d.action,
-                d.target,
-                d.expires,
-                now,
-                d.by,
-                outcome.outcomes.get(key, "")
-                if outcome and d.applies_to(self.host, self.groups)
-                else "not for this host",
+
+        def record(outcome) -> None:
+            outcomes = outcome.outcomes if outcome is not None else {}
+            self.store.record(
+                [
+                    (
+                        key,
+                        d.seq,
+                        d.action,
+                        d.target,
+                        d.expires,
+                        now,
+                        d.by,
+                        outcomes.get(key, "not for this host"),
+                    )
+                    for key, d in latest.items()
+                ]
             )
-            for key, d in latest.items()
-        ]
-        with self.mgr.state:
-            self.store.record(rows)
             self.mgr.state.set_meta(KV_SEQ, str(self.kv_seq))
+
+        if mine:
+            apply(self.mgr, mine, now, also=record)  # one transaction: the rows and what was taken
+        else:
+            with self.mgr.state:
+                record(None)
         for key, d in latest.items():
             self.known[key] = d.seq
         self.applied += len(mine)
@@ -261,6 +267,7 @@ class FleetLink(threading.Thread):
             self.session_start = time.monotonic()
             self.feed = Feed(nc, take, start_seq=await self._catch_up(nc))
             await self.feed.start()
+            tasks.append(asyncio.create_task(self._when_current(wake)))
             tasks.append(asyncio.create_task(self._apply_loop(inbox, wake)))
         if self.config.fleet.publish:
             tasks.append(asyncio.create_task(self._publish_loop(nc)))
@@ -298,6 +305,10 @@ class FleetLink(threading.Thread):
             except Exception as e:
                 log.info("fleet: no snapshot (%s); reading the bucket", e or type(e).__name__)
         return start
+
+    async def _when_current(self, wake: asyncio.Event) -> None:
+        await self.feed.current.wait()
+        wake.set()  # "in step" is said at once, even when nothing new came
 
     async def _apply_loop(self, inbox: list, wake: asyncio.Event) -> None:
         while True:
