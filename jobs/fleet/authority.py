@@ -409,7 +409,9 @@ async def serve(config, name: str, stop: asyncio.Event, ready=None) -> Authority
         for feed in feeds:
             asyncio.ensure_future(feed.reset())
 
-    nc = await connect(cfg, cfg.credentials, f"nightwarden authority {name}", reconnected_cb=reconnected)
+    nc = await connect(
+        cfg, cfg.credentials, f"nightwarden authority {name}", persistent=True, reconnected_cb=reconnected
+    )
     auth.nc, auth.js = nc, nc.jetstream()
     try:
         await ensure_streams(auth.js)

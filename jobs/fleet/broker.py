@@ -130,8 +130,10 @@ def require_nats():
         raise UnavailableError("the fleet needs nats-py: pip install 'nightwarden[fleet]'") from None
 
 
-async def connect(cfg, credentials: str, name: str, **callbacks):
-    """A connection to the fleet's broker that reconnects for ever; its inbox is the user's own."""
+async def connect(cfg, credentials: str, name: str, persistent: bool = False, **callbacks):
+    """A connection to the fleet's broker, its inbox the user's own. The first connection is
+    tried a few times (a command says at once that the broker is away); a persistent one
+    (the listener's, the authority's) then reconnects for ever."""
     require_nats()
     import nats
     from nats.errors import Error as NatsError
@@ -146,7 +148,7 @@ async def connect(cfg, credentials: str, name: str, **callbacks):
         pass
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=list(cfg.servers),
             user=user,
             password=password,
@@ -154,7 +156,7 @@ async def connect(cfg, credentials: str, name: str, **callbacks):
             inbox_prefix=f"_INBOX_{user}",
             connect_timeout=cfg.connect_timeout,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=2,
             reconnect_time_wait=0.5,
             error_cb=callbacks.get("error_cb", quiet),
             disconnected_cb=callbacks.get("disconnected_cb"),
@@ -164,6 +166,9 @@ async def connect(cfg, credentials: str, name: str, **callbacks):
         raise UnavailableError(
             f"the fleet broker {', '.join(cfg.servers)}: {e or type(e).__name__}"
         ) from None
+    if persistent:
+        nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
+    return nc
 
 
 async def ensure_streams(js) -> None:

@@ -130,14 +130,8 @@ class Applier:
             self.last_applied = now
         return len(mine)
 
-    def snapshot(self, head: dict, payloads: list[bytes]) -> int:
+    def snapshot(self, head: dict, decisions: list[Decision]) -> int:
         """A verified snapshot's decisions taken; the bucket is followed from its sequence."""
-        decisions = []
-        for p in payloads:
-            try:
-                decisions.append(Decision.from_payload(p))
-            except Refused as e:
-                self._refuse("snapshot", str(e))
         taken = self.take(decisions)
         self.kv_seq = max(self.kv_seq, int(head["kv_seq"]))
         with self.mgr.state:
@@ -212,6 +206,7 @@ class FleetLink(threading.Thread):
                     self.config.fleet,
                     self.config.fleet.credentials,
                     f"nightwarden {self.applier.host}",
+                    persistent=True,
                     reconnected_cb=self._reconnected,
                 )
             except NightwardenError as e:

@@ -26,7 +26,7 @@ SOON = 1000  # or as soon as this many changes have been made
 
 
 def build(key, payloads: list[bytes], kv_seq: int) -> tuple[dict, list[bytes]]:
-    blob = zlib.compress(b"\n".join(payloads), 1)
+    blob = zlib.compress(b"[" + b",".join(payloads) + b"]", 1)  # one JSON array: decoded in one call
     parts = [blob[i : i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
     head = {
         "id": os.urandom(8).hex(),
@@ -58,7 +58,20 @@ def check_head(head: dict, public_key) -> None:
             raise BadSignature(f"the snapshot has no {field}")
 
 
-def payloads(head: dict, parts: list[bytes]) -> list[bytes]:
+def decisions(head: dict, parts: list[bytes]) -> list:
+    """The snapshot's decisions (each one's key checked as Decision.from_payload does)."""
+    import msgspec
+
+    from .decisions import Decision
+
+    try:
+        found = msgspec.json.decode(_data(head, parts) or b"[]", type=list[Decision])
+    except msgspec.DecodeError as e:
+        raise BadSignature(f"the snapshot is malformed ({e})") from None
+    return [d for d in found if d.signed_key == d.key]
+
+
+def _data(head: dict, parts: list[bytes]) -> bytes:
     blob = b"".join(parts)
     if len(parts) != head["parts"] or hashlib.sha256(blob).hexdigest() != head["sha256"]:
         raise BadSignature("the snapshot's parts are not those it was signed with")
@@ -66,7 +79,7 @@ def payloads(head: dict, parts: list[bytes]) -> list[bytes]:
     data = d.decompress(blob, MAX_SIZE)
     if d.unconsumed_tail:
         raise BadSignature("the snapshot is too large")
-    return data.split(b"\n") if data else []
+    return data
 
 
 async def publish(js, key, payloads_: list[bytes], kv_seq: int, previous: str | None) -> dict:
@@ -83,7 +96,7 @@ async def publish(js, key, payloads_: list[bytes], kv_seq: int, previous: str | 
     return head
 
 
-async def fetch(nc, public_key, timeout: float = 30) -> tuple[dict, list[bytes]] | None:
+async def fetch(nc, public_key, timeout: float = 30) -> tuple[dict, list] | None:
     """The latest snapshot (checked), or None if there is none."""
     import asyncio
 
@@ -116,4 +129,4 @@ async def fetch(nc, public_key, timeout: float = 30) -> tuple[dict, list[bytes]]
     finally:
         await feed.stop()
     parts = [got.get(i, b"") for i in range(head["parts"])]
-    return head, payloads(head, parts)
+    return head, decisions(head, parts)
