@@ -254,11 +254,11 @@ class FleetLab:
         self.authorities[name] = p.start()
         return p
 
-    def start_host(self, host: str) -> Notified:
+    def start_host(self, host: str, *args: str) -> Notified:
         p = Notified(
             self.base,
             self.ns[host],
-            [NIGHTWARDEN, "--config", str(self.configs[host]), "listen", "--no-mail"],
+            [NIGHTWARDEN, "--config", str(self.configs[host]), "listen", "--no-mail", *args],
             host,
         )
         self.listeners[host] = p.start()

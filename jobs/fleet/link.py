@@ -264,9 +264,10 @@ class FleetLink(threading.Thread):
             await self.feed.start()
             tasks.append(asyncio.create_task(self._when_current(wake)))
             tasks.append(asyncio.create_task(self._apply_loop(inbox, wake)))
-        if self.config.fleet.publish:
-            tasks.append(asyncio.create_task(self._publish_loop(nc)))
-        tasks.append(asyncio.create_task(self._status_loop(nc)))
+        if not self.dry_run:  # a dry run tells the fleet nothing: no evidence, no status
+            if self.config.fleet.publish:
+                tasks.append(asyncio.create_task(self._publish_loop(nc)))
+            tasks.append(asyncio.create_task(self._status_loop(nc)))
         try:
             await self.stopped.wait()
         finally:

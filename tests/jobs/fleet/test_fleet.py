@@ -301,19 +301,37 @@ asyncio.run(main())
 
 
 def test_a_host_far_behind_takes_a_signed_snapshot_then_follows_the_bucket(lab):
+    authority_log = lab.base / "authority" / "log" / "nightwarden.log"
+    snapshots = authority_log.read_text().count("fleet authority: snapshot ")
     lab.listeners["web3"].stop()
     done = lab.python_in("web2", PUBLISH, str(lab.configs["web2"].parent / "fleet" / "web2.creds"), "300")
     assert done.returncode == 0, done.stderr
     wanted = {f"127.5.{i // 250}.{i % 250 + 1}" for i in range(300)}
     assert wait_until(lambda: wanted <= lab.kernel("web1"), 10)
-    authority_log = lab.base / "authority" / "log" / "nightwarden.log"
-    assert wait_until(lambda: "snapshot" in authority_log.read_text(), 10)
+    assert wait_until(lambda: authority_log.read_text().count("fleet authority: snapshot ") > snapshots, 10)
     lab.start_host("web3")
     assert wait_until(lambda: wanted <= lab.kernel("web3"), 10)
     web3 = (lab.base / "web3" / "log" / "nightwarden.log").read_text()
     assert "snapshot of" in web3.split("fleet: connected")[-1]
     lab.cli("operator", "fleet", "block", "127.0.0.150", "--ttl", "1h")  # and it follows on from there
     assert wait_until(lambda: "127.0.0.150" in lab.kernel("web3"), 5)
+
+
+def test_a_dry_run_listener_applies_nothing_and_tells_the_fleet_nothing(lab):
+    lab.listeners["web3"].stop()
+    before = lab.kernel("web3")
+    lab.start_host("web3", "--dry-run")
+    lab.scan("web3", "127.0.0.170")
+    lab.cli("operator", "fleet", "block", "127.0.0.171", "--ttl", "1h")
+    assert wait_until(lambda: "127.0.0.171" in lab.kernel("web1"), 5)
+    log = lab.base / "web3" / "log" / "nightwarden.log"
+    assert wait_until(lambda: "dry run: would block 127.0.0.171" in log.read_text(), 5)
+    time.sleep(1)
+    assert lab.kernel("web3") == before
+    assert "127.0.0.170" not in {d.get("target") for d in lab.decisions()}
+    lab.listeners["web3"].stop()
+    lab.start_host("web3")
+    assert wait_until(lambda: "127.0.0.171" in lab.kernel("web3"), 5)  # taken for real once back
 
 
 def test_the_fleet_report_names_hosts_shared_sources_and_decisions(lab):
