@@ -78,11 +78,11 @@ def test_an_expired_block_is_refused():
     [
         Decision("allow", "203.0.113.7", issued=time.time(), seq=1, by="authority:a"),
         Decision(
-            "unblock", "203.0.113.7", issued=time.time(), expires=time.time() + 60, seq=1, by="authority:a"
+            "unblock", "203.0.113.7", issued=time.time(), expires=time.time() + 86400, seq=1, by="authority:a"
         ),
         Decision("block", "203.0.113.7", issued=time.time(), expires=None, seq=1, by="authority:a"),
-        Decision("block", "203.0.112.0/23", issued=time.time(), expires=time.time() + 60, seq=1, by="a"),
-        Decision("block", "2001:db8::/47", issued=time.time(), expires=time.time() + 60, seq=1, by="a"),
+        Decision("block", "203.0.112.0/23", issued=time.time(), expires=time.time() + 86400, seq=1, by="a"),
+        Decision("block", "2001:db8::/47", issued=time.time(), expires=time.time() + 86400, seq=1, by="a"),
     ],
     ids=["allow", "unblock", "forever", "wider-than-24", "wider-than-48"],
 )
