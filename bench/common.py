@@ -78,3 +78,46 @@ def timed(cmd: list[str], env: dict | None = None, ok: tuple = (0,)) -> tuple[fl
     if done.returncode not in ok:
         sys.exit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-800:]}")
     return took, rss_kb // 1024, done.returncode
+
+
+class Monitor:
+    """When each address first entered a kernel set, from `nft monitor` (netlink events as
+    they are committed), in this network namespace or in a named one (`ip netns`). Asking
+    the kernel instead (`get element`) takes up to 150 ms while a thousand blocks a second
+    are being added: a delay of the asking, not of the blocking. `clock`: perf_counter, or
+    time.time to compare with times other processes wrote."""
+
+    def __init__(
+        self, ns: str | None = None, clock=time.perf_counter, pattern: str = r"\b127\.\d+\.\d+\.\d+\b"
+    ):
+        import re
+        import threading
+
+        self.seen: dict[str, float] = {}
+        argv = ["nft", "monitor", "new", "elements"]
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv] if ns else argv, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        address = re.compile(pattern)
+
+        def read() -> None:
+            for line in self.proc.stdout:
+                now = clock()
+                for a in address.findall(line):
+                    self.seen.setdefault(a, now)
+
+        threading.Thread(target=read, daemon=True).start()
+        time.sleep(0.3)
+
+    def blocked(self, addr: str) -> bool:
+        return addr in self.seen
+
+    def wait(self, addr: str, start: float, give_up: float = 10.0) -> float:
+        """ms from start (perf_counter) until addr was seen (give_up if it was not)."""
+        while addr not in self.seen and time.perf_counter() - start < give_up:
+            time.sleep(0.0002)
+        return (self.seen.get(addr, start + give_up) - start) * 1000
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

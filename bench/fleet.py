@@ -24,11 +24,9 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,69 +39,6 @@ DECISIONS = 50
 BIG = 100_000
 GIVE_UP = 10.0
 
-PUBLISH = r"""
-import asyncio, json, sys, time, tomllib
-import nats
-
-async def main():
-    creds = tomllib.loads(open(sys.argv[1]).read())
-    user = creds["user"]
-    nc = await nats.connect("nats://10.77.0.1:4222", user=user, password=creds["password"],
-                            inbox_prefix=f"_INBOX_{user}")
-    js = nc.jetstream()
-    prefix, count, gap, modulo = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-    def address(i):
-        if modulo:
-            i = i % modulo + 1
-        if "." in prefix:
-            return f"{prefix}.{i}"
-        return f"{prefix}.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
-    sent = {}
-    if gap:
-        for i in range(1, count + 1):
-            sent[address(i)] = time.time()
-            await js.publish(f"nw.evt.{user}.e.scan",
-                             json.dumps({"address": address(i), "trusted": True, "count": 1}).encode())
-            await asyncio.sleep(gap)
-    else:
-        for start in range(0, count, 5000):
-            await asyncio.gather(*(js.publish(f"nw.evt.{user}.e.scan",
-                json.dumps({"address": address(i), "trusted": True, "count": 1}).encode())
-                for i in range(start + 1, min(start + 5000, count) + 1)))
-    await nc.close()
-    print(json.dumps(sent))
-
-asyncio.run(main())
-"""
-
-ADDRESS = re.compile(r"\b\d+\.\d+\.\d+\.\d+\b")
-
-
-class Monitor:
-    """When each address entered a host's kernel sets (`nft monitor`, wall-clock time)."""
-
-    def __init__(self, ns: str):
-        self.seen: dict[str, float] = {}
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "nft", "monitor", "new", "elements"],
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                now = time.time()
-                for a in ADDRESS.findall(line):
-                    self.seen.setdefault(a, now)
-
-        threading.Thread(target=read, daemon=True).start()
-        time.sleep(0.3)
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
@@ -112,17 +47,6 @@ def pct(values: list[float], p: float) -> float:
 
 def issued(lab, prefix: str) -> dict[str, float]:
     return {d["target"]: d["issued_unix"] for d in lab.decisions() if d.get("target", "").startswith(prefix)}
-
-
-def creds(lab, who: str) -> str:
-    return str(lab.configs[who].parent / "fleet" / f"{who}.creds")
-
-
-def publish(lab, who: str, prefix: str, count: int, gap: float, modulo: int = 0) -> dict:
-    args = (prefix, str(count), str(gap), str(modulo))
-    done = lab.python_in(who, PUBLISH, creds(lab, who), *args, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout or "{}")
 
 
 # -- the 200 simulated hosts (run in the broker's namespace) -----------------------------------
@@ -238,7 +162,7 @@ def authority(config_path: str, out: Path) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 def main() -> int:
-    from common import need_peer
+    from common import Monitor, need_peer
     from fleetlab import FleetLab, wait_until
 
     if os.geteuid() != 0:
@@ -256,8 +180,10 @@ def main() -> int:
         lab.start()
         print(f"fleet: broker, authority and {len(lab.hosts)} hosts in namespaces ({tmp})")
         # 1. propagation to the three namespaced hosts
-        monitors = {h: Monitor(lab.ns[h]) for h in lab.hosts}
-        sent = publish(lab, "web1", "100.64.1", DECISIONS, 0.1)
+        monitors = {
+            h: Monitor(lab.ns[h], clock=time.time, pattern=r"\b\d+\.\d+\.\d+\.\d+\b") for h in lab.hosts
+        }
+        sent = lab.publish("web1", "100.64.1", DECISIONS, gap=0.1)
         wait_until(
             lambda: all(
                 len([a for a in m.seen if a.startswith("100.64.1.")]) >= DECISIONS for m in monitors.values()
@@ -308,7 +234,7 @@ def main() -> int:
                 )
             time.sleep(0.2)
         print(f"  {SIMULATED} simulated hosts connected in {time.monotonic() - t0:.1f} s ({cores} processes)")
-        publish(lab, "web1", "100.64.2", DECISIONS, 0.2)
+        lab.publish("web1", "100.64.2", DECISIONS, gap=0.2)
         applied = {}
         for p, o in zip(sims, outs, strict=True):
             p.wait(300)
@@ -337,7 +263,7 @@ def main() -> int:
             ("100,000 messages, each a new address and a new decision (the worst case)", "100", 0),
         ):
             t0 = time.perf_counter()
-            publish(lab, "web1", prefix, BIG, 0, modulo)
+            lab.publish("web1", prefix, BIG, modulo=modulo)
             print(f"  {BIG:,} evidence messages published in {time.perf_counter() - t0:.1f} s (with acks)")
             out = tmp / "authority.json"
             argv = [sys.executable, __file__, "--authority", str(lab.configs["authority"]), str(out)]

@@ -21,14 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from nightwarden.lib.firewall import libnft
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import NW, need_peer, private_namespace  # noqa: E402
+from common import NW, Monitor, need_peer, private_namespace  # noqa: E402
 
 LIMIT = 5
 SOURCES = 50
@@ -55,43 +54,6 @@ def lines(addr: str, count: int, first_pid: int) -> str:
 def append(path: Path, text: str) -> None:
     with open(path, "a") as f:
         f.write(text)
-
-
-class Monitor:
-    """When each address first entered a kernel set, from `nft monitor` (netlink events as
-    they are committed). Asking the kernel instead (`get element`) takes up to 150 ms while
-    a thousand blocks a second are being added: a delay of the asking, not of the blocking."""
-
-    def __init__(self):
-        import re
-
-        self.seen: dict[str, float] = {}
-        self.proc = subprocess.Popen(
-            ["nft", "monitor", "new", "elements"], stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        address = re.compile(r"\b127\.\d+\.\d+\.\d+\b")
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                now = time.perf_counter()
-                for a in address.findall(line):
-                    self.seen.setdefault(a, now)
-
-        threading.Thread(target=read, daemon=True).start()
-        time.sleep(0.3)
-
-    def blocked(self, addr: str) -> bool:
-        return addr in self.seen
-
-    def wait(self, addr: str, start: float) -> float:
-        """ms from start until addr was seen (GIVE_UP if it was not)."""
-        while addr not in self.seen and time.perf_counter() - start < GIVE_UP:
-            time.sleep(0.0002)
-        return (self.seen.get(addr, start + GIVE_UP) - start) * 1000
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def members(table: str = "inet nwbench", name: str = "temp4") -> set[str]:

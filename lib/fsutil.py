@@ -94,3 +94,21 @@ def read_regular(path: Path | str, limit: int, what: str = "file", follow: bool 
         raise DataError(f"{path}: the {what} grew past the {limit:,} bytes allowed while being read")
     finally:
         os.close(fd)
+
+
+def read_private(path: Path | str, limit: int, what: str = "file") -> bytes:
+    """read_regular for a secret (a key, credentials): the file must also be ours and readable
+    by no one else (mode 0600 or stricter); a missing one is NoInputError."""
+    try:
+        fd, st = open_regular(path, what)
+    except FileNotFoundError:
+        raise NoInputError(f"{path}: the {what} does not exist") from None
+    try:
+        if st.st_mode & 0o077 or st.st_uid != os.geteuid():
+            raise DataError(f"{path}: the {what} must be ours and mode 0600 (it is {st.st_mode & 0o777:04o})")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise DataError(f"{path}: the {what} is larger than {limit:,} bytes")
+        return data
+    finally:
+        os.close(fd)

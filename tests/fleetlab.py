@@ -21,6 +21,48 @@ NIGHTWARDEN = str(Path(sys.executable).parent / "nightwarden")
 SUBNET = "10.77.0"
 
 
+PUBLISHER = r"""
+import asyncio, json, sys, time, tomllib
+import nats
+sys.path.insert(0, sys.argv[1])
+from fleetlab import addresses
+
+async def main():
+    creds = tomllib.loads(open(sys.argv[2]).read())
+    user = creds["user"]
+    kind, trusted, gap = sys.argv[3], sys.argv[4] == "1", float(sys.argv[5])
+    targets = addresses(sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9]))
+    nc = await nats.connect(f"nats://{sys.argv[10]}:4222", user=user, password=creds["password"],
+                            inbox_prefix=f"_INBOX_{user}")
+    js = nc.jetstream()
+    body = lambda a: json.dumps({"address": a, "trusted": trusted, "count": 1}).encode()
+    sent = {}
+    if gap:
+        for a in targets:
+            sent[a] = time.time()
+            await js.publish(f"nw.evt.{user}.e.{kind}", body(a))
+            await asyncio.sleep(gap)
+    subject = f"nw.evt.{user}.e.{kind}"
+    for start in range(0, 0 if gap else len(targets), 5000):
+        await asyncio.gather(*(js.publish(subject, body(a)) for a in targets[start:start + 5000]))
+    await nc.close()
+    print(json.dumps(sent))
+
+asyncio.run(main())
+"""
+
+
+def addresses(prefix: str, count: int, first: int = 1, modulo: int = 0) -> list[str]:
+    """Test attackers: prefix "127.4.0" gives 127.4.0.<n>, "127.5" 127.5.<n/256>.<n%256>,
+    "100" 100.<n/65536>.<..>.<..>, for n from `first` (taken modulo `modulo` when given)."""
+    out = []
+    for i in range(first, first + count):
+        n = i % modulo + 1 if modulo else i
+        octets = [n >> 16 & 255, n >> 8 & 255, n & 255][prefix.count(".") :]
+        out.append(".".join([prefix, *map(str, octets)]))
+    return out
+
+
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTWARDEN_")}
     env.update(extra)
@@ -307,6 +349,37 @@ class FleetLab:
             text=True,
             timeout=timeout,
         )
+
+    def publish(
+        self,
+        who: str,
+        prefix: str,
+        count: int,
+        kind: str = "scan",
+        trusted: bool = True,
+        gap: float = 0,
+        first: int = 1,
+        modulo: int = 0,
+    ) -> dict[str, float]:
+        """Evidence from a host's broker user, as its listener would send it (or a liar would):
+        `count` addresses (see addresses()), all at once or `gap` seconds apart; returns when
+        each was sent (with a gap)."""
+        creds = str(self.configs[who].parent / "fleet" / f"{who}.creds")
+        args = (
+            str(Path(__file__).parent),
+            creds,
+            kind,
+            "1" if trusted else "0",
+            str(gap),
+            prefix,
+            str(count),
+            str(first),
+            str(modulo),
+            f"{SUBNET}.1",
+        )
+        done = self.python_in(who, PUBLISHER, *args, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout or "{}")
 
     def decisions(self) -> list[dict]:
         return json.loads(self.cli("operator", "fleet", "decisions", "--json").stdout)

@@ -248,3 +248,35 @@ def wait_for(check, seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return check()
+
+
+class NatsServer:
+    """A real nats-server on loopback from a configuration file, until stop() (or the end of
+    a with block)."""
+
+    def __init__(self, conf: Path, port: int):
+        import time
+
+        need("nats-server")
+        self.proc = subprocess.Popen(
+            [shutil.which("nats-server"), "-c", str(conf)], stderr=subprocess.DEVNULL
+        )
+        self.url = f"nats://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("nats-server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def __enter__(self) -> NatsServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

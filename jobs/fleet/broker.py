@@ -8,7 +8,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from nightwarden.lib.errors import ConfigError, DataError, NoInputError, UnavailableError
+from nightwarden.lib.errors import ConfigError, DataError, UnavailableError
 
 from .decisions import BUCKET
 
@@ -104,17 +104,9 @@ def write_private(path: Path, text: str) -> None:
 
 def read_credentials(path: Path) -> tuple[str, str]:
     """(user, password) from a credentials file that only we can read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise NoInputError(f"{path}: the fleet credentials cannot be read: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_mode & 0o077 or st.st_uid != os.geteuid():
-            raise DataError(
-                f"{path}: fleet credentials must be ours and mode 0600 (it is {st.st_mode & 0o777:04o})"
-            )
-        data = f.read(4096)
+    from nightwarden.lib.fsutil import read_private
+
+    data = read_private(path, 4096, "fleet credentials")
     try:
         creds = tomllib.loads(data.decode())
         return str(creds["user"]), str(creds["password"])

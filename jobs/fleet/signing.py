@@ -15,7 +15,7 @@ import struct
 from collections import OrderedDict
 from pathlib import Path
 
-from nightwarden.lib.errors import DataError, NoInputError
+from nightwarden.lib.errors import DataError
 
 MAGIC = b"NW1"
 BATCH = b"nightwarden-fleet-batch-v1\0"
@@ -154,15 +154,9 @@ def load_key(path: Path, what: str, passphrase: bytes | None = None):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise NoInputError(f"{path}: the {what} cannot be read: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_mode & 0o077 or st.st_uid != os.geteuid():
-            raise DataError(f"{path}: the {what} must be ours and mode 0600 (it is {st.st_mode & 0o777:04o})")
-        data = f.read(65536)
+    from nightwarden.lib.fsutil import read_private
+
+    data = read_private(path, 65536, what)
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError) as e:

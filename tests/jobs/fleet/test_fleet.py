@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from fleetlab import FleetLab, wait_until
+from fleetlab import FleetLab, addresses, wait_until
 
 from helpers import need
 
@@ -233,27 +233,11 @@ def test_forged_moved_replayed_or_deleted_decisions_change_nothing_on_any_host(l
 
 def test_two_authorities_and_one_killed_mid_stream_decide_each_address_once(lab):
     lab.start_authority("a2")
-    publish = r"""
-import asyncio, json, sys, tomllib
-import nats
-async def main():
-    creds = tomllib.loads(open(sys.argv[1]).read())
-    user = creds["user"]
-    nc = await nats.connect("nats://10.77.0.1:4222", user=user, password=creds["password"],
-                            inbox_prefix=f"_INBOX_{user}")
-    js = nc.jetstream()
-    lo, hi = int(sys.argv[2]), int(sys.argv[3])
-    body = lambda i: json.dumps({"address": f"127.4.0.{i}", "trusted": False, "count": 5}).encode()
-    await asyncio.gather(*(js.publish(f"nw.evt.{user}.e.login", body(i)) for i in range(lo, hi)))
-    await nc.close()
-asyncio.run(main())
-"""
-    creds = {h: str(lab.configs[h].parent / "fleet" / f"{h}.creds") for h in ("web1", "web2")}
     for h in ("web1", "web2"):  # untrusted evidence: two hosts are needed
-        assert lab.python_in(h, publish, creds[h], "1", "8").returncode == 0
+        lab.publish(h, "127.4.0", 7, kind="login", trusted=False)
     lab.authorities["a1"].kill()  # mid-stream: the rest of the evidence comes while it is gone
     for h in ("web1", "web2"):
-        assert lab.python_in(h, publish, creds[h], "8", "16").returncode == 0
+        lab.publish(h, "127.4.0", 8, kind="login", trusted=False, first=8)
     lab.start_authority("a1")
     wanted = {f"127.4.0.{i}" for i in range(1, 16)}
     assert wait_until(lambda: all(wanted <= lab.kernel(h) for h in lab.hosts), 10)
@@ -284,29 +268,12 @@ def test_an_expired_decision_is_removed_everywhere(lab):
     assert wait_until(lambda: "127.0.0.140" not in {d.get("target") for d in lab.decisions()}, 5)
 
 
-PUBLISH = r"""
-import asyncio, json, sys, tomllib
-import nats
-async def main():
-    creds = tomllib.loads(open(sys.argv[1]).read())
-    user = creds["user"]
-    nc = await nats.connect("nats://10.77.0.1:4222", user=user, password=creds["password"],
-                            inbox_prefix=f"_INBOX_{user}")
-    js = nc.jetstream()
-    body = lambda i: json.dumps({"address": f"127.5.{i // 250}.{i % 250 + 1}", "trusted": True}).encode()
-    await asyncio.gather(*(js.publish(f"nw.evt.{user}.e.scan", body(i)) for i in range(int(sys.argv[2]))))
-    await nc.close()
-asyncio.run(main())
-"""
-
-
 def test_a_host_far_behind_takes_a_signed_snapshot_then_follows_the_bucket(lab):
     authority_log = lab.base / "authority" / "log" / "nightwarden.log"
     snapshots = authority_log.read_text().count("fleet authority: snapshot ")
     lab.listeners["web3"].stop()
-    done = lab.python_in("web2", PUBLISH, str(lab.configs["web2"].parent / "fleet" / "web2.creds"), "300")
-    assert done.returncode == 0, done.stderr
-    wanted = {f"127.5.{i // 250}.{i % 250 + 1}" for i in range(300)}
+    lab.publish("web2", "127.5", 300)
+    wanted = set(addresses("127.5", 300))
     assert wait_until(lambda: wanted <= lab.kernel("web1"), 10)
     assert wait_until(lambda: authority_log.read_text().count("fleet authority: snapshot ") > snapshots, 10)
     lab.start_host("web3")
