@@ -32,12 +32,13 @@ def pending(state, config, host: str) -> tuple[list[tuple[str, bytes, str]], int
     ev0 = int(state.get_meta(EXPORTED_EVENT, "0"))
     bl0 = int(state.get_meta(EXPORTED_BLOCK, "0"))
     marks = ",".join("?" * len(KINDS))
+    # the last id first: an event another thread adds meanwhile is read next time, not skipped
+    last_event = state.db.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
     events = state.db.execute(
         f"SELECT id, time, kind, address, port, proto, source, detail FROM events"
-        f" WHERE id > ? AND kind IN ({marks}) AND address IS NOT NULL ORDER BY id LIMIT ?",
-        (ev0, *KINDS, BATCH),
+        f" WHERE id > ? AND id <= ? AND kind IN ({marks}) AND address IS NOT NULL ORDER BY id LIMIT ?",
+        (ev0, last_event, *KINDS, BATCH),
     ).fetchall()
-    last_event = state.db.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
     ev1 = events[-1]["id"] if len(events) == BATCH else max(ev0, last_event)
     blocks = state.db.execute(
         "SELECT id, address, source, reason, permanent, created, expires FROM blocks"

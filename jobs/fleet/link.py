@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -144,8 +145,9 @@ class Applier:
             return
         self.refused += 1
         now = time.monotonic()
-        if now - self._said.get(why, -1e9) > 60:  # one line a minute for each reason
-            self._said[why] = now
+        kind = re.sub(r"'[^']*'|\d+", "_", why)  # the reason, whatever the numbers and names
+        if now - self._said.get(kind, -1e9) > 60:  # one line a minute for each reason
+            self._said[kind] = now
             log.warning("fleet: ignored the decision %s: %s", key, why)
 
     def close(self) -> None:
