@@ -113,18 +113,8 @@ class BlockManager:
 
     # -- policy ---------------------------------------------------------------
     def refusal(self, net: Network) -> str | None:
-        """Why net must not be blocked, or None. Raises NoInputError while the allow or the
-        ignore list cannot be read (fail closed: what they protect is unknown)."""
-        self.lists.require_readable()
-        fw = self.config.firewall
-        why = protection_reason(net, fw.protect_loopback, fw.protect_own_addresses)
-        if why:
-            return why
-        for kind in ("allow", "ignore"):
-            entry = getattr(self.lists, kind).match(net)
-            if entry is not None:
-                return f"it is on the {kind} list ({entry.where})"
-        return None
+        """Why net must not be blocked here, or None (see `refusal` below)."""
+        return refusal(self.config, self.lists, net)
 
     def require_allowed(self, nets: Iterable[Network], verb: str = "block") -> None:
         """Raise RefusedError for the first network that must not be blocked."""
@@ -398,6 +388,22 @@ class BlockManager:
             self.backend.block(entries[start : start + batch])
             progress.update(min(start + batch, len(entries)))
         progress.done(f"{len(entries):,} entries loaded")
+
+
+def refusal(config, lists: Lists, net: Network) -> str | None:
+    """Why net must not be blocked under these protections and lists, or None. Raises
+    NoInputError while the allow or the ignore list cannot be read (fail closed: what they
+    protect is unknown). The block manager asks it, and so does the fleet's authority."""
+    lists.require_readable()
+    fw = config.firewall
+    why = protection_reason(net, fw.protect_loopback, fw.protect_own_addresses)
+    if why:
+        return why
+    for kind in ("allow", "ignore"):
+        entry = getattr(lists, kind).match(net)
+        if entry is not None:
+            return f"it is on the {kind} list ({entry.where})"
+    return None
 
 
 def _drop_nested(entries: list[Entry]) -> list[Entry]:

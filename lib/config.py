@@ -281,8 +281,13 @@ class Config:
     def list_files(self, kind: str) -> list[Path]:
         files = self.own_and_extra(self.list_file(kind), getattr(self.lists, f"extra_{kind}_files"))
         if kind == "allow":  # the fleet's allows (operator-signed decisions), when there are any
-            files.append(self.state_dir / "fleet.allow")
+            files.append(self.fleet_allow_file)
         return files
+
+    @property
+    def fleet_allow_file(self) -> Path:
+        """The allows the fleet's operator signed, as this host took them (jobs/fleet/apply)."""
+        return self.state_dir / "fleet.allow"
 
     def own_and_extra(self, own: Path, extra: list[str]) -> list[Path]:
         """Our own file of a list, then the extra ones (csf's, PortSentry's), which a sandbox

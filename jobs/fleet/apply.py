@@ -4,14 +4,13 @@ or that it protects, is not blocked whatever the fleet says; its deny list is no
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nightwarden.lib.firewall.base import Entry
 from nightwarden.lib.lists import append_entry, remove_entry
 from nightwarden.lib.logsetup import get
-from nightwarden.lib.netaddr import parse_network
 
 from .decisions import Decision
 
@@ -28,10 +27,6 @@ class Outcome:
     outcomes: dict = field(default_factory=dict)  # key -> what happened here
 
 
-def fleet_allow_file(config):
-    return config.state_dir / "fleet.allow"
-
-
 def apply(mgr, decisions: list[Decision], now: float | None = None, also=None) -> Outcome:
     """Apply verified decisions (at most one per key, in the order given). also(outcome), if
     given, runs in the same state transaction (while the kernel takes the entries)."""
@@ -40,14 +35,13 @@ def apply(mgr, decisions: list[Decision], now: float | None = None, also=None) -
     off = mgr.off()
     with mgr.locked(), mgr.state:
         lists = mgr.lists
-        refusal = Refusal(mgr)
         active = {r.address: r for r in mgr.state.active_blocks(now)}
         rows, entries, lift, allow_file_changed = [], [], [], False
         for d in decisions:
             net = d.network()
             target = d.target  # as display() writes it (decisions.check made sure)
             if d.action == "block":
-                why = refusal(net)
+                why = mgr.refusal(net)
                 if why:
                     out.refused.append((target, why))
                     out.outcomes[d.key] = f"refused: {why}"
@@ -75,13 +69,14 @@ def apply(mgr, decisions: list[Decision], now: float | None = None, also=None) -
                 out.refused.append((target, f"it is on the deny list ({deny.where})"))
                 out.outcomes[d.key] = f"kept: on the deny list ({deny.where})"
                 continue
-            if remove_entry(fleet_allow_file(mgr.config), net):
+            if remove_entry(mgr.config.fleet_allow_file, net):
                 allow_file_changed = True
                 lift.append(Entry(net, "allow"))
             if d.action == "allow":
-                append_entry(fleet_allow_file(mgr.config), net, f"fleet: {d.reason}"[:200])
+                append_entry(mgr.config.fleet_allow_file, net, f"fleet: {d.reason}"[:200])
                 allow_file_changed = True
                 out.allowed.append(target)
+                entries.append((Entry(net, "allow"), False))
             if mgr.state.end_block(target, f"fleet {d.action} ({d.by})"):
                 out.lifted.append(target)
             lift += [Entry(net, "temp"), Entry(net, "perm")]
@@ -91,17 +86,16 @@ def apply(mgr, decisions: list[Decision], now: float | None = None, also=None) -
             if also is not None:
                 also(out)
         else:
-            for target in out.allowed:
-                entries.append((Entry(parse_network(target), "allow"), False))
             # the kernel's transaction (libnftables or a child process: no GIL held) while the
             # rows are written; both done before the lock and the state transaction end
-            kernel = Background(_kernel, mgr.backend, lift, entries)
-            try:
-                _write_blocks(mgr.state, rows, now)
-                if also is not None:
-                    also(out)
-            finally:
-                kernel.result()
+            with ThreadPoolExecutor(1, thread_name_prefix="fleet-kernel") as pool:
+                kernel = pool.submit(_kernel, mgr.backend, lift, entries)
+                try:
+                    _write_blocks(mgr.state, rows, now)
+                    if also is not None:
+                        also(out)
+                finally:
+                    kernel.result()
     if allow_file_changed:
         mgr._lists = None
     if out.blocked or out.lifted or out.allowed:
@@ -123,57 +117,6 @@ def _kernel(backend, lift: list, entries: list) -> None:
         backend.block(fresh, fresh=True)
     if len(fresh) < len(entries):
         backend.block([e for e, new in entries if not new])
-
-
-class Background(threading.Thread):
-    """A call in a thread of its own; result() waits and raises what it raised."""
-
-    def __init__(self, fn, *args):
-        super().__init__(name="fleet-kernel", daemon=True)
-        self.fn, self.args, self.error = fn, args, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.fn(*self.args)
-        except BaseException as e:  # handed to the caller
-            self.error = e
-
-    def result(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-
-class Refusal:
-    """BlockManager.refusal, answered without ipaddress's slow paths for the common case (an
-    IPv4 address and empty allow and ignore lists): the same reasons, in the same order."""
-
-    def __init__(self, mgr):
-        from nightwarden.lib.netaddr import own_addresses
-
-        self.mgr = mgr
-        mgr.lists.require_readable()
-        fw = mgr.config.firewall
-        self.loopback = fw.protect_loopback
-        self.own = (
-            {a.packed: a for a in own_addresses() if a.version == 4 and not a.is_loopback}
-            if fw.protect_own_addresses
-            else {}
-        )
-        self.simple = not mgr.lists.allow.entries and not mgr.lists.ignore.entries
-
-    def __call__(self, net) -> str | None:
-        if not (self.simple and net.version == 4 and net.prefixlen == 32):
-            return self.mgr.refusal(net)
-        packed = net.network_address.packed
-        if self.loopback and packed[0] == 127:
-            return "it is a loopback address"
-        if 224 <= packed[0] <= 239:
-            return "it is a multicast address"
-        if packed in self.own:
-            return f"it covers {self.own[packed]}, an address of this host"
-        return None
 
 
 def _write_blocks(state, rows, now: float) -> None:

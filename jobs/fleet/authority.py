@@ -18,6 +18,7 @@ import signal
 import time
 from collections import OrderedDict, deque
 
+from nightwarden.lib.blocks import refusal
 from nightwarden.lib.errors import NightwardenError, UnavailableError
 from nightwarden.lib.logsetup import get
 from nightwarden.lib.netaddr import display, is_host, parse_network
@@ -109,9 +110,9 @@ class Authority:
                 self.tally.move_to_end(address)
             old = hosts.get(host)
             hosts[host] = (when, trusted or bool(old and old[1] and old[0] > now - self.cfg.window), kind)
-            self._consider(address, hosts, now)
+            self._consider(address, net, hosts, now)
 
-    def _consider(self, address: str, hosts: dict, now: float) -> None:
+    def _consider(self, address: str, net, hosts: dict, now: float) -> None:
         key = dec.key_for("fleet", "", address)
         cur = self.current.get(key)
         if key in self.inflight or (
@@ -129,11 +130,9 @@ class Authority:
         if self.in_force() >= self.cfg.max_entries:
             self.stats["full"] += 1
             return
-        if self.lists is not None:
-            why = self._refusal(address)
-            if why:
-                self.stats["refused"] += 1
-                return
+        if self.lists is not None and refusal(self.config, self.lists, net):  # its own lists and protections
+            self.stats["refused"] += 1
+            return
         contributing = sorted(free) if by_count else trusted[:1]
         for h in contributing:
             self.provisional[h] = self.provisional.get(h, 0) + 1
@@ -177,19 +176,6 @@ class Authority:
             if provisional and self.provisional.get(host):
                 self.provisional[host] -= 1
             self.charges.setdefault(host, deque()).append(d.issued)
-
-    def _refusal(self, address: str) -> str | None:
-        from nightwarden.lib.netaddr import protection_reason
-
-        net = parse_network(address)
-        fw = self.config.firewall
-        why = protection_reason(net, fw.protect_loopback, fw.protect_own_addresses)
-        if why:
-            return why
-        for kind in ("allow", "ignore"):
-            if getattr(self.lists, kind).match(net) is not None:
-                return f"on the authority's {kind} list"
-        return None
 
     def _next_seq(self, key: str) -> int:
         cur = self.current.get(key)

@@ -287,13 +287,12 @@ def _scope(text: str) -> tuple[str, str]:
 
 
 def _operator(ctx, action: str) -> int:
-    import asyncio
 
     from nightwarden.lib.blocks import validate_ttl
     from nightwarden.lib.netaddr import display, parse_network
 
-    from . import decisions, signing
-    from .broker import COMMANDS, connect
+    from . import decisions, reader, signing
+    from .broker import COMMANDS
 
     args = ctx.args
     target = display(parse_network(args.address))
@@ -308,22 +307,19 @@ def _operator(ctx, action: str) -> int:
     )
     signed = decisions.sign_operator(key, cmd)
 
-    async def send():
+    async def send(nc):
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeout
 
-        nc = await connect(ctx.config.fleet, ctx.config.fleet.credentials, "nightwarden operator")
         try:
             msg = await nc.request(f"{COMMANDS}.{action}", json.dumps(signed).encode(), timeout=15)
-            return json.loads(msg.data)
         except (NoRespondersError, NatsTimeout):
             raise UnavailableError(
                 "no fleet authority answered (is `nightwarden fleet authority` running?)"
             ) from None
-        finally:
-            await nc.close()
+        return json.loads(msg.data)
 
-    answer = asyncio.run(send())
+    answer = reader.run(ctx.config, ctx.config.fleet.credentials, "nightwarden operator", send)
     if not answer.get("ok"):
         raise RefusedError(f"the authority refused: {answer.get('error')}")
     where = "every host" if scope == "fleet" else f"{scope} {to}"

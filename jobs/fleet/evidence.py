@@ -19,7 +19,6 @@ from .store import EXPORTED_BLOCK, EXPORTED_EVENT, SUMMARY_AT
 
 KINDS = {"scan": "scan", "login_block": "login", "connections": "conn"}
 BATCH = 5000  # rows read a pass
-SPOOFABLE_SCANS = {"SYN", "FIN", "NULL", "XMAS", "UDP"}
 
 
 def logins_trusted(config) -> bool:

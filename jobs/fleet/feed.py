@@ -37,12 +37,9 @@ class Feed:
         self.lock = asyncio.Lock()
         self.sseq = start_seq  # the last stream sequence taken
         self.cseq = 0
-        self.pending = None  # values still to come, as the server counts them
         self.current = asyncio.Event()
         self.seen = time.monotonic()
         self.sub = None
-        self.inbox = ""
-        self.resets = 0
         self._task = None
 
     async def start(self) -> None:
@@ -73,13 +70,13 @@ class Feed:
                 await self.sub.unsubscribe()
             except Exception:
                 pass
-        self.inbox = self.nc.new_inbox()
+        inbox = self.nc.new_inbox()
         self.cseq = 0
         self.sub = await self.nc.subscribe(
-            self.inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
+            inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
         config = ConsumerConfig(
-            deliver_subject=self.inbox,
+            deliver_subject=inbox,
             filter_subject=self.prefix + ">",
             ack_policy=AckPolicy.NONE,
             flow_control=True,
@@ -96,7 +93,6 @@ class Feed:
         else:
             config.deliver_policy = DeliverPolicy.LAST_PER_SUBJECT
         self.seen = time.monotonic()
-        self.resets += 1
         info = await self.nc.jsm().add_consumer(self.stream, config)
         if not info.num_pending and not self.current.is_set():
             self.current.set()  # an empty bucket, or nothing new
@@ -126,7 +122,6 @@ class Feed:
         if sseq <= self.sseq:
             return
         self.sseq = sseq
-        self.pending = pending
         deleted = headers.get("KV-Operation") in ("DEL", "PURGE")
         self.on_items([(msg.subject[len(self.prefix) :], msg.data, sseq, deleted, stamp)])
         if pending == 0 and not self.current.is_set():

@@ -93,12 +93,11 @@ class Applier:
                 self._refuse(key, str(e))
                 continue
             latest[key] = d
+        mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
         if self.dry_run:
-            mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
             for d in mine:
                 log.info("dry run: would %s %s (%s)", d.action, d.target, d.by)
             return len(mine)
-        mine = [d for d in latest.values() if d.applies_to(self.host, self.groups)]
 
         def record(outcome) -> None:
             outcomes = outcome.outcomes if outcome is not None else {}
@@ -164,14 +163,12 @@ class FleetLink(threading.Thread):
         self.make_blocks = make_blocks
         self.dry_run = dry_run
         self.ready = threading.Event()
-        self.connected = threading.Event()
         self.current = threading.Event()  # the bucket's values at start are applied
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopped: asyncio.Event | None = None
         self.applier: Applier | None = None
         self.feed = None
         self.published = 0
-        self.error = ""
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.loop is not None and self.stopped is not None:
@@ -197,7 +194,6 @@ class FleetLink(threading.Thread):
                 await self._call(lambda: evidence.start_from_now(self.applier.mgr.state))
         except NightwardenError as e:
             log.error("fleet: %s", e)
-            self.error = str(e)
             self.ready.set()
             return
         self.ready.set()
@@ -218,7 +214,6 @@ class FleetLink(threading.Thread):
                 wait = min(wait * 2, 10)
                 continue
             wait = 0.5
-            self.connected.set()
             log.info(
                 "fleet: connected to %s as %s",
                 nc.connected_url.netloc if nc.connected_url else "?",
@@ -334,10 +329,12 @@ class FleetLink(threading.Thread):
                 )
 
     async def _publish_loop(self, nc) -> None:
+        """Never in a dry run (see _session)."""
         js = nc.jetstream()
         host = self.applier.host
         state = self.applier.mgr.state
         said = False
+        summary_looked = 0.0
         while True:
             try:
                 messages, ev, bl = await self._call(evidence.pending, state, self.config, host)
@@ -349,12 +346,16 @@ class FleetLink(threading.Thread):
                         )
                     )
                     self.published += len(messages)
-                if not self.dry_run:
-                    await self._call(evidence.mark, state, ev, bl)
-                    if await self._call(evidence.summary_due, state, time.time()):
-                        s = await self._call(evidence.summary, state, host)
-                        await js.publish(host_subject(host, "summary"), json.dumps(s).encode())
-                        await self._call(self._summary_sent, s["time"])
+                await self._call(evidence.mark, state, ev, bl)
+                if time.monotonic() - summary_looked > 60:  # a daily summary: a look a minute will do
+                    summary_looked = time.monotonic()
+                    due = await self._call(evidence.summary_due, state, time.time())
+                else:
+                    due = False
+                if due:
+                    s = await self._call(evidence.summary, state, host)
+                    await js.publish(host_subject(host, "summary"), json.dumps(s).encode())
+                    await self._call(self._summary_sent, s["time"])
                 said = False
                 await asyncio.sleep(0.25 if not messages else 0)
             except asyncio.CancelledError:
@@ -394,7 +395,6 @@ class FleetLink(threading.Thread):
                 "decisions_seen": self.feed.sseq if self.feed else None,
                 "lag": (last_seq - self.feed.sseq) if (self.feed and last_seq is not None) else None,
                 "published": self.published,
-                "dry_run": self.dry_run,
             }
             try:
                 await js.publish(host_subject(host, "status"), json.dumps(status).encode())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from . import signing
 from .broker import EVIDENCE, HOSTS, connect
@@ -131,7 +130,3 @@ def run(config, credentials: str, name: str, fn, *args):
             await nc.close()
 
     return asyncio.run(main())
-
-
-def now() -> float:
-    return time.time()

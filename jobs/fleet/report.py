@@ -116,26 +116,17 @@ def build(data: dict, since: float, now: float, heartbeat: int) -> tuple[list, s
 
 
 def run(ctx) -> Result:
-    import asyncio
-
     from nightwarden.jobs.report.job import render_html, render_text
     from nightwarden.lib.fsutil import atomic_write
 
-    from .broker import connect
+    from . import reader
 
     cfg = ctx.config.fleet
     now = time.time()
     hours = getattr(ctx.args, "hours", None) or cfg.report_hours
     since = now - hours * 3600
 
-    async def fetch():
-        nc = await connect(cfg, cfg.credentials, "nightwarden fleet report")
-        try:
-            return await gather(nc, since)
-        finally:
-            await nc.close()
-
-    data = asyncio.run(fetch())
+    data = reader.run(ctx.config, cfg.credentials, "nightwarden fleet report", gather, since)
     sections, headline = build(data, since, now, cfg.heartbeat)
     text, body_html = render_text(sections), render_html(sections)
     stamp = datetime.fromtimestamp(now).strftime("%Y%m%dT%H%M%S")
