@@ -81,3 +81,21 @@ def test_no_broker_and_no_authority_are_one_line_each(tmp_path):
         assert alone.returncode == 69 and "no fleet authority answered" in alone.stderr
         bad = run_cli("--config", str(cfg), "fleet", "block", "203.0.113.9/8")
         assert bad.returncode == 65 and "host bits" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_credentials_that_are_a_link_or_a_fifo_are_refused_without_waiting(tmp_path, kind):
+    init(tmp_path, "--hosts", "web1")
+    creds = tmp_path / "fleet" / "web1.creds"
+    planted = tmp_path / "planted.creds"
+    if kind == "link":
+        planted.symlink_to(creds)  # a link to a good file: still not followed
+    else:
+        os.mkfifo(planted, 0o600)  # a reader that opened it would wait for ever
+    cfg = write_config(tmp_path / "web1")
+    done = run_cli(
+        "--config", str(cfg), "fleet", "join", str(tmp_path / "fleet" / "web1.toml"), str(planted), timeout=20
+    )
+    assert done.returncode == 65 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert ("symbolic link" if kind == "link" else "not a regular file") in done.stderr
+    assert not (tmp_path / "web1" / "etc" / "conf.d" / "fleet.toml").exists()
