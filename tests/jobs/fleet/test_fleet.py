@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import time
 
 import pytest
@@ -270,12 +272,14 @@ def test_an_expired_decision_is_removed_everywhere(lab):
 
 def test_a_host_far_behind_takes_a_signed_snapshot_then_follows_the_bucket(lab):
     authority_log = lab.base / "authority" / "log" / "nightwarden.log"
-    snapshots = authority_log.read_text().count("fleet authority: snapshot ")
     lab.listeners["web3"].stop()
     lab.publish("web2", "127.5", 300)
     wanted = set(addresses("127.5", 300))
     assert wait_until(lambda: wanted <= lab.kernel("web1"), 10)
-    assert wait_until(lambda: authority_log.read_text().count("fleet authority: snapshot ") > snapshots, 10)
+    with sqlite3.connect(lab.base / "web1" / "state" / "state.db") as db:  # the bucket as web1 took it
+        taken = int(db.execute("SELECT value FROM meta WHERE key = 'fleet.kv_seq'").fetchone()[0])
+    snapshots = lambda: [int(n) for n in re.findall(r"decisions as of (\d+)", authority_log.read_text())]  # noqa: E731
+    assert wait_until(lambda: max(snapshots(), default=0) >= taken, 15)  # a snapshot with all 300 in it
     lab.start_host("web3")
     assert wait_until(lambda: wanted <= lab.kernel("web3"), 10)
     web3 = (lab.base / "web3" / "log" / "nightwarden.log").read_text()
